@@ -1,1 +1,5 @@
+//! wxlogin: a single-binary login backend for WeChat mini-programs.
+//!
+//! See ARCHITECTURE.md for the codemap and the invariants.
 
+pub mod secrets;
