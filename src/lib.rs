@@ -2,4 +2,15 @@
 //!
 //! See ARCHITECTURE.md for the codemap and the invariants.
 
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod fake_wechat;
+pub mod http;
+pub mod logging;
+pub mod metrics;
 pub mod secrets;
+pub mod store;
+pub mod wechat;

@@ -1,0 +1,141 @@
+//! POST /v1/login: a `wx.login` code in, a session token out.
+//!
+//! request -> per-IP limit -> body -> app and code checks -> replay window ->
+//! single flight -> jscode2session -> one write transaction -> response.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::user_json;
+use crate::app::{App, Role};
+use crate::config::AppConfig;
+use crate::error::ApiError;
+use crate::http::{Req, Resp};
+use crate::secrets::{new_token, sha256, Secret};
+use crate::store::{self, LoginOutcome, NewLogin, Terms};
+
+#[derive(Deserialize)]
+pub struct LoginBody {
+    pub code: String,
+    pub app: Option<String>,
+}
+
+pub fn login(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    let result = login_inner(app, req);
+    app.metrics.login(match &result {
+        Ok((_, kind)) => kind,
+        Err(e) => e.code(),
+    });
+    result.map(|(resp, _)| resp)
+}
+
+fn login_inner(app: &App, req: &Req) -> Result<(Resp, &'static str), ApiError> {
+    if let Err(retry_after) = app.login_limiter.check(req.client_ip) {
+        return Err(ApiError::RateLimited { retry_after });
+    }
+    let body: LoginBody = Req::decode(req.object(true)?)?;
+    let cfg = app.resolve_app(body.app.as_deref())?;
+    check_code(&body.code)?;
+    let (outcome, kind) = exchange(app, cfg, &body.code)?;
+    Ok((respond(app, &outcome.0, &outcome.1), kind))
+}
+
+/// A wx.login code: 1 to 128 printable ASCII characters, no spaces. Checked before
+/// WeChat is asked, so that a phone code or a JSON blob in the wrong field fails fast.
+fn check_code(code: &str) -> Result<(), ApiError> {
+    if code.is_empty() || code.len() > 128 || !code.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid("code", "must be the 1 to 128 printable characters that wx.login returned, without spaces"));
+    }
+    Ok(())
+}
+
+/// The token issued and what the database recorded.
+type Issued = (Secret, LoginOutcome);
+
+fn exchange(app: &App, cfg: &AppConfig, code: &str) -> Result<(Issued, &'static str), ApiError> {
+    let key = sha256(format!("{}\0{code}", cfg.name).as_bytes());
+    match app.code_flights.join(key) {
+        Role::Leader => {
+            let result = lead(app, cfg, code, &key);
+            app.code_flights.land(key, result.as_ref().map(|_| ()).map_err(Clone::clone));
+            result
+        }
+        Role::Follower(flight) => {
+            flight.wait(follower_limit(app))?;
+            // The leader committed the used code before landing: replay it.
+            match replay(app, cfg, &key)? {
+                Some(issued) => Ok((issued, "replayed")),
+                // The replay window is 0 or already over: nothing to share.
+                None => Err(ApiError::InvalidCode { errcode: 40163 }),
+            }
+        }
+    }
+}
+
+fn lead(app: &App, cfg: &AppConfig, code: &str, key: &[u8; 32]) -> Result<(Issued, &'static str), ApiError> {
+    if let Some(issued) = replay(app, cfg, key)? {
+        return Ok((issued, "replayed"));
+    }
+    let s = app.wechat.code2session(&cfg.appid, &cfg.secret, code)?;
+    let token = new_token();
+    let outcome = app.store.record_login(&NewLogin {
+        app: &cfg.name,
+        openid: &s.openid,
+        unionid: s.unionid.as_deref(),
+        session_key: &s.session_key,
+        code_hash: *key,
+        token_hash: sha256(token.expose().as_bytes()),
+        terms: terms(app),
+    })?;
+    let kind = if outcome.new_user { "new_user" } else { "returning" };
+    Ok(((token, outcome), kind))
+}
+
+fn replay(app: &App, cfg: &AppConfig, key: &[u8; 32]) -> Result<Option<Issued>, ApiError> {
+    let session = &app.config.session;
+    if session.code_replay_seconds == 0 {
+        return Ok(None);
+    }
+    let token = new_token();
+    let token_hash = sha256(token.expose().as_bytes());
+    let outcome = app.store.replay_login(&cfg.name, key, &token_hash, session.code_replay_seconds, &terms(app))?;
+    Ok(outcome.map(|o| (token, o)))
+}
+
+fn terms(app: &App) -> Terms {
+    let s = &app.config.session;
+    Terms { now: store::now(), ttl: s.ttl_seconds, max_lifetime: s.max_lifetime_seconds }
+}
+
+/// A follower waits as long as the leader's exchange can take, with slack.
+fn follower_limit(app: &App) -> Duration {
+    let w = &app.config.wechat;
+    Duration::from_millis(w.timeout_ms * u64::from(w.retries + 1) + 5_000)
+}
+
+fn respond(app: &App, token: &Secret, o: &LoginOutcome) -> Resp {
+    let body: Value = json!({
+        "token": token.expose(),
+        "token_type": "Bearer",
+        "expires_in": (o.expires_at - store::now()).max(0),
+        "new_user": o.new_user,
+        "user": user_json(app, &o.user),
+    });
+    Resp::ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_code;
+
+    #[test]
+    fn codes_are_checked_before_wechat_is_asked() {
+        assert!(check_code("061Xq3ll2Zx3Xe4nEJml2G9kz90Xq3lt").is_ok());
+        assert!(check_code("").is_err());
+        assert!(check_code("a b").is_err());
+        assert!(check_code(&"a".repeat(129)).is_err());
+        assert!(check_code("é").is_err());
+    }
+}

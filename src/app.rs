@@ -1,0 +1,239 @@
+//! [`App`]: the state every handler sees, built once by `serve` (or `demo`, or a test).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::{AppConfig, Config};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::wechat::WeChat;
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub wechat: WeChat,
+    pub metrics: Metrics,
+    pub code_flights: CodeFlights,
+    pub login_limiter: RateLimiter,
+    stopping: AtomicBool,
+}
+
+impl App {
+    /// Opens the database (creating and migrating it) and builds the clients.
+    pub fn open(config: Config) -> Result<App, crate::store::StoreError> {
+        let store = Store::open(&config.database.path)?;
+        let metrics = Metrics::default();
+        Ok(App {
+            wechat: WeChat::new(&config.wechat, metrics.clone()),
+            login_limiter: RateLimiter::new(config.rate_limit.login_per_ip_per_minute, Duration::from_secs(60)),
+            code_flights: CodeFlights::default(),
+            metrics,
+            store,
+            config,
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// The app a request names, or the only one when it names none.
+    pub fn resolve_app(&self, name: Option<&str>) -> Result<&AppConfig, ApiError> {
+        match name {
+            Some(n) => self.config.app(n).ok_or_else(|| ApiError::UnknownApp(n.chars().take(64).collect())),
+            None if self.config.apps.len() == 1 => Ok(&self.config.apps[0]),
+            None => Err(ApiError::invalid("app", "is required when several apps are configured")),
+        }
+    }
+
+    /// Purges expired sessions and spent codes every `every` until shutdown, on its own
+    /// thread, in small batches, so that requests are never blocked behind it.
+    pub fn spawn_maintenance(self: &Arc<App>, every: Duration) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let app = self.clone();
+        std::thread::Builder::new().name("maintenance".into()).spawn(move || {
+            let mut next = Instant::now();
+            while !app.is_stopping() {
+                if Instant::now() >= next {
+                    match app.store.purge(crate::store::now(), app.config.session.code_replay_seconds) {
+                        Ok(0) => {}
+                        Ok(n) => log::info!("maintenance: purged {n} expired session(s) and spent code(s)"),
+                        Err(e) => log::warn!("maintenance: purge failed: {e}"),
+                    }
+                    app.login_limiter.prune();
+                    next = Instant::now() + every;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    }
+}
+
+/// A fixed-window counter per client IP. Memory is bounded: windows that have ended are
+/// pruned, and when the table is full of live windows the oldest are dropped first.
+pub struct RateLimiter {
+    limit: u32,
+    window: Duration,
+    max_entries: usize,
+    entries: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl RateLimiter {
+    pub fn new(limit: u32, window: Duration) -> RateLimiter {
+        RateLimiter::with_capacity(limit, window, 100_000)
+    }
+
+    pub fn with_capacity(limit: u32, window: Duration, max_entries: usize) -> RateLimiter {
+        RateLimiter { limit, window, max_entries, entries: Mutex::new(HashMap::new()) }
+    }
+
+    /// Counts one attempt; Err carries the seconds until the client may retry.
+    pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= self.max_entries && !entries.contains_key(&ip) {
+            entries.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+            if entries.len() >= self.max_entries {
+                let oldest = entries.iter().min_by_key(|(_, (start, _))| *start).map(|(ip, _)| *ip);
+                if let Some(oldest) = oldest {
+                    entries.remove(&oldest);
+                }
+            }
+        }
+        let entry = entries.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.limit {
+            let left = self.window.saturating_sub(now.duration_since(entry.0));
+            return Err(left.as_secs().max(1));
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+
+    /// Forgets clients whose window has ended.
+    pub fn prune(&self) {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Exchanges in progress, keyed by (app, code hash), so that two requests with the same
+/// code at the same moment share one call to WeChat (a second call would get 40163).
+#[derive(Default)]
+pub struct CodeFlights {
+    flights: Mutex<HashMap<[u8; 32], Arc<Flight>>>,
+}
+
+#[derive(Default)]
+pub struct Flight {
+    outcome: Mutex<Option<Result<(), ApiError>>>,
+    done: Condvar,
+}
+
+pub enum Role {
+    /// This request performs the exchange and must call [`CodeFlights::land`].
+    Leader,
+    /// Another request is exchanging this code; wait for its outcome.
+    Follower(Arc<Flight>),
+}
+
+impl CodeFlights {
+    pub fn join(&self, key: [u8; 32]) -> Role {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        match flights.get(&key) {
+            Some(f) => Role::Follower(f.clone()),
+            None => {
+                flights.insert(key, Arc::new(Flight::default()));
+                Role::Leader
+            }
+        }
+    }
+
+    /// Publishes the leader's outcome to the followers and ends the flight. The leader
+    /// must have committed its result to the database first, so that a request arriving
+    /// after the flight ends finds it there.
+    pub fn land(&self, key: [u8; 32], outcome: Result<(), ApiError>) {
+        let flight = self.flights.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        if let Some(f) = flight {
+            *f.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+            f.done.notify_all();
+        }
+    }
+}
+
+impl Flight {
+    /// Waits for the leader, at most `limit`; a leader that never lands is a bug, and
+    /// the follower then answers 504 rather than hang.
+    pub fn wait(&self, limit: Duration) -> Result<(), ApiError> {
+        let deadline = Instant::now() + limit;
+        let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(o) = outcome.as_ref() {
+                return o.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ApiError::WeChatTimeout);
+            }
+            outcome = self.done.wait_timeout(outcome, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_counts_per_ip_and_resets_after_the_window() {
+        let l = RateLimiter::new(2, Duration::from_millis(200));
+        let a = IpAddr::from([1, 1, 1, 1]);
+        assert!(l.check(a).is_ok() && l.check(a).is_ok());
+        assert_eq!(l.check(a), Err(1));
+        assert!(l.check(IpAddr::from([2, 2, 2, 2])).is_ok());
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(l.check(a).is_ok());
+        l.prune();
+        assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn limiter_memory_is_bounded() {
+        let l = RateLimiter::with_capacity(5, Duration::from_secs(60), 100);
+        for i in 0..1000u32 {
+            let _ = l.check(IpAddr::from(i.to_be_bytes()));
+        }
+        assert!(l.len() <= 100);
+    }
+
+    #[test]
+    fn followers_get_the_leaders_outcome() {
+        let flights = Arc::new(CodeFlights::default());
+        assert!(matches!(flights.join([1; 32]), Role::Leader));
+        let Role::Follower(f) = flights.join([1; 32]) else { panic!("second join must follow") };
+        let waiter = std::thread::spawn(move || f.wait(Duration::from_secs(5)));
+        std::thread::sleep(Duration::from_millis(50));
+        flights.land([1; 32], Err(ApiError::InvalidCode { errcode: 40029 }));
+        assert!(matches!(waiter.join().unwrap(), Err(ApiError::InvalidCode { errcode: 40029 })));
+        assert!(matches!(flights.join([1; 32]), Role::Leader));
+    }
+}

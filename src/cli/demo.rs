@@ -1,0 +1,103 @@
+//! `wxlogin demo` and `wxlogin fake-wechat`: wxlogin with no WeChat account at all.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{Args, CliError, Result};
+use crate::config;
+use crate::fake_wechat::{FakeOptions, FakeWeChat};
+
+pub const DEMO_APPID: &str = "wxd3m0a11ce0000001";
+const DEMO_SECRET: &str = "demo-secret-not-for-production";
+
+/// The service and a fake WeChat on loopback, a fresh database in a temporary folder,
+/// and a walk-through of curl commands to paste. The folder is removed on exit.
+pub fn demo(mut args: Args) -> Result<ExitCode> {
+    let listen = args.value("--listen")?.unwrap_or_else(|| "127.0.0.1:8080".into());
+    args.finish()?;
+    crate::logging::init();
+    let dir = std::env::temp_dir().join(format!("wxlogin-demo-{}", crate::secrets::random_id(4)));
+    let fake = FakeWeChat::start("127.0.0.1:0", FakeOptions {
+        apps: vec![(DEMO_APPID.into(), DEMO_SECRET.into())],
+        ..FakeOptions::default()
+    })?;
+    let config = demo_config(&listen, &dir, &fake.base_url())?;
+    let result = super::serve::run_until_signal(config, |server| {
+        println!("{}", walkthrough(&server.addr().to_string(), &fake.base_url()));
+    });
+    fake.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn demo_config(listen: &str, dir: &Path, fake_url: &str) -> Result<config::Config> {
+    let text = format!(
+        r#"
+[server]
+listen = "{listen}"
+workers = 4
+wechat_workers = 16
+
+[database]
+path = "wxlogin.db"
+
+[wechat]
+api_base = "{fake_url}"
+timeout_ms = 3000
+
+[[apps]]
+name = "main"
+appid = "{DEMO_APPID}"
+secret = "{DEMO_SECRET}"
+"#
+    );
+    config::parse(&text, dir, &|_| None).map_err(|e| CliError::new(format!("demo configuration: {e}")))
+}
+
+fn walkthrough(addr: &str, fake: &str) -> String {
+    format!(
+        r#"
+wxlogin demo is running: the service on http://{addr}, a fake WeChat on {fake},
+a fresh database that is deleted when you stop (Ctrl-C). Paste these into another shell:
+
+  # 1. What wx.login() hands the mini-program: a one-time code (from the fake WeChat).
+  CODE=$(curl -s -X POST {fake}/__fake/login -d '{{"user":"alice"}}' | sed -E 's/.*"code":"([^"]+)".*/\1/')
+
+  # 2. The mini-program posts it to wxlogin, which exchanges it with WeChat and answers
+  #    with its own session token (the session_key and the app secret never leave the server).
+  curl -s http://{addr}/v1/login -H 'Content-Type: application/json' -d "{{\"code\":\"$CODE\"}}" | tee /tmp/wxlogin-login.json
+  TOKEN=$(sed -E 's/.*"token":"([^"]+)".*/\1/' /tmp/wxlogin-login.json)
+
+  # 3. Every later request carries the token; this is how your pages learn who is calling.
+  curl -s http://{addr}/v1/session -H "Authorization: Bearer $TOKEN"
+
+  # 4. The user fills in a profile (WeChat no longer hands out nicknames).
+  curl -s -X PATCH http://{addr}/v1/me -H "Authorization: Bearer $TOKEN" -d '{{"nickname":"Alice","avatar_url":"https://example.com/a.png"}}'
+
+  # 5. Your other services (or nginx/Caddy) check a caller with /v1/auth.
+  curl -si http://{addr}/v1/auth -H "Authorization: Bearer $TOKEN" | grep -i '^x-'
+
+  # 6. Log out; the token stops working.
+  curl -s -X DELETE http://{addr}/v1/session -H "Authorization: Bearer $TOKEN" -o /dev/null -w '%{{http_code}}\n'
+  curl -s http://{addr}/v1/session -H "Authorization: Bearer $TOKEN"
+"#
+    )
+}
+
+/// The fake WeChat alone, in the foreground, for users' own integration tests.
+pub fn fake_wechat(mut args: Args) -> Result<ExitCode> {
+    let listen = args.value("--listen")?.unwrap_or_else(|| "127.0.0.1:9090".into());
+    let mut apps = Vec::new();
+    for spec in args.values("--app")? {
+        let (appid, secret) = spec
+            .split_once(':')
+            .ok_or_else(|| CliError::usage(format!("--app takes APPID:SECRET, not `{spec}`")))?;
+        apps.push((appid.to_string(), secret.to_string()));
+    }
+    let latency = Duration::from_millis(args.number("--latency-ms")?.unwrap_or(0));
+    args.finish()?;
+    crate::logging::init();
+    crate::fake_wechat::serve_forever(&listen, FakeOptions { apps, latency, ..FakeOptions::default() })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,101 @@
+//! One function per subcommand. Arguments are parsed by hand: the grammar is small and
+//! a parser crate would be most of the binary's dependencies' compile time.
+
+mod args;
+mod check;
+mod demo;
+mod serve;
+
+use std::fmt;
+use std::process::ExitCode;
+
+pub use args::Args;
+
+/// A command's failure: one line for stderr, and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    message: String,
+    usage: bool,
+}
+
+impl CliError {
+    pub fn new(message: impl Into<String>) -> CliError {
+        CliError { message: message.into(), usage: false }
+    }
+
+    pub fn usage(message: impl Into<String>) -> CliError {
+        CliError { message: format!("{} (see `wxlogin help`)", message.into()), usage: true }
+    }
+
+    /// 2 for a command line that makes no sense, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        if self.usage {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: std::error::Error> From<E> for CliError {
+    fn from(e: E) -> CliError {
+        CliError::new(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, CliError>;
+
+pub const HELP: &str = "\
+wxlogin: the login backend for WeChat mini-programs, in one binary
+
+USAGE:
+  wxlogin serve   [--config FILE]           run the service
+  wxlogin demo    [--listen ADDR]           the service plus a built-in fake WeChat on a
+                                            fresh database, with a printed walk-through
+  wxlogin check   [--config FILE]           validate the configuration and the database (exit 0/1)
+  wxlogin fake-wechat [--listen ADDR] [--app APPID:SECRET]... [--latency-ms N]
+                                            the fake WeChat API alone, for integration tests
+  wxlogin --version | help
+
+The configuration is --config FILE, else $WXLOGIN_CONFIG, else ./appliance.toml.
+App secrets may come from WXLOGIN_SECRET_<NAME> or WXLOGIN_SECRET_<NAME>_FILE.
+Logging: RUST_LOG=info (default), debug, warn, ...
+";
+
+/// Runs the command line `args` (without the program name).
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let mut args = Args::new(args);
+    let Some(command) = args.command() else {
+        print!("{HELP}");
+        return Ok(ExitCode::SUCCESS);
+    };
+    match command.as_str() {
+        "serve" => serve::serve(args),
+        "demo" => demo::demo(args),
+        "check" => check::check(args),
+        "fake-wechat" => demo::fake_wechat(args),
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(ExitCode::SUCCESS)
+        }
+        "--version" | "-V" | "version" => {
+            println!("wxlogin {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(CliError::usage(format!("unknown command `{other}`"))),
+    }
+}
+
+/// Prints the line scripts and tests wait for, and flushes it at once.
+fn announce(addr: std::net::SocketAddr) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on http://{addr}");
+    let _ = out.flush();
+}

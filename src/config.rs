@@ -1,0 +1,390 @@
+//! `appliance.toml` -> [`Config`].
+//!
+//! Every key has a default except the apps' `name` and `appid`. Anything wrong stops
+//! start-up with one line that names the key path (`apps[1].appid: ...`), because an
+//! operator reading a journal at 3 a.m. needs the key, not a TOML parser's caret.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::secrets::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub session: SessionConfig,
+    pub wechat: WeChatConfig,
+    pub decrypt: DecryptConfig,
+    pub rate_limit: RateLimitConfig,
+    pub internal: InternalConfig,
+    pub apps: Vec<AppConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub workers: usize,
+    pub wechat_workers: usize,
+    pub max_body_bytes: usize,
+    pub metrics_public: bool,
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            workers: 16,
+            wechat_workers: 64,
+            max_body_bytes: 65536,
+            metrics_public: false,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub path: PathBuf,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            path: PathBuf::from("data/wxlogin.db"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub ttl_seconds: i64,
+    pub sliding: bool,
+    pub max_lifetime_seconds: i64,
+    pub expose_openid: bool,
+    pub code_replay_seconds: i64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            ttl_seconds: 2_592_000,
+            sliding: true,
+            max_lifetime_seconds: 7_776_000,
+            expose_openid: true,
+            code_replay_seconds: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenApi {
+    Stable,
+    Classic,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WeChatConfig {
+    pub api_base: String,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub token_api: TokenApi,
+}
+
+impl Default for WeChatConfig {
+    fn default() -> Self {
+        WeChatConfig {
+            api_base: "https://api.weixin.qq.com".into(),
+            timeout_ms: 5000,
+            retries: 2,
+            token_api: TokenApi::Stable,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecryptConfig {
+    pub max_age_seconds: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub login_per_ip_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            login_per_ip_per_minute: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InternalConfig {
+    pub api_keys: Vec<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub name: String,
+    pub appid: String,
+    pub secret: Secret,
+}
+
+/// The file's shape, before environment overrides and validation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
+    database: DatabaseConfig,
+    #[serde(default)]
+    session: SessionConfig,
+    #[serde(default)]
+    wechat: WeChatConfig,
+    #[serde(default)]
+    decrypt: DecryptConfig,
+    #[serde(default)]
+    rate_limit: RateLimitConfig,
+    #[serde(default)]
+    internal: RawInternal,
+    #[serde(default)]
+    apps: Vec<RawApp>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawInternal {
+    api_keys: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    name: String,
+    appid: String,
+    #[serde(default)]
+    secret: String,
+}
+
+/// A configuration problem: where (a key path or a file) and what.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where the configuration comes from: `--config`, else `WXLOGIN_CONFIG`, else `./appliance.toml`.
+pub fn locate(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("WXLOGIN_CONFIG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from("appliance.toml"),
+    }
+}
+
+/// Reads, parses and validates the file at `path`, with the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            " (pass --config FILE, set WXLOGIN_CONFIG, or try `wxlogin demo` for a no-config start)"
+        } else {
+            ""
+        };
+        ConfigError::new(path.display().to_string(), format!("cannot read the configuration file: {e}{hint}"))
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base, &|name| std::env::var(name).ok())
+}
+
+/// Parses `text`; relative paths are resolved against `base`; `env` looks up variables.
+pub fn parse(text: &str, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let raw = deserialize(text)?;
+    let mut apps = Vec::with_capacity(raw.apps.len());
+    for (i, app) in raw.apps.into_iter().enumerate() {
+        apps.push(resolve_app(i, app, base, env)?);
+    }
+    let mut api_keys: Vec<Secret> = raw.internal.api_keys.into_iter().map(Secret::new).collect();
+    if let Some(keys) = env("WXLOGIN_INTERNAL_KEYS") {
+        api_keys.extend(keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(Secret::from));
+    }
+    let mut config = Config {
+        server: raw.server,
+        database: raw.database,
+        session: raw.session,
+        wechat: raw.wechat,
+        decrypt: raw.decrypt,
+        rate_limit: raw.rate_limit,
+        internal: InternalConfig { api_keys },
+        apps,
+    };
+    if config.database.path.is_relative() {
+        config.database.path = base.join(&config.database.path);
+    }
+    validate(&config)?;
+    Ok(config)
+}
+
+fn deserialize(text: &str) -> Result<RawConfig, ConfigError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| syntax_error(text, &e))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let key = if path.is_empty() || path == "." { "appliance.toml".to_string() } else { path };
+        ConfigError::new(key, one_line(inner.message()))
+    })
+}
+
+fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+    let key = match line {
+        Some(l) => format!("appliance.toml line {l}"),
+        None => "appliance.toml".to_string(),
+    };
+    ConfigError::new(key, one_line(e.message()))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn resolve_app(i: usize, app: RawApp, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<AppConfig, ConfigError> {
+    let key = format!("apps[{i}]");
+    let var = secret_var(&app.name);
+    let secret = if !app.secret.is_empty() {
+        app.secret
+    } else if let Some(s) = env(&var).filter(|s| !s.is_empty()) {
+        s
+    } else if let Some(file) = env(&format!("{var}_FILE")).filter(|s| !s.is_empty()) {
+        let path = base.join(&file);
+        let s = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError::new(format!("{var}_FILE"), format!("cannot read {}: {e}", path.display())))?;
+        s.trim().to_string()
+    } else {
+        return Err(ConfigError::new(
+            format!("{key}.secret"),
+            format!("the app secret of \"{}\" is missing: set {var} (or {var}_FILE), or `secret` in the file", app.name),
+        ));
+    };
+    Ok(AppConfig {
+        name: app.name,
+        appid: app.appid,
+        secret: Secret::new(secret),
+    })
+}
+
+/// `WXLOGIN_SECRET_<NAME>`: the app name upper-cased, anything not alphanumeric as `_`.
+pub fn secret_var(app_name: &str) -> String {
+    let name: String = app_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .collect();
+    format!("WXLOGIN_SECRET_{name}")
+}
+
+fn validate(c: &Config) -> Result<(), ConfigError> {
+    let bad = |key: &str, msg: &str| Err(ConfigError::new(key, msg));
+    if c.server.listen.parse::<SocketAddr>().is_err() {
+        return bad("server.listen", "must be an address and port such as \"127.0.0.1:8080\"");
+    }
+    if !(1..=1024).contains(&c.server.workers) {
+        return bad("server.workers", "must be between 1 and 1024");
+    }
+    if !(1..=4096).contains(&c.server.wechat_workers) {
+        return bad("server.wechat_workers", "must be between 1 and 4096");
+    }
+    if !(1024..=64 * 1024 * 1024).contains(&c.server.max_body_bytes) {
+        return bad("server.max_body_bytes", "must be between 1024 and 67108864");
+    }
+    if c.database.path.as_os_str().is_empty() {
+        return bad("database.path", "must not be empty");
+    }
+    if c.session.ttl_seconds < 60 {
+        return bad("session.ttl_seconds", "must be at least 60");
+    }
+    if c.session.max_lifetime_seconds < c.session.ttl_seconds {
+        return bad("session.max_lifetime_seconds", "must be at least session.ttl_seconds");
+    }
+    if !(0..=300).contains(&c.session.code_replay_seconds) {
+        return bad("session.code_replay_seconds", "must be between 0 and 300 (a wx.login code lives 5 minutes)");
+    }
+    if !(c.wechat.api_base.starts_with("https://") || c.wechat.api_base.starts_with("http://")) {
+        return bad("wechat.api_base", "must be an http:// or https:// URL");
+    }
+    if !(100..=120_000).contains(&c.wechat.timeout_ms) {
+        return bad("wechat.timeout_ms", "must be between 100 and 120000");
+    }
+    if c.wechat.retries > 5 {
+        return bad("wechat.retries", "must be between 0 and 5");
+    }
+    if c.decrypt.max_age_seconds < 0 {
+        return bad("decrypt.max_age_seconds", "must be 0 (off) or a positive number of seconds");
+    }
+    if c.rate_limit.login_per_ip_per_minute == 0 {
+        return bad("rate_limit.login_per_ip_per_minute", "must be at least 1");
+    }
+    validate_apps(&c.apps)
+}
+
+fn validate_apps(apps: &[AppConfig]) -> Result<(), ConfigError> {
+    if apps.is_empty() {
+        return Err(ConfigError::new("apps", "at least one [[apps]] table is required"));
+    }
+    for (i, app) in apps.iter().enumerate() {
+        let ok_name = !app.name.is_empty()
+            && app.name.len() <= 32
+            && app.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !ok_name {
+            return Err(ConfigError::new(format!("apps[{i}].name"), "must be 1 to 32 letters, digits, '_' or '-'"));
+        }
+        if apps[..i].iter().any(|a| a.name == app.name) {
+            return Err(ConfigError::new(format!("apps[{i}].name"), format!("\"{}\" is used by an earlier app", app.name)));
+        }
+        let ok_appid = app.appid.len() >= 3 && app.appid.len() <= 64 && app.appid.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !ok_appid {
+            return Err(ConfigError::new(format!("apps[{i}].appid"), "must be the mini-program's AppID, such as \"wx4f4bc4dec97d474b\""));
+        }
+    }
+    Ok(())
+}
+
+impl Config {
+    pub fn app(&self, name: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

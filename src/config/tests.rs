@@ -1,0 +1,140 @@
+use std::path::Path;
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[[apps]]
+name = "main"
+appid = "wx4f4bc4dec97d474b"
+secret = "s3cret"
+"#;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn parse_err(text: &str) -> String {
+    parse(text, Path::new("/etc/wxlogin"), &no_env).unwrap_err().to_string()
+}
+
+#[test]
+fn minimal_file_gets_every_default() {
+    let c = parse(MINIMAL, Path::new("/etc/wxlogin"), &no_env).unwrap();
+    assert_eq!(c.server.listen, "127.0.0.1:8080");
+    assert_eq!(c.server.workers, 16);
+    assert_eq!(c.server.wechat_workers, 64);
+    assert_eq!(c.server.max_body_bytes, 65536);
+    assert!(!c.server.metrics_public && !c.server.trust_forwarded_for);
+    assert_eq!(c.database.path, Path::new("/etc/wxlogin/data/wxlogin.db"));
+    assert_eq!(c.session.ttl_seconds, 2_592_000);
+    assert!(c.session.sliding && c.session.expose_openid);
+    assert_eq!(c.session.max_lifetime_seconds, 7_776_000);
+    assert_eq!(c.session.code_replay_seconds, 60);
+    assert_eq!(c.wechat.api_base, "https://api.weixin.qq.com");
+    assert_eq!((c.wechat.timeout_ms, c.wechat.retries), (5000, 2));
+    assert_eq!(c.wechat.token_api, TokenApi::Stable);
+    assert_eq!(c.decrypt.max_age_seconds, 0);
+    assert_eq!(c.rate_limit.login_per_ip_per_minute, 30);
+    assert!(c.internal.api_keys.is_empty());
+    assert_eq!(c.apps[0].secret.expose(), "s3cret");
+}
+
+#[test]
+fn the_shipped_example_parses() {
+    let text = include_str!("../../appliance.toml");
+    let env = |k: &str| (k == "WXLOGIN_SECRET_MAIN").then(|| "x".to_string());
+    parse(text, Path::new("."), &env).unwrap();
+}
+
+#[test]
+fn unknown_key_names_its_path() {
+    let e = parse_err(&format!("[server]\nworkrs = 4\n{MINIMAL}"));
+    assert!(e.starts_with("server.workrs: unknown field `workrs`"), "{e}");
+    let e = parse_err(&format!("{MINIMAL}colour = \"red\"\n"));
+    assert!(e.starts_with("apps[0].colour: unknown field"), "{e}");
+    let e = parse_err(&format!("[databse]\npath = \"x\"\n{MINIMAL}"));
+    assert!(e.starts_with("databse: unknown field"), "{e}");
+}
+
+#[test]
+fn bad_type_names_its_path() {
+    let e = parse_err(&format!("[server]\nworkers = \"four\"\n{MINIMAL}"));
+    assert!(e.starts_with("server.workers: invalid type"), "{e}");
+    let e = parse_err(&format!("[wechat]\ntoken_api = \"fast\"\n{MINIMAL}"));
+    assert!(e.starts_with("wechat.token_api: unknown variant"), "{e}");
+}
+
+#[test]
+fn missing_required_key_names_it() {
+    let e = parse_err("[[apps]]\nname = \"main\"\n");
+    assert!(e.starts_with("apps[0]: missing field `appid`"), "{e}");
+    let e = parse_err("[server]\nworkers = 2\n");
+    assert!(e.starts_with("apps: at least one"), "{e}");
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    for (snippet, key) in [
+        ("[server]\nlisten = \"localhost\"\n", "server.listen"),
+        ("[server]\nworkers = 0\n", "server.workers"),
+        ("[server]\nmax_body_bytes = 10\n", "server.max_body_bytes"),
+        ("[session]\nttl_seconds = 10\n", "session.ttl_seconds"),
+        ("[session]\ncode_replay_seconds = 900\n", "session.code_replay_seconds"),
+        ("[wechat]\napi_base = \"ftp://x\"\n", "wechat.api_base"),
+        ("[wechat]\nretries = 50\n", "wechat.retries"),
+        ("[decrypt]\nmax_age_seconds = -1\n", "decrypt.max_age_seconds"),
+    ] {
+        let e = parse_err(&format!("{snippet}{MINIMAL}"));
+        assert!(e.starts_with(&format!("{key}: ")), "{snippet:?} gave {e}");
+    }
+}
+
+#[test]
+fn duplicate_app_names_are_refused() {
+    let e = parse_err(&format!("{MINIMAL}{MINIMAL}"));
+    assert!(e.starts_with("apps[1].name: \"main\" is used"), "{e}");
+}
+
+#[test]
+fn syntax_errors_give_a_line() {
+    let e = parse_err("[server\nlisten = 1\n");
+    assert!(e.starts_with("appliance.toml line 1: "), "{e}");
+    assert!(!e.contains('\n'));
+}
+
+#[test]
+fn missing_secret_names_the_variable() {
+    let e = parse_err("[[apps]]\nname = \"shop-cn\"\nappid = \"wx1234567890\"\n");
+    assert!(e.contains("WXLOGIN_SECRET_SHOP_CN"), "{e}");
+    assert!(e.starts_with("apps[0].secret: "), "{e}");
+}
+
+#[test]
+fn secret_from_environment_and_file() {
+    let text = "[[apps]]\nname = \"main\"\nappid = \"wx1234567890\"\n";
+    let env = |k: &str| (k == "WXLOGIN_SECRET_MAIN").then(|| "from-env".to_string());
+    let c = parse(text, Path::new("."), &env).unwrap();
+    assert_eq!(c.apps[0].secret.expose(), "from-env");
+
+    let dir = std::env::temp_dir().join(format!("wxlogin-cfg-{}", crate::secrets::random_id(6)));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("secret"), "from-file\n").unwrap();
+    let env = |k: &str| (k == "WXLOGIN_SECRET_MAIN_FILE").then(|| "secret".to_string());
+    let c = parse(text, &dir, &env).unwrap();
+    assert_eq!(c.apps[0].secret.expose(), "from-file");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn internal_keys_from_environment() {
+    let env = |k: &str| (k == "WXLOGIN_INTERNAL_KEYS").then(|| "a, b,".to_string());
+    let c = parse(MINIMAL, Path::new("."), &env).unwrap();
+    let keys: Vec<_> = c.internal.api_keys.iter().map(|k| k.expose()).collect();
+    assert_eq!(keys, ["a", "b"]);
+}
+
+#[test]
+fn debug_output_hides_secrets() {
+    let c = parse(MINIMAL, Path::new("."), &no_env).unwrap();
+    assert!(!format!("{c:?}").contains("s3cret"));
+}

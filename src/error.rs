@@ -1,0 +1,201 @@
+//! The contract's errors, and the ONE place that maps them to a status, a stable code and
+//! a human sentence. Lower layers have their own error types (`StoreError`, `WeChatError`,
+//! `OpenDataError`); their conversions into [`ApiError`] live here too, so a reader can
+//! see every status wxlogin can answer in one file.
+
+use std::fmt;
+
+use crate::store::StoreError;
+use crate::wechat::WeChatError;
+
+#[derive(Debug, Clone)]
+pub enum ApiError {
+    /// 400: malformed body, missing or ill-typed field; the message names the field.
+    InvalidRequest(String),
+    /// 400: `app` names no configured app.
+    UnknownApp(String),
+    /// 401: no token, or a token we do not know.
+    Unauthorized,
+    /// 401: a token we know, past its idle or absolute expiry.
+    SessionExpired,
+    /// 401: WeChat says the code is invalid, or used outside the replay window.
+    InvalidCode { errcode: i64 },
+    /// 403: WeChat 40226, a high-risk user.
+    UserBlocked { errcode: i64 },
+    NotFound,
+    MethodNotAllowed { allow: &'static str },
+    /// 409: open data that does not decrypt with the stored session_key.
+    SessionKeyStale { detail: &'static str },
+    /// 413
+    BodyTooLarge { limit: usize },
+    /// 422: a field that is well-formed but not acceptable.
+    InvalidField(String),
+    SignatureMismatch,
+    WatermarkMismatch,
+    StaleData { max_age: i64 },
+    /// 429: this server's own per-IP login limit.
+    RateLimited { retry_after: u64 },
+    /// 429: WeChat 45011.
+    WeChatRateLimited { errcode: i64 },
+    /// 502: WeChat answered with an error we cannot pass on as anything better.
+    WeChatError { errcode: Option<i64>, message: String },
+    /// 504
+    WeChatTimeout,
+    /// 503: shutting down, the database cannot be written, or a lane is full.
+    Unavailable(&'static str),
+    /// 500: a bug; the detail goes to the log, never to the client.
+    Internal,
+}
+
+impl ApiError {
+    pub fn invalid(field: &str, problem: &str) -> ApiError {
+        ApiError::InvalidRequest(format!("`{field}` {problem}"))
+    }
+
+    pub fn status(&self) -> u16 {
+        use ApiError::*;
+        match self {
+            InvalidRequest(_) | UnknownApp(_) => 400,
+            Unauthorized | SessionExpired | InvalidCode { .. } => 401,
+            UserBlocked { .. } => 403,
+            NotFound => 404,
+            MethodNotAllowed { .. } => 405,
+            SessionKeyStale { .. } => 409,
+            BodyTooLarge { .. } => 413,
+            InvalidField(_) | SignatureMismatch | WatermarkMismatch | StaleData { .. } => 422,
+            RateLimited { .. } | WeChatRateLimited { .. } => 429,
+            Internal => 500,
+            WeChatError { .. } => 502,
+            Unavailable(_) => 503,
+            WeChatTimeout => 504,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            InvalidRequest(_) => "invalid_request",
+            UnknownApp(_) => "unknown_app",
+            Unauthorized => "unauthorized",
+            SessionExpired => "session_expired",
+            InvalidCode { .. } => "invalid_code",
+            UserBlocked { .. } => "user_blocked",
+            NotFound => "not_found",
+            MethodNotAllowed { .. } => "method_not_allowed",
+            SessionKeyStale { .. } => "session_key_stale",
+            BodyTooLarge { .. } => "body_too_large",
+            InvalidField(_) => "invalid_field",
+            SignatureMismatch => "signature_mismatch",
+            WatermarkMismatch => "watermark_mismatch",
+            StaleData { .. } => "stale_data",
+            RateLimited { .. } => "rate_limited",
+            WeChatRateLimited { .. } => "wechat_rate_limited",
+            WeChatError { .. } => "wechat_error",
+            WeChatTimeout => "wechat_timeout",
+            Unavailable(_) => "unavailable",
+            Internal => "internal",
+        }
+    }
+
+    /// WeChat's errcode, when WeChat answered with one.
+    pub fn wechat_errcode(&self) -> Option<i64> {
+        use ApiError::*;
+        match self {
+            InvalidCode { errcode } | UserBlocked { errcode } | WeChatRateLimited { errcode } => Some(*errcode),
+            WeChatError { errcode, .. } => *errcode,
+            _ => None,
+        }
+    }
+
+    /// Extra response headers the contract asks for.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        use ApiError::*;
+        match self {
+            Unauthorized | SessionExpired => vec![("WWW-Authenticate", "Bearer".into())],
+            MethodNotAllowed { allow } => vec![("Allow", allow.to_string())],
+            RateLimited { retry_after } => vec![("Retry-After", retry_after.to_string())],
+            WeChatRateLimited { .. } => vec![("Retry-After", "60".into())],
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn message(&self) -> String {
+        use ApiError::*;
+        match self {
+            InvalidRequest(m) | InvalidField(m) => m.clone(),
+            UnknownApp(app) => format!("No app named \"{app}\" is configured."),
+            Unauthorized => "Send a valid session token as `Authorization: Bearer <token>`; log in with POST /v1/login to get one.".into(),
+            SessionExpired => "The session has expired; call wx.login and POST /v1/login again.".into(),
+            InvalidCode { .. } => "WeChat rejected the login code (invalid, expired or already used); call wx.login for a new one and retry.".into(),
+            UserBlocked { .. } => "WeChat blocked this login because it judged the user high-risk (40226).".into(),
+            NotFound => "No such endpoint.".into(),
+            MethodNotAllowed { allow } => format!("This endpoint accepts {allow}."),
+            SessionKeyStale { detail } => format!(
+                "The data was not encrypted with this user's current session_key ({detail}): call wx.login, POST /v1/login with the new code, fetch the data again and retry."
+            ),
+            BodyTooLarge { limit } => format!("The request body is larger than {limit} bytes."),
+            SignatureMismatch => "`signature` does not match sha1(raw_data + session_key); the raw_data was altered or belongs to another session.".into(),
+            WatermarkMismatch => "The decrypted data's watermark names another appid; it was made for a different mini-program.".into(),
+            StaleData { max_age } => format!("The data's watermark is older than {max_age} seconds; fetch it again."),
+            RateLimited { retry_after } => format!("Too many logins from this address; retry in {retry_after} seconds."),
+            WeChatRateLimited { .. } => "WeChat's per-minute limit was reached (45011); retry after a minute.".into(),
+            WeChatError { message, .. } => message.clone(),
+            WeChatTimeout => "WeChat did not answer in time; retry shortly.".into(),
+            Unavailable(why) => format!("The service is unavailable: {why}."),
+            Internal => "An internal error occurred; it has been logged with this request's id.".into(),
+        }
+    }
+
+    /// The JSON error body of the contract.
+    pub fn body(&self) -> serde_json::Value {
+        let mut error = serde_json::json!({"code": self.code(), "message": self.message()});
+        if let Some(errcode) = self.wechat_errcode() {
+            error["wechat_errcode"] = errcode.into();
+        }
+        serde_json::json!({ "error": error })
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status(), self.code(), self.message())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Busy => ApiError::Unavailable("the database is busy; retry shortly"),
+            StoreError::ReadOnly => ApiError::Unavailable("the database cannot be written"),
+            other => {
+                log::error!("database error: {other}");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<WeChatError> for ApiError {
+    fn from(e: WeChatError) -> ApiError {
+        match e {
+            WeChatError::Timeout => ApiError::WeChatTimeout,
+            WeChatError::Transport(m) => ApiError::WeChatError {
+                errcode: None,
+                message: format!("WeChat could not be reached: {m}."),
+            },
+            WeChatError::BadReply(m) => ApiError::WeChatError {
+                errcode: None,
+                message: format!("WeChat sent a reply that could not be read: {m}."),
+            },
+            WeChatError::Api { errcode, errmsg } => match errcode {
+                40029 | 40163 | 41008 => ApiError::InvalidCode { errcode },
+                40226 => ApiError::UserBlocked { errcode },
+                45011 => ApiError::WeChatRateLimited { errcode },
+                _ => ApiError::WeChatError {
+                    errcode: Some(errcode),
+                    message: format!("WeChat answered errcode {errcode}: {}", crate::wechat::strip_rid(&errmsg)),
+                },
+            },
+        }
+    }
+}

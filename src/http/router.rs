@@ -1,0 +1,105 @@
+//! (method, path) -> route. The table is the API's table of contents.
+
+use super::{Method, Req, Resp};
+use crate::api;
+use crate::app::App;
+use crate::error::ApiError;
+
+pub type Handler = fn(&App, &Req) -> Result<Resp, ApiError>;
+
+/// Where a request runs. Anything that may wait on WeChat runs in the WeChat lane, so
+/// that a slow or hung WeChat can never take the workers that answer session checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Local,
+    WeChat,
+}
+
+pub struct Route {
+    /// The path pattern, used as the metrics label.
+    pub name: &'static str,
+    pub lane: Lane,
+    pub reads_body: bool,
+    pub handler: Handler,
+}
+
+struct Entry {
+    path: &'static str,
+    allow: &'static str,
+    methods: &'static [(Method, Route)],
+}
+
+const fn route(name: &'static str, lane: Lane, reads_body: bool, handler: Handler) -> Route {
+    Route { name, lane, reads_body, handler }
+}
+
+use Lane::{Local, WeChat};
+
+static ROUTES: &[Entry] = &[
+    Entry {
+        path: "/v1/login",
+        allow: "POST",
+        methods: &[(Method::Post, route("/v1/login", WeChat, true, api::login::login))],
+    },
+    Entry {
+        path: "/v1/session",
+        allow: "GET, DELETE",
+        methods: &[
+            (Method::Get, route("/v1/session", Local, false, api::session::get)),
+            (Method::Delete, route("/v1/session", Local, false, api::session::delete)),
+        ],
+    },
+    Entry {
+        path: "/v1/auth",
+        allow: "GET",
+        methods: &[(Method::Get, route("/v1/auth", Local, false, api::session::auth))],
+    },
+    Entry {
+        path: "/v1/me",
+        allow: "GET, PATCH",
+        methods: &[
+            (Method::Get, route("/v1/me", Local, false, api::me::get)),
+            (Method::Patch, route("/v1/me", Local, true, api::me::patch)),
+        ],
+    },
+    Entry {
+        path: "/healthz",
+        allow: "GET",
+        methods: &[(Method::Get, route("/healthz", Local, false, api::ops::healthz))],
+    },
+    Entry {
+        path: "/metrics",
+        allow: "GET",
+        methods: &[(Method::Get, route("/metrics", Local, false, api::ops::metrics))],
+    },
+];
+
+pub enum Found {
+    Route(&'static Route),
+    NotFound,
+    MethodNotAllowed(&'static str),
+}
+
+pub fn find(method: Method, path: &str) -> Found {
+    let Some(entry) = ROUTES.iter().find(|e| e.path == path) else {
+        return Found::NotFound;
+    };
+    match entry.methods.iter().find(|(m, _)| *m == method) {
+        Some((_, r)) => Found::Route(r),
+        None => Found::MethodNotAllowed(entry.allow),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_paths_route_and_others_do_not() {
+        assert!(matches!(find(Method::Post, "/v1/login"), Found::Route(r) if r.lane == Lane::WeChat));
+        assert!(matches!(find(Method::Get, "/v1/session"), Found::Route(r) if r.lane == Lane::Local));
+        assert!(matches!(find(Method::Get, "/v1/login"), Found::MethodNotAllowed("POST")));
+        assert!(matches!(find(Method::Get, "/v1/nope"), Found::NotFound));
+        assert!(matches!(find(Method::Get, "/v1/session/"), Found::NotFound));
+    }
+}

@@ -1,0 +1,115 @@
+//! Counters for `/metrics`, rendered as Prometheus text by hand: the format is a few
+//! lines, not worth a dependency.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+#[derive(Clone, Default)]
+pub struct Metrics(Arc<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+    logins: Mutex<BTreeMap<&'static str, u64>>,
+    wechat: Mutex<BTreeMap<(&'static str, String), u64>>,
+}
+
+fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
+    let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+    *m.entry(key).or_insert(0) += 1;
+}
+
+impl Metrics {
+    /// One answered request; `route` is the route's pattern, never the raw path (which
+    /// would let clients create unbounded label values).
+    pub fn request(&self, route: &'static str, status: u16, elapsed: Duration) {
+        bump(&self.0.requests, (route, status));
+        let secs = elapsed.as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.0.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.0.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.0.latency_sum_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// One login attempt's result: "new_user", "returning", "replayed" or an error code.
+    pub fn login(&self, result: &'static str) {
+        bump(&self.0.logins, result);
+    }
+
+    pub fn wechat_call(&self, api: &'static str, errcode: String) {
+        bump(&self.0.wechat, (api, errcode));
+    }
+
+    pub fn logins(&self, result: &str) -> u64 {
+        let m = self.0.logins.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(result).copied().unwrap_or(0)
+    }
+
+    /// The exposition; `live_sessions` and `token_ages` (app, seconds) come from the caller.
+    pub fn render(&self, live_sessions: i64, token_ages: &[(String, i64)]) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP wxlogin_requests_total HTTP requests answered, by route and status.\n# TYPE wxlogin_requests_total counter\n");
+        for ((route, status), n) in self.0.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "wxlogin_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        }
+        out.push_str("# HELP wxlogin_request_duration_seconds Time to answer a request.\n# TYPE wxlogin_request_duration_seconds histogram\n");
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let n = self.0.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "wxlogin_request_duration_seconds_bucket{{le=\"{bound}\"}} {n}");
+        }
+        let count = self.0.latency_count.load(Ordering::Relaxed);
+        let sum = self.0.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "wxlogin_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "wxlogin_request_duration_seconds_sum {sum}\nwxlogin_request_duration_seconds_count {count}");
+        out.push_str("# HELP wxlogin_logins_total Login attempts, by result.\n# TYPE wxlogin_logins_total counter\n");
+        for (result, n) in self.0.logins.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "wxlogin_logins_total{{result=\"{result}\"}} {n}");
+        }
+        out.push_str("# HELP wxlogin_wechat_calls_total Calls to WeChat, by API and errcode (0 = success).\n# TYPE wxlogin_wechat_calls_total counter\n");
+        for ((api, errcode), n) in self.0.wechat.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "wxlogin_wechat_calls_total{{api=\"{api}\",errcode=\"{errcode}\"}} {n}");
+        }
+        out.push_str("# HELP wxlogin_live_sessions Sessions that have not expired.\n# TYPE wxlogin_live_sessions gauge\n");
+        let _ = writeln!(out, "wxlogin_live_sessions {live_sessions}");
+        out.push_str("# HELP wxlogin_access_token_age_seconds Age of each app's cached access token.\n# TYPE wxlogin_access_token_age_seconds gauge\n");
+        for (app, age) in token_ages {
+            let _ = writeln!(out, "wxlogin_access_token_age_seconds{{app=\"{app}\"}} {age}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_counters_and_a_cumulative_histogram() {
+        let m = Metrics::default();
+        m.request("/v1/session", 200, Duration::from_micros(700));
+        m.request("/v1/session", 401, Duration::from_millis(30));
+        m.login("new_user");
+        m.wechat_call("jscode2session", "40029".into());
+        let text = m.render(3, &[("main".into(), 12)]);
+        assert!(text.contains("wxlogin_requests_total{route=\"/v1/session\",status=\"200\"} 1"));
+        assert!(text.contains("wxlogin_request_duration_seconds_bucket{le=\"0.001\"} 1"));
+        assert!(text.contains("wxlogin_request_duration_seconds_bucket{le=\"0.05\"} 2"));
+        assert!(text.contains("wxlogin_request_duration_seconds_bucket{le=\"+Inf\"} 2"));
+        assert!(text.contains("wxlogin_logins_total{result=\"new_user\"} 1"));
+        assert!(text.contains("wxlogin_wechat_calls_total{api=\"jscode2session\",errcode=\"40029\"} 1"));
+        assert!(text.contains("wxlogin_live_sessions 3"));
+        assert!(text.contains("wxlogin_access_token_age_seconds{app=\"main\"} 12"));
+    }
+}

@@ -1,0 +1,116 @@
+//! Versioned migrations from `schema.sql`, recorded in `PRAGMA user_version`.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::{Result, StoreError};
+
+const SCHEMA: &str = include_str!("../../schema.sql");
+/// A section starts with this at the beginning of a line.
+const MARKER: &str = "\n-- migration ";
+
+/// The schema version this binary writes: the number of the last section in schema.sql.
+pub const SCHEMA_VERSION: i64 = count_sections(SCHEMA);
+
+/// The `-- migration N` sections of schema.sql, in order, with their numbers.
+fn sections() -> Vec<(i64, &'static str)> {
+    let mut out = Vec::new();
+    let mut rest = SCHEMA;
+    while let Some(start) = rest.find(MARKER) {
+        let after = &rest[start + MARKER.len()..];
+        let line_end = after.find('\n').unwrap_or(after.len());
+        let number = after[..line_end].trim().parse::<i64>().unwrap_or(-1);
+        let body_and_rest = &after[line_end..];
+        let end = body_and_rest.find(MARKER).unwrap_or(body_and_rest.len());
+        out.push((number, &body_and_rest[..end]));
+        rest = &body_and_rest[end..];
+    }
+    out
+}
+
+const fn count_sections(s: &str) -> i64 {
+    let (b, m) = (s.as_bytes(), MARKER.as_bytes());
+    let (mut i, mut n) = (0, 0);
+    while i + m.len() <= b.len() {
+        let mut j = 0;
+        while j < m.len() && b[i + j] == m[j] {
+            j += 1;
+        }
+        if j == m.len() {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
+/// Brings the database up to [`SCHEMA_VERSION`], all pending steps in one IMMEDIATE
+/// transaction, so that a crash mid-way leaves the old version intact.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Newer {
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if current == 0 {
+        let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))?;
+        if tables > 0 {
+            return Err(StoreError::Corrupt("it has tables but no wxlogin schema version; is this another program's database?".into()));
+        }
+    }
+    for (number, sql) in sections() {
+        if number > current {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", number)?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_are_numbered_one_by_one() {
+        let numbers: Vec<i64> = sections().iter().map(|(n, _)| *n).collect();
+        let expected: Vec<i64> = (1..=SCHEMA_VERSION).collect();
+        assert_eq!(numbers, expected);
+    }
+
+    #[test]
+    fn fresh_database_reaches_the_current_version_and_stays_there() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        for table in ["users", "sessions", "used_codes", "access_tokens", "login_days"] {
+            let n: i64 = conn
+                .query_row("SELECT count(*) FROM sqlite_master WHERE name = ?1", [table], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 1, "{table}");
+        }
+    }
+
+    #[test]
+    fn newer_database_is_refused_and_left_unchanged() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(matches!(err, StoreError::Newer { .. }), "{err}");
+        assert!(err.to_string().contains("newer wxlogin"));
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).unwrap();
+        assert_eq!(tables, 0);
+    }
+
+    #[test]
+    fn foreign_database_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE notes (x)").unwrap();
+        assert!(matches!(migrate(&mut conn), Err(StoreError::Corrupt(_))));
+    }
+}

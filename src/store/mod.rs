@@ -1,0 +1,205 @@
+//! The only code that writes SQL.
+//!
+//! One writer connection behind a mutex takes every write, each in a `BEGIN IMMEDIATE`
+//! transaction: with several writers SQLite answers "database is locked" to deferred
+//! transactions that read and then write. Reads use a small pool of their own
+//! connections, which WAL lets run beside the writer.
+
+mod migrate;
+mod sessions;
+pub mod tokens;
+mod users;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+
+pub use migrate::SCHEMA_VERSION;
+pub use sessions::{Lookup, SessionInfo, SessionRow, KEEP_EXPIRED_SECONDS, SLIDE_EVERY_SECONDS};
+pub use users::{LoginOutcome, NewLogin, Terms, User};
+
+#[derive(Debug)]
+pub enum StoreError {
+    /// Another writer held the database past the busy timeout.
+    Busy,
+    /// The file or its folder cannot be written (permissions, full disk, read-only mount).
+    ReadOnly,
+    /// The file was written by a newer wxlogin.
+    Newer { found: i64, supported: i64 },
+    /// The file is not a SQLite database or is damaged.
+    Corrupt(String),
+    Io(String),
+    Sqlite(rusqlite::Error),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Busy => f.write_str("the database stayed locked past the busy timeout"),
+            StoreError::ReadOnly => f.write_str("the database cannot be written (permissions, full disk or a read-only mount)"),
+            StoreError::Newer { found, supported } => write!(
+                f,
+                "the database has schema version {found}, but this wxlogin knows only up to {supported}: \
+                 it was written by a newer wxlogin; run that version (or restore an older backup). \
+                 The database was left unchanged"
+            ),
+            StoreError::Corrupt(m) => write!(f, "the database is damaged or not a wxlogin database: {m}"),
+            StoreError::Io(m) => f.write_str(m),
+            StoreError::Sqlite(e) => write!(f, "SQLite: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::Busy,
+            Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) | Some(ErrorCode::DiskFull) => StoreError::ReadOnly,
+            Some(ErrorCode::DatabaseCorrupt) | Some(ErrorCode::NotADatabase) => StoreError::Corrupt(e.to_string()),
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_IDLE_READERS: usize = 8;
+
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating the file and its folder if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Io(format!("cannot create the database folder {}: {e}", dir.display())))?;
+        }
+        let mut writer = connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
+        let mode: String = writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Io(format!("the database refused WAL mode (got {mode}); is it on a network filesystem?")));
+        }
+        migrate::migrate(&mut writer)?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Opens an existing database for an admin command, without creating anything.
+    pub fn open_existing(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(StoreError::Io(format!("no database at {} (has the server ever run?)", path.display())));
+        }
+        Store::open(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a read connection.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = match lock(&self.readers).pop() {
+            Some(c) => c,
+            None => connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?,
+        };
+        let out = f(&conn);
+        let mut pool = lock(&self.readers);
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer; commits if it succeeds.
+    pub fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Answers whether the database can be read (for /healthz).
+    pub fn ping(&self) -> Result<()> {
+        self.read(|c| Ok(c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?))
+    }
+
+    /// Folds the WAL back into the main file, so that after a clean stop the file alone is complete.
+    pub fn checkpoint(&self) -> Result<()> {
+        lock(&self.readers).clear();
+        let conn = lock(&self.writer);
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// `PRAGMA quick_check`, for `wxlogin check`.
+    pub fn quick_check(&self) -> Result<String> {
+        self.read(|c| Ok(c.query_row("PRAGMA quick_check", [], |r| r.get(0))?))
+    }
+}
+
+fn connect(path: &Path, flags: OpenFlags) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)?;
+    // busy_timeout first: the pragmas below may themselves need to wait for a lock.
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the connection
+/// inside is still usable (SQLite rolls back an unfinished transaction on drop).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What `wxlogin check` reports about a database file, read without changing it.
+pub struct Inspection {
+    pub version: i64,
+    pub quick_check: String,
+    pub users: i64,
+    pub live_sessions: i64,
+}
+
+/// Looks at the database at `path` read-only; None when there is no file yet.
+pub fn inspect(path: &Path) -> Result<Option<Inspection>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let quick_check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    let count = |sql: &str| -> Result<i64> { Ok(conn.query_row(sql, [now()], |r| r.get(0)).unwrap_or(0)) };
+    Ok(Some(Inspection {
+        users: count("SELECT count(*) FROM users WHERE ?1 IS NOT NULL")?,
+        live_sessions: count("SELECT count(*) FROM sessions WHERE expires_at > ?1")?,
+        version,
+        quick_check,
+    }))
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

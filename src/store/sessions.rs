@@ -1,0 +1,158 @@
+//! Sessions: stored as SHA-256 of the token, with a sliding idle expiry under an
+//! absolute cap.
+
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use super::users::{user_from_row, Terms, User, USER_COLUMNS};
+use super::{Result, Store};
+
+/// How often, at most, a session's sliding expiry is written back: a verify is a read,
+/// and writing on every request would make the hot path a write path.
+pub const SLIDE_EVERY_SECONDS: i64 = 60;
+
+/// How long an expired session is kept so that its token still answers `session_expired`
+/// (telling the client to log in again) rather than `unauthorized`.
+pub const KEEP_EXPIRED_SECONDS: i64 = 7 * 86_400;
+
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub user: User,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub max_expires_at: i64,
+}
+
+pub enum Lookup {
+    Live(Box<SessionInfo>),
+    Expired,
+    Unknown,
+}
+
+/// A session as the admin commands list it (never the token).
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub token_hash_prefix: String,
+    pub user_id: i64,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+}
+
+pub(super) fn insert(tx: &Transaction, token_hash: &[u8; 32], user_id: i64, terms: &Terms) -> Result<i64> {
+    let now = terms.now;
+    let max_expires_at = now + terms.max_lifetime;
+    let expires_at = (now + terms.ttl).min(max_expires_at);
+    tx.execute(
+        "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at, max_expires_at)
+         VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+        params![&token_hash[..], user_id, now, expires_at, max_expires_at],
+    )?;
+    Ok(expires_at)
+}
+
+impl Store {
+    /// One indexed read: the verify path.
+    pub fn lookup_session(&self, token_hash: &[u8; 32], now: i64) -> Result<Lookup> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT s.created_at, s.last_seen_at, s.expires_at, s.max_expires_at, {USER_COLUMNS}
+                 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1"
+            ))?;
+            let found = st
+                .query_row([&token_hash[..]], |r| {
+                    Ok(SessionInfo {
+                        created_at: r.get(0)?,
+                        last_seen_at: r.get(1)?,
+                        expires_at: r.get(2)?,
+                        max_expires_at: r.get(3)?,
+                        user: user_from_row(r, 4)?,
+                    })
+                })
+                .optional()?;
+            Ok(match found {
+                None => Lookup::Unknown,
+                Some(s) if now >= s.expires_at => Lookup::Expired,
+                Some(s) => Lookup::Live(Box::new(s)),
+            })
+        })
+    }
+
+    /// Slides the idle expiry to `now + ttl` (never past the absolute cap); returns the new expiry.
+    pub fn touch_session(&self, token_hash: &[u8; 32], now: i64, ttl: i64) -> Result<i64> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE sessions SET last_seen_at = ?2, expires_at = MIN(?2 + ?3, max_expires_at)
+                 WHERE token_hash = ?1 AND expires_at > ?2",
+                params![&token_hash[..], now, ttl],
+            )?;
+            Ok(tx
+                .query_row("SELECT expires_at FROM sessions WHERE token_hash = ?1", [&token_hash[..]], |r| r.get(0))
+                .optional()?
+                .unwrap_or(now))
+        })
+    }
+
+    /// Ends one session; true when there was one.
+    pub fn delete_session(&self, token_hash: &[u8; 32]) -> Result<bool> {
+        self.write(|tx| Ok(tx.execute("DELETE FROM sessions WHERE token_hash = ?1", [&token_hash[..]])? > 0))
+    }
+
+    /// Revokes every session of a user, or of everyone; returns how many.
+    pub fn revoke_sessions(&self, user_id: Option<i64>) -> Result<usize> {
+        self.write(|tx| {
+            Ok(match user_id {
+                Some(id) => tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?,
+                None => tx.execute("DELETE FROM sessions", [])?,
+            })
+        })
+    }
+
+    pub fn list_sessions(&self, user_id: i64, now: i64) -> Result<Vec<SessionRow>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT hex(substr(token_hash, 1, 4)), user_id, created_at, last_seen_at, expires_at
+                 FROM sessions WHERE user_id = ?1 AND expires_at > ?2 ORDER BY created_at DESC",
+            )?;
+            let rows = st.query_map(params![user_id, now], |r| {
+                Ok(SessionRow {
+                    token_hash_prefix: r.get::<_, String>(0)?.to_lowercase(),
+                    user_id: r.get(1)?,
+                    created_at: r.get(2)?,
+                    last_seen_at: r.get(3)?,
+                    expires_at: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    pub fn live_sessions(&self, now: i64) -> Result<i64> {
+        self.read(|c| Ok(c.query_row("SELECT count(*) FROM sessions WHERE expires_at > ?1", [now], |r| r.get(0))?))
+    }
+
+    /// Deletes long-expired sessions and used-code records older than `code_window`,
+    /// in small batches so that no single transaction holds the writer for long.
+    pub fn purge(&self, now: i64, code_window: i64) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let n = self.write(|tx| {
+                let a = tx.execute(
+                    "DELETE FROM sessions WHERE token_hash IN
+                     (SELECT token_hash FROM sessions WHERE expires_at < ?1 LIMIT 500)",
+                    [now - KEEP_EXPIRED_SECONDS],
+                )?;
+                let b = tx.execute(
+                    "DELETE FROM used_codes WHERE (app, code_hash) IN
+                     (SELECT app, code_hash FROM used_codes WHERE used_at < ?1 LIMIT 500)",
+                    [now - code_window.max(300)],
+                )?;
+                Ok(a + b)
+            })?;
+            total += n;
+            if n == 0 || total > 1_000_000 {
+                return Ok(total);
+            }
+        }
+    }
+}

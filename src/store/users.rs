@@ -1,0 +1,200 @@
+//! Users, keyed by (app, openid), and the login transaction that creates them.
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+
+use super::{sessions, Result, Store};
+use crate::secrets::Secret;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: i64,
+    pub app: String,
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub nickname: Option<String>,
+    pub avatar_url: Option<String>,
+    pub gender: Option<i64>,
+    pub phone_number: Option<String>,
+    pub country_code: Option<String>,
+    pub created_at: i64,
+    pub last_login_at: i64,
+}
+
+pub(super) const USER_COLUMNS: &str =
+    "u.id, u.app, u.openid, u.unionid, u.nickname, u.avatar_url, u.gender, u.phone_number, u.country_code, u.created_at, u.last_login_at";
+
+pub(super) fn user_from_row(r: &Row, at: usize) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(at)?,
+        app: r.get(at + 1)?,
+        openid: r.get(at + 2)?,
+        unionid: r.get(at + 3)?,
+        nickname: r.get(at + 4)?,
+        avatar_url: r.get(at + 5)?,
+        gender: r.get(at + 6)?,
+        phone_number: r.get(at + 7)?,
+        country_code: r.get(at + 8)?,
+        created_at: r.get(at + 9)?,
+        last_login_at: r.get(at + 10)?,
+    })
+}
+
+/// What a successful code exchange brings to the database.
+pub struct NewLogin<'a> {
+    pub app: &'a str,
+    pub openid: &'a str,
+    pub unionid: Option<&'a str>,
+    pub session_key: &'a Secret,
+    pub code_hash: [u8; 32],
+    pub token_hash: [u8; 32],
+    pub terms: Terms,
+}
+
+/// When a new session starts and how long it may live.
+#[derive(Debug, Clone, Copy)]
+pub struct Terms {
+    pub now: i64,
+    /// Idle lifetime.
+    pub ttl: i64,
+    /// Absolute lifetime from login.
+    pub max_lifetime: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    pub user: User,
+    pub new_user: bool,
+    pub expires_at: i64,
+}
+
+impl Store {
+    /// Upserts the user (newest session_key wins, unionid kept), records the used code
+    /// for the replay window and issues the session, all in one transaction: a crash
+    /// leaves either all of it or none.
+    pub fn record_login(&self, l: &NewLogin) -> Result<LoginOutcome> {
+        let now = l.terms.now;
+        self.write(|tx| {
+            let existing: Option<i64> = tx
+                .query_row("SELECT id FROM users WHERE app = ?1 AND openid = ?2", params![l.app, l.openid], |r| r.get(0))
+                .optional()?;
+            let user_id = match existing {
+                Some(id) => {
+                    tx.execute(
+                        "UPDATE users SET session_key = ?2, session_key_at = ?3, last_login_at = ?3,
+                                unionid = COALESCE(?4, unionid) WHERE id = ?1",
+                        params![id, l.session_key.expose(), now, l.unionid],
+                    )?;
+                    id
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO users (app, openid, unionid, session_key, session_key_at, created_at, last_login_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)",
+                        params![l.app, l.openid, l.unionid, l.session_key.expose(), now],
+                    )?;
+                    tx.last_insert_rowid()
+                }
+            };
+            let new_user = existing.is_none();
+            tx.execute(
+                "INSERT OR REPLACE INTO used_codes (app, code_hash, user_id, new_user, used_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![l.app, &l.code_hash[..], user_id, new_user, now],
+            )?;
+            let expires_at = sessions::insert(tx, &l.token_hash, user_id, &l.terms)?;
+            count_login(tx, l.app, now)?;
+            Ok(LoginOutcome {
+                user: user_by_id(tx, user_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?,
+                new_user,
+                expires_at,
+            })
+        })
+    }
+
+    /// A code exchanged successfully within `window` seconds: issue another session for
+    /// the same user instead of asking WeChat again (which would answer 40163).
+    pub fn replay_login(&self, app: &str, code_hash: &[u8; 32], token_hash: &[u8; 32], window: i64, terms: &Terms) -> Result<Option<LoginOutcome>> {
+        let now = terms.now;
+        self.write(|tx| {
+            let used: Option<(i64, bool)> = tx
+                .query_row(
+                    "SELECT user_id, new_user FROM used_codes WHERE app = ?1 AND code_hash = ?2 AND used_at > ?3",
+                    params![app, &code_hash[..], now - window],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((user_id, new_user)) = used else { return Ok(None) };
+            let expires_at = sessions::insert(tx, token_hash, user_id, terms)?;
+            count_login(tx, app, now)?;
+            let user = user_by_id(tx, user_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            Ok(Some(LoginOutcome { user, new_user, expires_at }))
+        })
+    }
+
+    pub fn user(&self, id: i64) -> Result<Option<User>> {
+        self.read(|c| user_by_id(c, id))
+    }
+
+    pub fn user_by_openid(&self, openid: &str) -> Result<Vec<User>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.openid = ?1 ORDER BY u.id"))?;
+            let rows = st.query_map([openid], |r| user_from_row(r, 0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    pub fn list_users(&self, app: Option<&str>, limit: i64) -> Result<Vec<User>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users u WHERE (?1 IS NULL OR u.app = ?1) ORDER BY u.id DESC LIMIT ?2"
+            ))?;
+            let rows = st.query_map(params![app, limit], |r| user_from_row(r, 0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// The user's current WeChat session_key, for decrypting open data server-side.
+    pub fn session_key(&self, user_id: i64) -> Result<Option<Secret>> {
+        self.read(|c| {
+            let key: Option<Option<String>> = c
+                .query_row("SELECT session_key FROM users WHERE id = ?1", [user_id], |r| r.get(0))
+                .optional()?;
+            Ok(key.flatten().map(Secret::new))
+        })
+    }
+
+    /// Sets the fields given (None leaves a field alone) and returns the updated user.
+    pub fn update_profile(&self, user_id: i64, nickname: Option<&str>, avatar_url: Option<&str>, gender: Option<i64>) -> Result<Option<User>> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE users SET nickname = COALESCE(?2, nickname), avatar_url = COALESCE(?3, avatar_url),
+                        gender = COALESCE(?4, gender) WHERE id = ?1",
+                params![user_id, nickname, avatar_url, gender],
+            )?;
+            user_by_id(tx, user_id)
+        })
+    }
+
+    pub fn update_phone(&self, user_id: i64, phone_number: &str, country_code: Option<&str>) -> Result<Option<User>> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE users SET phone_number = ?2, country_code = COALESCE(?3, country_code) WHERE id = ?1",
+                params![user_id, phone_number, country_code],
+            )?;
+            user_by_id(tx, user_id)
+        })
+    }
+}
+
+pub(super) fn user_by_id(c: &Connection, id: i64) -> Result<Option<User>> {
+    let mut st = c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?1"))?;
+    Ok(st.query_row([id], |r| user_from_row(r, 0)).optional()?)
+}
+
+fn count_login(tx: &Transaction, app: &str, now: i64) -> Result<()> {
+    tx.execute(
+        "INSERT INTO login_days (app, day, logins) VALUES (?1, date(?2, 'unixepoch'), 1)
+         ON CONFLICT (app, day) DO UPDATE SET logins = logins + 1",
+        params![app, now],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! The WeChat HTTP client: one ureq agent, a timeout on every call, bounded retries.
+//!
+//! Secrets travel in query strings (jscode2session's `secret`, other APIs'
+//! `access_token`), so no URL is ever logged or put into an error here, and the `ureq`
+//! log target is capped at `info` in `logging.rs` because ureq logs full URLs at trace.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::WeChatError;
+use crate::config::WeChatConfig;
+use crate::metrics::Metrics;
+use crate::secrets::Secret;
+
+/// Replies are small JSON objects; anything bigger is not WeChat.
+const MAX_REPLY_BYTES: u64 = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct WeChat {
+    agent: ureq::Agent,
+    base: String,
+    retries: u32,
+    metrics: Metrics,
+}
+
+pub struct Code2Session {
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub session_key: Secret,
+}
+
+/// One HTTP request to WeChat, built fresh for each attempt.
+pub enum Call<'a> {
+    Get { path: &'a str, query: Vec<(&'a str, &'a str)> },
+    Post { path: &'a str, query: Vec<(&'a str, &'a str)>, body: Value },
+}
+
+impl WeChat {
+    pub fn new(cfg: &WeChatConfig, metrics: Metrics) -> WeChat {
+        let timeout = Duration::from_millis(cfg.timeout_ms);
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .timeout_connect(Some(timeout.min(Duration::from_secs(3))))
+            .http_status_as_error(false)
+            .max_idle_connections_per_host(64)
+            .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        WeChat {
+            agent,
+            base: cfg.api_base.trim_end_matches('/').to_string(),
+            retries: cfg.retries,
+            metrics,
+        }
+    }
+
+    /// `sns/jscode2session`: the code for openid, unionid and session_key. Needs no access token.
+    pub fn code2session(&self, appid: &str, secret: &Secret, code: &str) -> Result<Code2Session, WeChatError> {
+        let query = vec![
+            ("appid", appid),
+            ("secret", secret.expose()),
+            ("js_code", code),
+            ("grant_type", "authorization_code"),
+        ];
+        let v = self.call("jscode2session", &Call::Get { path: "/sns/jscode2session", query })?;
+        let field = |name: &str| v.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        let (Some(openid), Some(session_key)) = (field("openid"), field("session_key")) else {
+            return Err(WeChatError::BadReply("jscode2session answered without openid or session_key".into()));
+        };
+        Ok(Code2Session {
+            openid,
+            unionid: field("unionid"),
+            session_key: Secret::new(session_key),
+        })
+    }
+
+    /// Performs `call` with up to `retries` extra attempts for transient failures (-1,
+    /// transport errors, timeouts, HTTP 5xx), backing off 100 ms, 200 ms, 400 ms ... with
+    /// jitter. Returns the reply object when its errcode is absent or 0.
+    pub fn call(&self, api: &'static str, call: &Call) -> Result<Value, WeChatError> {
+        let mut attempt = 0;
+        let mut ambiguous: Option<WeChatError> = None;
+        loop {
+            let result = self.attempt(call);
+            self.metrics.wechat_call(api, outcome_label(&result));
+            let err = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            // A retry of a code exchange whose first attempt may have reached WeChat finds
+            // the code spent (40163): the honest answer is the first failure.
+            if let (Some(first), WeChatError::Api { errcode: 40163, .. }) = (&ambiguous, &err) {
+                return Err(first.clone());
+            }
+            if attempt >= self.retries || !is_transient(&err) {
+                return Err(err);
+            }
+            log::debug!("wechat {api}: attempt {} failed ({err}); retrying", attempt + 1);
+            if !matches!(err, WeChatError::Api { .. }) && ambiguous.is_none() {
+                ambiguous = Some(err);
+            }
+            std::thread::sleep(backoff(attempt));
+            attempt += 1;
+        }
+    }
+
+    fn attempt(&self, call: &Call) -> Result<Value, WeChatError> {
+        let response = match call {
+            Call::Get { path, query } => {
+                let mut req = self.agent.get(format!("{}{path}", self.base));
+                for (k, v) in query {
+                    req = req.query(*k, *v);
+                }
+                req.call()
+            }
+            Call::Post { path, query, body } => {
+                let mut req = self.agent.post(format!("{}{path}", self.base));
+                for (k, v) in query {
+                    req = req.query(*k, *v);
+                }
+                req.header("Content-Type", "application/json").send(body.to_string())
+            }
+        };
+        let mut response = response.map_err(classify)?;
+        let status = response.status().as_u16();
+        if status >= 500 {
+            return Err(WeChatError::BadReply(format!("HTTP {status}")));
+        }
+        // WeChat answers errors with HTTP 200 too; any other status is not WeChat talking.
+        if status != 200 {
+            return Err(WeChatError::BadReply(format!("unexpected HTTP status {status}")));
+        }
+        // jscode2session says text/plain; the content type is ignored on purpose.
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_REPLY_BYTES)
+            .read_to_string()
+            .map_err(classify)?;
+        parse_reply(&text)
+    }
+}
+
+/// Parses a reply body: a JSON object whose errcode, when present and non-zero, is an error.
+pub fn parse_reply(text: &str) -> Result<Value, WeChatError> {
+    let v: Value = serde_json::from_str(text).map_err(|_| WeChatError::BadReply("the reply is not JSON".into()))?;
+    if !v.is_object() {
+        return Err(WeChatError::BadReply("the reply is not a JSON object".into()));
+    }
+    match v.get("errcode").and_then(Value::as_i64).unwrap_or(0) {
+        0 => Ok(v),
+        errcode => Err(WeChatError::Api {
+            errcode,
+            errmsg: v.get("errmsg").and_then(Value::as_str).unwrap_or("").to_string(),
+        }),
+    }
+}
+
+fn is_transient(e: &WeChatError) -> bool {
+    match e {
+        WeChatError::Timeout | WeChatError::Transport(_) => true,
+        WeChatError::BadReply(m) => m.starts_with("HTTP 5"),
+        WeChatError::Api { errcode, .. } => *errcode == -1,
+    }
+}
+
+/// Maps a ureq error to a fixed description; ureq's own messages are not used because
+/// some of them can carry the request URL, and with it a secret.
+fn classify(e: ureq::Error) -> WeChatError {
+    use std::io::ErrorKind;
+    match e {
+        ureq::Error::Timeout(_) => WeChatError::Timeout,
+        ureq::Error::Io(io) => match io.kind() {
+            ErrorKind::TimedOut | ErrorKind::WouldBlock => WeChatError::Timeout,
+            ErrorKind::ConnectionRefused => WeChatError::Transport("connection refused".into()),
+            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::UnexpectedEof => {
+                WeChatError::Transport("connection closed by the other side".into())
+            }
+            kind => WeChatError::Transport(format!("network error ({kind})")),
+        },
+        ureq::Error::HostNotFound => WeChatError::Transport("host not found".into()),
+        ureq::Error::ConnectionFailed => WeChatError::Transport("connection failed".into()),
+        ureq::Error::BodyExceedsLimit(_) => WeChatError::BadReply("the reply is too large".into()),
+        ureq::Error::Tls(_) => WeChatError::Transport("TLS error".into()),
+        _ => WeChatError::Transport("request failed".into()),
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = 100u64 << attempt.min(5);
+    let mut jitter = [0u8; 1];
+    crate::secrets::random_bytes(&mut jitter);
+    Duration::from_millis(base + base * u64::from(jitter[0]) / 512)
+}
+
+/// The errcode label of a call for the metrics: "0" on success, else the errcode or a kind.
+fn outcome_label(r: &Result<Value, WeChatError>) -> String {
+    match r {
+        Ok(_) => "0".into(),
+        Err(WeChatError::Api { errcode, .. }) => errcode.to_string(),
+        Err(WeChatError::Timeout) => "timeout".into(),
+        Err(WeChatError::Transport(_)) => "transport".into(),
+        Err(WeChatError::BadReply(_)) => "bad_reply".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_classified_by_errcode_not_content_type() {
+        assert!(parse_reply(r#"{"openid":"o","session_key":"k"}"#).is_ok());
+        assert!(parse_reply(r#"{"errcode":0,"errmsg":"ok"}"#).is_ok());
+        assert_eq!(
+            parse_reply(r#"{"errcode":40029,"errmsg":"invalid code, rid: 1"}"#),
+            Err(WeChatError::Api { errcode: 40029, errmsg: "invalid code, rid: 1".into() })
+        );
+        assert!(matches!(parse_reply("<html>"), Err(WeChatError::BadReply(_))));
+        assert!(matches!(parse_reply("[1]"), Err(WeChatError::BadReply(_))));
+    }
+
+    #[test]
+    fn only_transient_errors_are_retried() {
+        assert!(is_transient(&WeChatError::Timeout));
+        assert!(is_transient(&WeChatError::Api { errcode: -1, errmsg: String::new() }));
+        assert!(is_transient(&WeChatError::BadReply("HTTP 502".into())));
+        assert!(!is_transient(&WeChatError::Api { errcode: 40029, errmsg: String::new() }));
+        assert!(!is_transient(&WeChatError::BadReply("the reply is not JSON".into())));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        assert!(backoff(0) >= Duration::from_millis(100) && backoff(0) < Duration::from_millis(200));
+        assert!(backoff(9) < Duration::from_millis(6400));
+    }
+}
