@@ -2,5 +2,6 @@
 //!
 //! See ARCHITECTURE.md for the codemap and the invariants.
 
+pub mod fake_wechat;
 pub mod secrets;
 pub mod wechat;
