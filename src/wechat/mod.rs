@@ -1,6 +1,7 @@
 //! The only code that talks to WeChat.
 
 pub mod client;
+pub mod crypto;
 
 use std::fmt;
 
