@@ -56,9 +56,7 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig {
-            path: PathBuf::from("data/wxlogin.db"),
-        }
+        DatabaseConfig { path: PathBuf::from("data/wxlogin.db") }
     }
 }
 
@@ -125,9 +123,7 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        RateLimitConfig {
-            login_per_ip_per_minute: 30,
-        }
+        RateLimitConfig { login_per_ip_per_minute: 30 }
     }
 }
 
@@ -189,10 +185,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            key: key.into(),
-            message: message.into(),
-        }
+        ConfigError { key: key.into(), message: message.into() }
     }
 }
 
@@ -280,7 +273,12 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn resolve_app(i: usize, app: RawApp, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<AppConfig, ConfigError> {
+fn resolve_app(
+    i: usize,
+    app: RawApp,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AppConfig, ConfigError> {
     let key = format!("apps[{i}]");
     let var = secret_var(&app.name);
     let secret = if !app.secret.is_empty() {
@@ -295,22 +293,19 @@ fn resolve_app(i: usize, app: RawApp, base: &Path, env: &dyn Fn(&str) -> Option<
     } else {
         return Err(ConfigError::new(
             format!("{key}.secret"),
-            format!("the app secret of \"{}\" is missing: set {var} (or {var}_FILE), or `secret` in the file", app.name),
+            format!(
+                "the app secret of \"{}\" is missing: set {var} (or {var}_FILE), or `secret` in the file",
+                app.name
+            ),
         ));
     };
-    Ok(AppConfig {
-        name: app.name,
-        appid: app.appid,
-        secret: Secret::new(secret),
-    })
+    Ok(AppConfig { name: app.name, appid: app.appid, secret: Secret::new(secret) })
 }
 
 /// `WXLOGIN_SECRET_<NAME>`: the app name upper-cased, anything not alphanumeric as `_`.
 pub fn secret_var(app_name: &str) -> String {
-    let name: String = app_name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
-        .collect();
+    let name: String =
+        app_name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
     format!("WXLOGIN_SECRET_{name}")
 }
 
@@ -370,11 +365,18 @@ fn validate_apps(apps: &[AppConfig]) -> Result<(), ConfigError> {
             return Err(ConfigError::new(format!("apps[{i}].name"), "must be 1 to 32 letters, digits, '_' or '-'"));
         }
         if apps[..i].iter().any(|a| a.name == app.name) {
-            return Err(ConfigError::new(format!("apps[{i}].name"), format!("\"{}\" is used by an earlier app", app.name)));
+            return Err(ConfigError::new(
+                format!("apps[{i}].name"),
+                format!("\"{}\" is used by an earlier app", app.name),
+            ));
         }
-        let ok_appid = app.appid.len() >= 3 && app.appid.len() <= 64 && app.appid.bytes().all(|b| b.is_ascii_alphanumeric());
+        let ok_appid =
+            app.appid.len() >= 3 && app.appid.len() <= 64 && app.appid.bytes().all(|b| b.is_ascii_alphanumeric());
         if !ok_appid {
-            return Err(ConfigError::new(format!("apps[{i}].appid"), "must be the mini-program's AppID, such as \"wx4f4bc4dec97d474b\""));
+            return Err(ConfigError::new(
+                format!("apps[{i}].appid"),
+                "must be the mini-program's AppID, such as \"wx4f4bc4dec97d474b\"",
+            ));
         }
     }
     Ok(())

@@ -19,26 +19,45 @@ pub enum ApiError {
     /// 401: a token we know, past its idle or absolute expiry.
     SessionExpired,
     /// 401: WeChat says the code is invalid, or used outside the replay window.
-    InvalidCode { errcode: i64 },
+    InvalidCode {
+        errcode: i64,
+    },
     /// 403: WeChat 40226, a high-risk user.
-    UserBlocked { errcode: i64 },
+    UserBlocked {
+        errcode: i64,
+    },
     NotFound,
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     /// 409: open data that does not decrypt with the stored session_key.
-    SessionKeyStale { detail: &'static str },
+    SessionKeyStale {
+        detail: &'static str,
+    },
     /// 413
-    BodyTooLarge { limit: usize },
+    BodyTooLarge {
+        limit: usize,
+    },
     /// 422: a field that is well-formed but not acceptable.
     InvalidField(String),
     SignatureMismatch,
     WatermarkMismatch,
-    StaleData { max_age: i64 },
+    StaleData {
+        max_age: i64,
+    },
     /// 429: this server's own per-IP login limit.
-    RateLimited { retry_after: u64 },
+    RateLimited {
+        retry_after: u64,
+    },
     /// 429: WeChat 45011.
-    WeChatRateLimited { errcode: i64 },
+    WeChatRateLimited {
+        errcode: i64,
+    },
     /// 502: WeChat answered with an error we cannot pass on as anything better.
-    WeChatError { errcode: Option<i64>, message: String },
+    WeChatError {
+        errcode: Option<i64>,
+        message: String,
+    },
     /// 504
     WeChatTimeout,
     /// 503: shutting down, the database cannot be written, or a lane is full.
@@ -179,10 +198,9 @@ impl From<WeChatError> for ApiError {
     fn from(e: WeChatError) -> ApiError {
         match e {
             WeChatError::Timeout => ApiError::WeChatTimeout,
-            WeChatError::Transport(m) => ApiError::WeChatError {
-                errcode: None,
-                message: format!("WeChat could not be reached: {m}."),
-            },
+            WeChatError::Transport(m) => {
+                ApiError::WeChatError { errcode: None, message: format!("WeChat could not be reached: {m}.") }
+            }
             WeChatError::BadReply(m) => ApiError::WeChatError {
                 errcode: None,
                 message: format!("WeChat sent a reply that could not be read: {m}."),

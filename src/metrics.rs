@@ -72,7 +72,8 @@ impl Metrics {
         let count = self.0.latency_count.load(Ordering::Relaxed);
         let sum = self.0.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "wxlogin_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "wxlogin_request_duration_seconds_sum {sum}\nwxlogin_request_duration_seconds_count {count}");
+        let _ =
+            writeln!(out, "wxlogin_request_duration_seconds_sum {sum}\nwxlogin_request_duration_seconds_count {count}");
         out.push_str("# HELP wxlogin_logins_total Login attempts, by result.\n# TYPE wxlogin_logins_total counter\n");
         for (result, n) in self.0.logins.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(out, "wxlogin_logins_total{{result=\"{result}\"}} {n}");
@@ -81,7 +82,9 @@ impl Metrics {
         for ((api, errcode), n) in self.0.wechat.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(out, "wxlogin_wechat_calls_total{{api=\"{api}\",errcode=\"{errcode}\"}} {n}");
         }
-        out.push_str("# HELP wxlogin_live_sessions Sessions that have not expired.\n# TYPE wxlogin_live_sessions gauge\n");
+        out.push_str(
+            "# HELP wxlogin_live_sessions Sessions that have not expired.\n# TYPE wxlogin_live_sessions gauge\n",
+        );
         let _ = writeln!(out, "wxlogin_live_sessions {live_sessions}");
         out.push_str("# HELP wxlogin_access_token_age_seconds Age of each app's cached access token.\n# TYPE wxlogin_access_token_age_seconds gauge\n");
         for (app, age) in token_ages {

@@ -55,9 +55,7 @@ pub fn random_bytes(buf: &mut [u8]) {
     use rand::TryRng;
     // The OS random source failing is not something a server can work around; it is a
     // broken machine, and issuing a predictable token would be worse than stopping.
-    rand::rngs::SysRng
-        .try_fill_bytes(buf)
-        .expect("the operating system's random source failed");
+    rand::rngs::SysRng.try_fill_bytes(buf).expect("the operating system's random source failed");
 }
 
 /// A fresh session token: 256 random bits, URL-safe base64 without padding (43 chars).
@@ -112,18 +110,12 @@ mod tests {
         let b = new_token();
         assert_eq!(a.expose().len(), 43);
         assert_ne!(a, b);
-        assert!(a
-            .expose()
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(a.expose().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
     }
 
     #[test]
     fn sha256_and_hex_match_a_known_vector() {
-        assert_eq!(
-            hex(&sha256(b"abc")),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hex(&sha256(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]

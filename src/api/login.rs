@@ -46,7 +46,10 @@ fn login_inner(app: &App, req: &Req) -> Result<(Resp, &'static str), ApiError> {
 /// WeChat is asked, so that a phone code or a JSON blob in the wrong field fails fast.
 fn check_code(code: &str) -> Result<(), ApiError> {
     if code.is_empty() || code.len() > 128 || !code.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::invalid("code", "must be the 1 to 128 printable characters that wx.login returned, without spaces"));
+        return Err(ApiError::invalid(
+            "code",
+            "must be the 1 to 128 printable characters that wx.login returned, without spaces",
+        ));
     }
     Ok(())
 }

@@ -51,7 +51,9 @@ impl Args {
     pub fn number(&mut self, name: &str) -> Result<Option<u64>> {
         match self.value(name)? {
             None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| CliError::usage(format!("{name} must be a whole number, not `{v}`"))),
+            Some(v) => {
+                v.parse().map(Some).map_err(|_| CliError::usage(format!("{name} must be a whole number, not `{v}`")))
+            }
         }
     }
 

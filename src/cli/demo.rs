@@ -18,10 +18,10 @@ pub fn demo(mut args: Args) -> Result<ExitCode> {
     args.finish()?;
     crate::logging::init();
     let dir = std::env::temp_dir().join(format!("wxlogin-demo-{}", crate::secrets::random_id(4)));
-    let fake = FakeWeChat::start("127.0.0.1:0", FakeOptions {
-        apps: vec![(DEMO_APPID.into(), DEMO_SECRET.into())],
-        ..FakeOptions::default()
-    })?;
+    let fake = FakeWeChat::start(
+        "127.0.0.1:0",
+        FakeOptions { apps: vec![(DEMO_APPID.into(), DEMO_SECRET.into())], ..FakeOptions::default() },
+    )?;
     let config = demo_config(&listen, &dir, &fake.base_url())?;
     let result = super::serve::run_until_signal(config, |server| {
         println!("{}", walkthrough(&server.addr().to_string(), &fake.base_url()));
@@ -90,9 +90,8 @@ pub fn fake_wechat(mut args: Args) -> Result<ExitCode> {
     let listen = args.value("--listen")?.unwrap_or_else(|| "127.0.0.1:9090".into());
     let mut apps = Vec::new();
     for spec in args.values("--app")? {
-        let (appid, secret) = spec
-            .split_once(':')
-            .ok_or_else(|| CliError::usage(format!("--app takes APPID:SECRET, not `{spec}`")))?;
+        let (appid, secret) =
+            spec.split_once(':').ok_or_else(|| CliError::usage(format!("--app takes APPID:SECRET, not `{spec}`")))?;
         apps.push((appid.to_string(), secret.to_string()));
     }
     let latency = Duration::from_millis(args.number("--latency-ms")?.unwrap_or(0));

@@ -27,11 +27,7 @@ impl Call<'_> {
     /// The first value of a query parameter; an empty value counts as missing, as it
     /// does for WeChat ("appid missing" for `appid=`).
     fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
 }
 
@@ -53,11 +49,7 @@ pub(crate) fn api_for_path(path: &str) -> Option<&'static str> {
 /// what WeChat would.
 pub(crate) fn handle(state: &mut State, api: &'static str, call: &Call<'_>, now: i64) -> Reply {
     state.count_call(api);
-    let content_type = if api == "jscode2session" {
-        WECHAT_TEXT
-    } else {
-        WECHAT_JSON
-    };
+    let content_type = if api == "jscode2session" { WECHAT_TEXT } else { WECHAT_JSON };
     if let Some(failure) = state.behaviour.take_failure(api) {
         return failure_reply(failure, content_type);
     }
@@ -93,10 +85,7 @@ fn failure_reply(failure: Failure, content_type: &'static str) -> Reply {
             body: "<html><body>upstream temporarily unavailable</body></html>".to_string(),
             delay: None,
         },
-        Failure::Hang => Reply {
-            delay: Some(HANG),
-            ..Reply::wechat_error(-1, content_type)
-        },
+        Failure::Hang => Reply { delay: Some(HANG), ..Reply::wechat_error(-1, content_type) },
     }
 }
 
@@ -162,11 +151,7 @@ fn stable_token(state: &mut State, call: &Call<'_>, now: i64) -> Result<Value, E
     require(call, Method::Post)?;
     // A form-encoded or empty body reads as "no appid" to WeChat.
     let body = json_object(call.body).ok_or(41002)?;
-    let field = |name: &str| {
-        body.get(name)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    };
+    let field = |name: &str| body.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
     if field("grant_type") != Some("client_credential") {
         return Err(40002);
     }
@@ -271,18 +256,10 @@ mod tests {
     }
 
     fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
-    fn get(
-        state: &mut State,
-        api: &'static str,
-        pairs: &[(&str, &str)],
-        now: i64,
-    ) -> (Reply, Value) {
+    fn get(state: &mut State, api: &'static str, pairs: &[(&str, &str)], now: i64) -> (Reply, Value) {
         call(state, api, Method::Get, pairs, b"", now)
     }
 
@@ -295,16 +272,7 @@ mod tests {
         now: i64,
     ) -> (Reply, Value) {
         let q = query(pairs);
-        let reply = handle(
-            state,
-            api,
-            &Call {
-                method,
-                query: &q,
-                body,
-            },
-            now,
-        );
+        let reply = handle(state, api, &Call { method, query: &q, body }, now);
         let value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
         (reply, value)
     }
@@ -314,12 +282,7 @@ mod tests {
     }
 
     fn code2session(state: &mut State, appid: &str, secret: &str, code: &str, now: i64) -> Value {
-        let q = [
-            ("appid", appid),
-            ("secret", secret),
-            ("js_code", code),
-            ("grant_type", "authorization_code"),
-        ];
+        let q = [("appid", appid), ("secret", secret), ("js_code", code), ("grant_type", "authorization_code")];
         get(state, "jscode2session", &q, now).1
     }
 
@@ -339,11 +302,7 @@ mod tests {
         assert!(v.get("errcode").is_none(), "{v}");
         assert_eq!(v["openid"], issued.openid);
         assert_eq!(v["unionid"], json!(issued.unionid));
-        let key = s
-            .sessions
-            .by_name("wx1", "alice")
-            .expect("user")
-            .session_key;
+        let key = s.sessions.by_name("wx1", "alice").expect("user").session_key;
         assert_eq!(v["session_key"], key);
         assert_eq!(errcode(&get(&mut s, "jscode2session", &q, T0).1), 40163);
     }
@@ -353,29 +312,13 @@ mod tests {
         let mut s = state();
         let code = s.sessions.issue_code("wx1", "alice", None, true, T0).code;
         assert_eq!(errcode(&code2session(&mut s, "", "s1", &code, T0)), 41002);
-        assert_eq!(
-            errcode(&code2session(&mut s, "wx9", "s1", &code, T0)),
-            40013
-        );
+        assert_eq!(errcode(&code2session(&mut s, "wx9", "s1", &code, T0)), 40013);
         assert_eq!(errcode(&code2session(&mut s, "wx1", "", &code, T0)), 41004);
-        assert_eq!(
-            errcode(&code2session(&mut s, "wx1", "s2", &code, T0)),
-            40125
-        );
+        assert_eq!(errcode(&code2session(&mut s, "wx1", "s2", &code, T0)), 40125);
         assert_eq!(errcode(&code2session(&mut s, "wx1", "s1", "", T0)), 41008);
-        assert_eq!(
-            errcode(&code2session(&mut s, "wx2", "s2", &code, T0)),
-            40029
-        );
-        assert_eq!(
-            errcode(&code2session(&mut s, "wx1", "s1", &code, T0 + 301)),
-            40029
-        );
-        let q = [
-            ("appid", "wx1"),
-            ("secret", "s1"),
-            ("js_code", code.as_str()),
-        ];
+        assert_eq!(errcode(&code2session(&mut s, "wx2", "s2", &code, T0)), 40029);
+        assert_eq!(errcode(&code2session(&mut s, "wx1", "s1", &code, T0 + 301)), 40029);
+        let q = [("appid", "wx1"), ("secret", "s1"), ("js_code", code.as_str())];
         assert_eq!(errcode(&get(&mut s, "jscode2session", &q, T0).1), 40002);
         let (_, v) = call(&mut s, "jscode2session", Method::Post, &q, b"", T0);
         assert_eq!(errcode(&v), 43001);
@@ -396,11 +339,7 @@ mod tests {
     #[test]
     fn classic_token_endpoint() {
         let mut s = state();
-        let q = [
-            ("grant_type", "client_credential"),
-            ("appid", "wx1"),
-            ("secret", "s1"),
-        ];
+        let q = [("grant_type", "client_credential"), ("appid", "wx1"), ("secret", "s1")];
         let (reply, v) = get(&mut s, "token", &q, T0);
         assert_eq!(reply.content_type, WECHAT_JSON);
         assert_eq!(v["expires_in"], 7200);
@@ -408,17 +347,9 @@ mod tests {
         let first = v["access_token"].as_str().expect("token").to_string();
         let second = get(&mut s, "token", &q, T0 + 1).1["access_token"].clone();
         assert_ne!(json!(first), second);
-        let bad = [
-            ("grant_type", "password"),
-            ("appid", "wx1"),
-            ("secret", "s1"),
-        ];
+        let bad = [("grant_type", "password"), ("appid", "wx1"), ("secret", "s1")];
         assert_eq!(errcode(&get(&mut s, "token", &bad, T0).1), 40002);
-        let bad = [
-            ("grant_type", "client_credential"),
-            ("appid", "wx1"),
-            ("secret", "x"),
-        ];
+        let bad = [("grant_type", "client_credential"), ("appid", "wx1"), ("secret", "x")];
         assert_eq!(errcode(&get(&mut s, "token", &bad, T0).1), 40125);
         for _ in 0..3 {
             assert!(get(&mut s, "token", &q, T0).1["access_token"].is_string());
@@ -435,15 +366,9 @@ mod tests {
         assert_eq!(a["access_token"], b["access_token"]);
         assert_eq!(b["expires_in"], 7140);
         let form = b"grant_type=client_credential&appid=wx1&secret=s1";
-        assert_eq!(
-            errcode(&call(&mut s, "stable_token", Method::Post, &[], form, T0).1),
-            41002
-        );
+        assert_eq!(errcode(&call(&mut s, "stable_token", Method::Post, &[], form, T0).1), 41002);
         let weird = br#"{"grant_type":"client_credential","appid":"wx1","secret":"s1","force_refresh":"yes"}"#;
-        assert_eq!(
-            errcode(&call(&mut s, "stable_token", Method::Post, &[], weird, T0).1),
-            47001
-        );
+        assert_eq!(errcode(&call(&mut s, "stable_token", Method::Post, &[], weird, T0).1), 47001);
         let force = br#"{"grant_type":"client_credential","appid":"wx1","secret":"s1","force_refresh":true}"#;
         let (_, c) = call(&mut s, "stable_token", Method::Post, &[], force, T0 + 61);
         assert_ne!(c["access_token"], a["access_token"]);
@@ -454,14 +379,7 @@ mod tests {
 
     fn stable(s: &mut State, appid: &str, secret: &str, now: i64) -> String {
         let body = json!({"grant_type": "client_credential", "appid": appid, "secret": secret});
-        let (_, v) = call(
-            s,
-            "stable_token",
-            Method::Post,
-            &[],
-            body.to_string().as_bytes(),
-            now,
-        );
+        let (_, v) = call(s, "stable_token", Method::Post, &[], body.to_string().as_bytes(), now);
         v["access_token"].as_str().expect("token").to_string()
     }
 
@@ -483,10 +401,7 @@ mod tests {
         };
         let q = [("access_token", token.as_str())];
         assert_eq!(errcode(&post(&mut s, &[], body.as_bytes())), 41001);
-        assert_eq!(
-            errcode(&post(&mut s, &[("access_token", "nope")], body.as_bytes())),
-            40001
-        );
+        assert_eq!(errcode(&post(&mut s, &[("access_token", "nope")], body.as_bytes())), 40001);
         assert_eq!(errcode(&post(&mut s, &q, b"code=x")), 47001);
         assert_eq!(errcode(&post(&mut s, &q, b"")), 44002);
         assert_eq!(errcode(&post(&mut s, &q, b"{}")), 47001);
@@ -495,10 +410,7 @@ mod tests {
         assert_eq!(v["phone_info"]["phoneNumber"], "13800138000");
         assert_eq!(v["phone_info"]["purePhoneNumber"], "13800138000");
         assert_eq!(v["phone_info"]["countryCode"], 86);
-        assert_eq!(
-            v["phone_info"]["watermark"],
-            json!({"timestamp": T0, "appid": "wx1"})
-        );
+        assert_eq!(v["phone_info"]["watermark"], json!({"timestamp": T0, "appid": "wx1"}));
         assert_eq!(errcode(&post(&mut s, &q, body.as_bytes())), 40029);
 
         let other = s.phones.issue(info("wx2", "86"), T0);
@@ -513,24 +425,9 @@ mod tests {
         let mut old = info("wx1", "86");
         old.issued_at = T0 - 400;
         let expired = s.phones.issue(old, T0);
-        assert_eq!(
-            errcode(&post(
-                &mut s,
-                &q,
-                json!({"code": expired}).to_string().as_bytes()
-            )),
-            40029
-        );
+        assert_eq!(errcode(&post(&mut s, &q, json!({"code": expired}).to_string().as_bytes())), 40029);
 
-        let late = call(
-            &mut s,
-            "getuserphonenumber",
-            Method::Post,
-            &q,
-            body.as_bytes(),
-            T0 + 7200,
-        )
-        .1;
+        let late = call(&mut s, "getuserphonenumber", Method::Post, &q, body.as_bytes(), T0 + 7200).1;
         assert_eq!(errcode(&late), 42001);
     }
 
@@ -539,11 +436,7 @@ mod tests {
         let mut s = state();
         let token = stable(&mut s, "wx1", "s1", T0);
         let issued = s.sessions.issue_code("wx1", "alice", None, true, T0);
-        let key = s
-            .sessions
-            .by_name("wx1", "alice")
-            .expect("user")
-            .session_key;
+        let key = s.sessions.by_name("wx1", "alice").expect("user").session_key;
         let sig = session_key_signature(&key);
         let q = |sig: &str, method: &str| {
             vec![
@@ -557,15 +450,9 @@ mod tests {
             let pairs: Vec<(&str, &str)> = q.iter().map(|(k, v)| (*k, v.as_str())).collect();
             get(s, api, &pairs, T0 + 1).1
         };
-        assert_eq!(
-            run(&mut s, "checksession", q(&sig, "hmac_sha256")),
-            json!({"errcode": 0, "errmsg": "ok"})
-        );
+        assert_eq!(run(&mut s, "checksession", q(&sig, "hmac_sha256")), json!({"errcode": 0, "errmsg": "ok"}));
         assert_eq!(errcode(&run(&mut s, "checksession", q(&sig, "md5"))), 87008);
-        assert_eq!(
-            errcode(&run(&mut s, "checksession", q("00", "hmac_sha256"))),
-            87009
-        );
+        assert_eq!(errcode(&run(&mut s, "checksession", q("00", "hmac_sha256"))), 87009);
         assert_eq!(errcode(&get(&mut s, "checksession", &[], T0).1), 41001);
 
         let v = run(&mut s, "resetusersessionkey", q(&sig, "hmac_sha256"));
@@ -573,27 +460,17 @@ mod tests {
         assert_eq!(v["openid"], issued.openid);
         let new_key = v["session_key"].as_str().expect("key").to_string();
         assert_ne!(new_key, key);
-        assert_eq!(
-            errcode(&run(&mut s, "checksession", q(&sig, "hmac_sha256"))),
-            87009
-        );
+        assert_eq!(errcode(&run(&mut s, "checksession", q(&sig, "hmac_sha256"))), 87009);
         let new_sig = session_key_signature(&new_key);
-        assert_eq!(
-            run(&mut s, "checksession", q(&new_sig, "hmac_sha256"))["errcode"],
-            0
-        );
-        assert_eq!(
-            errcode(&run(&mut s, "resetusersessionkey", q(&sig, "hmac_sha256"))),
-            87009
-        );
+        assert_eq!(run(&mut s, "checksession", q(&new_sig, "hmac_sha256"))["errcode"], 0);
+        assert_eq!(errcode(&run(&mut s, "resetusersessionkey", q(&sig, "hmac_sha256"))), 87009);
     }
 
     #[test]
     fn injected_failures_leave_state_alone_and_are_counted() {
         let mut s = state();
         let code = s.sessions.issue_code("wx1", "alice", None, true, T0).code;
-        s.behaviour
-            .inject("jscode2session", Failure::Errcode(-1), 1);
+        s.behaviour.inject("jscode2session", Failure::Errcode(-1), 1);
         s.behaviour.inject("*", Failure::Garbage, 1);
         s.behaviour.inject("jscode2session", Failure::Http500, 1);
         s.behaviour.inject("jscode2session", Failure::Hang, 1);

@@ -6,14 +6,8 @@ use std::time::Duration;
 use super::reply::Errcode;
 
 /// The WeChat APIs the fake serves, by the names used in stats and failure injection.
-pub(crate) const APIS: [&str; 6] = [
-    "jscode2session",
-    "token",
-    "stable_token",
-    "getuserphonenumber",
-    "checksession",
-    "resetusersessionkey",
-];
+pub(crate) const APIS: [&str; 6] =
+    ["jscode2session", "token", "stable_token", "getuserphonenumber", "checksession", "resetusersessionkey"];
 
 /// How long an injected "hang" holds the reply back: longer than any sane client timeout.
 pub(crate) const HANG: Duration = Duration::from_secs(60);
@@ -63,11 +57,7 @@ impl Behaviour {
     /// Queues `times` failures for `api` ("*" for any API); they are used up in order.
     pub(crate) fn inject(&mut self, api: &str, failure: Failure, times: u32) {
         if times > 0 {
-            self.injected.push(Injected {
-                api: api.to_string(),
-                failure,
-                remaining: times,
-            });
+            self.injected.push(Injected { api: api.to_string(), failure, remaining: times });
         }
     }
 
@@ -77,10 +67,7 @@ impl Behaviour {
 
     /// The failure the next call of `api` gets, if one is queued; using it up.
     pub(crate) fn take_failure(&mut self, api: &str) -> Option<Failure> {
-        let index = self
-            .injected
-            .iter()
-            .position(|i| i.api == api || i.api == "*")?;
+        let index = self.injected.iter().position(|i| i.api == api || i.api == "*")?;
         let entry = &mut self.injected[index];
         let failure = entry.failure;
         entry.remaining -= 1;

@@ -25,11 +25,7 @@ impl Clock {
     /// Moves the clock forward (a negative amount is ignored: expiry must never undo).
     pub(crate) fn advance(&self, seconds: i64) {
         if seconds > 0 {
-            let _ = self
-                .offset
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
-                    Some(o.saturating_add(seconds))
-                });
+            let _ = self.offset.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| Some(o.saturating_add(seconds)));
         }
     }
 }

@@ -30,15 +30,10 @@ pub(crate) fn handle(shared: &Shared, method: Method, path: &str, body: &[u8]) -
         ("/__fake/behaviour", Method::Post) => parse(body).and_then(|r| behaviour(shared, r)),
         ("/__fake/app", Method::Post) => parse(body).and_then(|r| app(shared, r)),
         ("/__fake/stats", _) => Err(Reply::fake_error(405, "use GET")),
-        (
-            "/__fake/login" | "/__fake/open_data" | "/__fake/phone_code" | "/__fake/behaviour"
-            | "/__fake/app",
-            _,
-        ) => Err(Reply::fake_error(405, "use POST with a JSON body")),
-        _ => Err(Reply::fake_error(
-            404,
-            &format!("no control endpoint {path}"),
-        )),
+        ("/__fake/login" | "/__fake/open_data" | "/__fake/phone_code" | "/__fake/behaviour" | "/__fake/app", _) => {
+            Err(Reply::fake_error(405, "use POST with a JSON body"))
+        }
+        _ => Err(Reply::fake_error(404, &format!("no control endpoint {path}"))),
     };
     match outcome {
         Ok(value) => Reply::json(200, CONTROL_JSON, &value),
@@ -57,8 +52,7 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Reply> {
             bad_request(&format!("{path}: {}", e.inner()))
         }
     })?;
-    json.end()
-        .map_err(|e| bad_request(&format!("invalid JSON body: {e}")))?;
+    json.end().map_err(|e| bad_request(&format!("invalid JSON body: {e}")))?;
     Ok(value)
 }
 
@@ -68,9 +62,7 @@ fn bad_request(message: &str) -> Reply {
 
 fn check_name(field: &str, value: &str) -> Result<(), Reply> {
     if value.is_empty() || value.len() > MAX_NAME || value.chars().any(char::is_control) {
-        return Err(bad_request(&format!(
-            "{field}: must be 1 to {MAX_NAME} bytes without control characters"
-        )));
+        return Err(bad_request(&format!("{field}: must be 1 to {MAX_NAME} bytes without control characters")));
     }
     Ok(())
 }
@@ -94,13 +86,9 @@ fn login(shared: &Shared, req: LoginRequest) -> Outcome {
     check_name("user", &req.user)?;
     let now = shared.clock.now();
     let mut state = shared.lock();
-    let appid = state
-        .resolve_app(req.appid.as_deref())
-        .map_err(|m| bad_request(&m))?;
+    let appid = state.resolve_app(req.appid.as_deref()).map_err(|m| bad_request(&m))?;
     let rotate = state.behaviour.rotate_session_key;
-    let issued = state
-        .sessions
-        .issue_code(&appid, &req.user, req.unionid, rotate, now);
+    let issued = state.sessions.issue_code(&appid, &req.user, req.unionid, rotate, now);
     Ok(json!({"code": issued.code, "openid": issued.openid, "unionid": issued.unionid}))
 }
 
@@ -117,22 +105,13 @@ struct OpenDataRequest {
 
 fn open_data(shared: &Shared, req: OpenDataRequest) -> Outcome {
     check_name("user", &req.user)?;
-    let kind = Kind::parse(&req.kind).ok_or_else(|| {
-        bad_request("kind: must be one of \"user_info\", \"phone\", \"werun\", \"share\"")
-    })?;
+    let kind = Kind::parse(&req.kind)
+        .ok_or_else(|| bad_request("kind: must be one of \"user_info\", \"phone\", \"werun\", \"share\""))?;
     let now = shared.clock.now();
     let state = shared.lock();
-    let appid = state
-        .resolve_app(req.appid.as_deref())
-        .map_err(|m| bad_request(&m))?;
+    let appid = state.resolve_app(req.appid.as_deref()).map_err(|m| bad_request(&m))?;
     let session = state.sessions.by_name(&appid, &req.user).ok_or_else(|| {
-        Reply::fake_error(
-            409,
-            &format!(
-                "{} has no session_key in {appid} yet: get a login code first",
-                req.user
-            ),
-        )
+        Reply::fake_error(409, &format!("{} has no session_key in {appid} yet: get a login code first", req.user))
     })?;
     let mut iv = [0u8; 16];
     crate::secrets::random_bytes(&mut iv);
@@ -170,9 +149,7 @@ fn phone_code(shared: &Shared, req: PhoneCodeRequest) -> Outcome {
     check_digits("country_code", &country_code, 4)?;
     let now = shared.clock.now();
     let mut state = shared.lock();
-    let appid = state
-        .resolve_app(req.appid.as_deref())
-        .map_err(|m| bad_request(&m))?;
+    let appid = state.resolve_app(req.appid.as_deref()).map_err(|m| bad_request(&m))?;
     let info = PhoneInfo {
         openid: ids::openid(&appid, &req.user),
         appid,
@@ -206,10 +183,7 @@ struct BehaviourRequest {
 
 fn failure(fail: &FailRequest) -> Result<Failure, Reply> {
     if fail.api != "*" && !APIS.contains(&fail.api.as_str()) {
-        return Err(bad_request(&format!(
-            "fail.api: must be \"*\" or one of {}",
-            APIS.join(", ")
-        )));
+        return Err(bad_request(&format!("fail.api: must be \"*\" or one of {}", APIS.join(", "))));
     }
     match &fail.errcode {
         Value::String(s) if s == "http_500" => Ok(Failure::Http500),
@@ -219,23 +193,16 @@ fn failure(fail: &FailRequest) -> Result<Failure, Reply> {
             Some(code) if code != 0 => Ok(Failure::Errcode(code)),
             _ => Err(bad_request("fail.errcode: must be a non-zero integer")),
         },
-        _ => Err(bad_request(
-            "fail.errcode: must be a non-zero integer, \"http_500\", \"garbage\" or \"hang\"",
-        )),
+        _ => Err(bad_request("fail.errcode: must be a non-zero integer, \"http_500\", \"garbage\" or \"hang\"")),
     }
 }
 
 fn behaviour(shared: &Shared, req: BehaviourRequest) -> Outcome {
     // Everything is checked before anything changes, so a rejected request changes nothing.
-    let injected = req
-        .fail
-        .as_ref()
-        .map(|f| Ok::<_, Reply>((f.api.clone(), failure(f)?, f.times.unwrap_or(1))))
-        .transpose()?;
+    let injected =
+        req.fail.as_ref().map(|f| Ok::<_, Reply>((f.api.clone(), failure(f)?, f.times.unwrap_or(1)))).transpose()?;
     if req.latency_ms.is_some_and(|ms| ms > MAX_LATENCY_MS) {
-        return Err(bad_request(&format!(
-            "latency_ms: at most {MAX_LATENCY_MS}"
-        )));
+        return Err(bad_request(&format!("latency_ms: at most {MAX_LATENCY_MS}")));
     }
     if req.advance_seconds.is_some_and(|s| s < 0) {
         return Err(bad_request("advance_seconds: must not be negative"));

@@ -48,12 +48,7 @@ impl Client {
 
     fn read(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Resp {
         let mut resp = result.expect("the fake answers");
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let text = resp.body_mut().read_to_string().expect("body");
         Resp {
             status: resp.status().as_u16(),
@@ -64,11 +59,7 @@ impl Client {
     }
 
     fn get(&self, path_and_query: &str) -> Resp {
-        Client::read(
-            self.agent
-                .get(format!("{}{path_and_query}", self.base))
-                .call(),
-        )
+        Client::read(self.agent.get(format!("{}{path_and_query}", self.base)).call())
     }
 
     fn post(&self, path_and_query: &str, body: &str) -> Resp {
@@ -87,10 +78,7 @@ impl Client {
     }
 
     fn login(&self, user: &str) -> String {
-        self.control("/__fake/login", json!({"user": user}))["code"]
-            .as_str()
-            .expect("code")
-            .to_string()
+        self.control("/__fake/login", json!({"user": user}))["code"].as_str().expect("code").to_string()
     }
 
     fn code2session(&self, appid: &str, secret: &str, code: &str) -> Resp {
@@ -107,9 +95,7 @@ impl Client {
     }
 
     fn token(&self, appid: &str, secret: &str) -> Resp {
-        self.get(&format!(
-            "/cgi-bin/token?grant_type=client_credential&appid={appid}&secret={secret}"
-        ))
+        self.get(&format!("/cgi-bin/token?grant_type=client_credential&appid={appid}&secret={secret}"))
     }
 
     fn stable(&self, body: Value) -> Resp {
@@ -117,12 +103,8 @@ impl Client {
     }
 
     fn stable_token(&self) -> String {
-        let resp = self
-            .stable(json!({"grant_type": "client_credential", "appid": APPID, "secret": SECRET}));
-        resp.json["access_token"]
-            .as_str()
-            .expect("token")
-            .to_string()
+        let resp = self.stable(json!({"grant_type": "client_credential", "appid": APPID, "secret": SECRET}));
+        resp.json["access_token"].as_str().expect("token").to_string()
     }
 
     fn behaviour(&self, body: Value) {
@@ -131,10 +113,7 @@ impl Client {
 }
 
 fn options() -> FakeOptions {
-    FakeOptions {
-        apps: vec![(APPID.into(), SECRET.into())],
-        ..FakeOptions::default()
-    }
+    FakeOptions { apps: vec![(APPID.into(), SECRET.into())], ..FakeOptions::default() }
 }
 
 fn start(opts: FakeOptions) -> (FakeWeChat, Client) {
@@ -154,10 +133,7 @@ fn assert_wechat_error(resp: &Resp, errcode: i64) {
 fn starts_on_a_free_port_and_stops() {
     let (fake, client) = start(options());
     assert_ne!(fake.addr().port(), 0);
-    assert_eq!(
-        fake.base_url(),
-        format!("http://127.0.0.1:{}", fake.addr().port())
-    );
+    assert_eq!(fake.base_url(), format!("http://127.0.0.1:{}", fake.addr().port()));
     let missing = client.get("/nothing/here");
     assert_eq!(missing.status, 404);
     assert_eq!(missing.errcode(), 404);
@@ -178,19 +154,14 @@ fn stop_releases_the_port() {
 #[test]
 fn start_reports_an_address_in_use() {
     let (fake, _client) = start(options());
-    let err = FakeWeChat::start(&fake.addr().to_string(), options())
-        .err()
-        .expect("port taken");
+    let err = FakeWeChat::start(&fake.addr().to_string(), options()).err().expect("port taken");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
 }
 
 #[test]
 fn jscode2session_success_and_every_error() {
     let (fake, client) = start(FakeOptions {
-        apps: vec![
-            (APPID.into(), SECRET.into()),
-            (OTHER_APPID.into(), OTHER_SECRET.into()),
-        ],
+        apps: vec![(APPID.into(), SECRET.into()), (OTHER_APPID.into(), OTHER_SECRET.into())],
         ..FakeOptions::default()
     });
     let login = client.control("/__fake/login", json!({"appid": APPID, "user": "alice"}));
@@ -206,10 +177,7 @@ fn jscode2session_success_and_every_error() {
     assert!(openid.starts_with('o'));
     let key = ok.json["session_key"].as_str().expect("session_key");
     assert_eq!(key.len(), 24);
-    assert_eq!(
-        ok.json.get("unionid"),
-        login.get("unionid").filter(|u| !u.is_null())
-    );
+    assert_eq!(ok.json.get("unionid"), login.get("unionid").filter(|u| !u.is_null()));
 
     assert_wechat_error(&client.code2session(APPID, SECRET, code), 40163);
     assert!(client.code2session(APPID, SECRET, code).json["errmsg"]
@@ -223,18 +191,10 @@ fn jscode2session_success_and_every_error() {
     assert_wechat_error(&client.code2session("wx_unknown", SECRET, &code), 40013);
     assert_wechat_error(&client.code2session(APPID, "wrong", &code), 40125);
     assert_wechat_error(&client.code2session(APPID, SECRET, ""), 41008);
+    assert_wechat_error(&client.code2session(APPID, SECRET, "0a3Ab0100pqcMZ1xYB100PPqA13Ab01Z"), 40029);
+    assert_wechat_error(&client.code2session(OTHER_APPID, OTHER_SECRET, &code), 40029);
     assert_wechat_error(
-        &client.code2session(APPID, SECRET, "0a3Ab0100pqcMZ1xYB100PPqA13Ab01Z"),
-        40029,
-    );
-    assert_wechat_error(
-        &client.code2session(OTHER_APPID, OTHER_SECRET, &code),
-        40029,
-    );
-    assert_wechat_error(
-        &client.get(&format!(
-            "/sns/jscode2session?appid={APPID}&secret={SECRET}&js_code={code}"
-        )),
+        &client.get(&format!("/sns/jscode2session?appid={APPID}&secret={SECRET}&js_code={code}")),
         40002,
     );
     assert_wechat_error(
@@ -256,21 +216,15 @@ fn login_rotates_the_session_key_and_unionid_can_be_chosen() {
     let b = client.control("/__fake/login", json!({"user": "carol"}));
     assert!(a["unionid"].is_string());
     assert_eq!(a["unionid"], b["unionid"]);
-    let key_a = client
-        .code2session(APPID, SECRET, a["code"].as_str().expect("a"))
-        .json;
-    let key_b = client
-        .code2session(APPID, SECRET, b["code"].as_str().expect("b"))
-        .json;
+    let key_a = client.code2session(APPID, SECRET, a["code"].as_str().expect("a")).json;
+    let key_b = client.code2session(APPID, SECRET, b["code"].as_str().expect("b")).json;
     // Both codes yield the current key: the one the second issue rotated to.
     assert_eq!(key_a["session_key"], key_b["session_key"]);
     assert_eq!(key_a["unionid"], a["unionid"]);
 
     let c = client.control("/__fake/login", json!({"user": "carol", "unionid": false}));
     assert!(c["unionid"].is_null());
-    let key_c = client
-        .code2session(APPID, SECRET, c["code"].as_str().expect("c"))
-        .json;
+    let key_c = client.code2session(APPID, SECRET, c["code"].as_str().expect("c")).json;
     assert!(key_c.get("unionid").is_none());
     assert_ne!(key_c["session_key"], key_b["session_key"]);
 
@@ -281,43 +235,27 @@ fn login_rotates_the_session_key_and_unionid_can_be_chosen() {
     assert_ne!(key_d["session_key"], key_c["session_key"]);
 
     client.behaviour(json!({"rotate_session_key": false}));
-    let e = client
-        .code2session(APPID, SECRET, &fake.login_code(APPID, "carol"))
-        .json;
-    let f = client
-        .code2session(APPID, SECRET, &fake.login_code(APPID, "carol"))
-        .json;
+    let e = client.code2session(APPID, SECRET, &fake.login_code(APPID, "carol")).json;
+    let f = client.code2session(APPID, SECRET, &fake.login_code(APPID, "carol")).json;
     assert_eq!(e["session_key"], key_d["session_key"]);
     assert_eq!(f["session_key"], key_d["session_key"]);
 }
 
 #[test]
 fn classic_token_rotates_keeps_the_old_one_five_minutes_and_has_a_quota() {
-    let (fake, client) = start(FakeOptions {
-        daily_token_quota: 3,
-        ..options()
-    });
+    let (fake, client) = start(FakeOptions { daily_token_quota: 3, ..options() });
     let first = client.token(APPID, SECRET);
     assert_eq!(first.status, 200);
     assert_eq!(first.content_type, "application/json; encoding=utf-8");
     assert_eq!(first.json["expires_in"], 7200);
     assert!(first.json.get("errcode").is_none());
-    let old = first.json["access_token"]
-        .as_str()
-        .expect("token")
-        .to_string();
-    let new = client.token(APPID, SECRET).json["access_token"]
-        .as_str()
-        .expect("token")
-        .to_string();
+    let old = first.json["access_token"].as_str().expect("token").to_string();
+    let new = client.token(APPID, SECRET).json["access_token"].as_str().expect("token").to_string();
     assert_ne!(old, new);
     assert_eq!(fake.stats()["current_tokens"][APPID], new.as_str());
 
     let phone = |token: &str| {
-        client.post(
-            &format!("/wxa/business/getuserphonenumber?access_token={token}"),
-            r#"{"code":"nope"}"#,
-        )
+        client.post(&format!("/wxa/business/getuserphonenumber?access_token={token}"), r#"{"code":"nope"}"#)
     };
     // The old token still authenticates (the call fails later, on the code).
     assert_wechat_error(&phone(&old), 40029);
@@ -326,23 +264,13 @@ fn classic_token_rotates_keeps_the_old_one_five_minutes_and_has_a_quota() {
     assert_wechat_error(&phone(&new), 40029);
 
     assert_wechat_error(
-        &client.get(&format!(
-            "/cgi-bin/token?grant_type=authorization_code&appid={APPID}&secret={SECRET}"
-        )),
+        &client.get(&format!("/cgi-bin/token?grant_type=authorization_code&appid={APPID}&secret={SECRET}")),
         40002,
     );
     assert_wechat_error(&client.token("wx_unknown", SECRET), 40013);
     assert_wechat_error(&client.token(APPID, "wrong"), 40125);
-    assert_wechat_error(
-        &client.get("/cgi-bin/token?grant_type=client_credential"),
-        41002,
-    );
-    assert_wechat_error(
-        &client.get(&format!(
-            "/cgi-bin/token?grant_type=client_credential&appid={APPID}"
-        )),
-        41004,
-    );
+    assert_wechat_error(&client.get("/cgi-bin/token?grant_type=client_credential"), 41002);
+    assert_wechat_error(&client.get(&format!("/cgi-bin/token?grant_type=client_credential&appid={APPID}")), 41004);
     assert!(client.token(APPID, SECRET).json["access_token"].is_string());
     assert_wechat_error(&client.token(APPID, SECRET), 45009);
 }
@@ -364,10 +292,7 @@ fn stable_token_is_shared_force_refresh_kills_the_old_and_families_are_isolated(
     // A classic fetch does not disturb the stable token.
     assert!(client.token(APPID, SECRET).json["access_token"].is_string());
     let phone = |token: &str| {
-        client.post(
-            &format!("/wxa/business/getuserphonenumber?access_token={token}"),
-            r#"{"code":"nope"}"#,
-        )
+        client.post(&format!("/wxa/business/getuserphonenumber?access_token={token}"), r#"{"code":"nope"}"#)
     };
     assert_wechat_error(&phone(&token), 40029);
 
@@ -389,18 +314,12 @@ fn stable_token_is_shared_force_refresh_kills_the_old_and_families_are_isolated(
     fake.advance_clock(300);
     assert_wechat_error(&phone(&forced), 42001);
 
-    let form = client.post(
-        "/cgi-bin/stable_token",
-        &format!("grant_type=client_credential&appid={APPID}&secret={SECRET}"),
-    );
+    let form =
+        client.post("/cgi-bin/stable_token", &format!("grant_type=client_credential&appid={APPID}&secret={SECRET}"));
     assert_wechat_error(&form, 41002);
+    assert_wechat_error(&client.stable(json!({"grant_type": "x", "appid": APPID, "secret": SECRET})), 40002);
     assert_wechat_error(
-        &client.stable(json!({"grant_type": "x", "appid": APPID, "secret": SECRET})),
-        40002,
-    );
-    assert_wechat_error(
-        &client
-            .stable(json!({"grant_type": "client_credential", "appid": "wx_no", "secret": SECRET})),
+        &client.stable(json!({"grant_type": "client_credential", "appid": "wx_no", "secret": SECRET})),
         40013,
     );
     assert_wechat_error(
@@ -413,18 +332,12 @@ fn stable_token_is_shared_force_refresh_kills_the_old_and_families_are_isolated(
 #[test]
 fn getuserphonenumber_success_and_every_error() {
     let (fake, client) = start(FakeOptions {
-        apps: vec![
-            (APPID.into(), SECRET.into()),
-            (OTHER_APPID.into(), OTHER_SECRET.into()),
-        ],
+        apps: vec![(APPID.into(), SECRET.into()), (OTHER_APPID.into(), OTHER_SECRET.into())],
         ..FakeOptions::default()
     });
     let token = client.stable_token();
     let url = format!("/wxa/business/getuserphonenumber?access_token={token}");
-    let code = client.control(
-        "/__fake/phone_code",
-        json!({"appid": APPID, "user": "alice"}),
-    )["code"]
+    let code = client.control("/__fake/phone_code", json!({"appid": APPID, "user": "alice"}))["code"]
         .as_str()
         .expect("code")
         .to_string();
@@ -438,10 +351,7 @@ fn getuserphonenumber_success_and_every_error() {
     assert_eq!(info["countryCode"], 86);
     assert_eq!(info["watermark"]["appid"], APPID);
     assert!(info["watermark"]["timestamp"].is_i64());
-    assert_wechat_error(
-        &client.post(&url, &json!({"code": code}).to_string()),
-        40029,
-    );
+    assert_wechat_error(&client.post(&url, &json!({"code": code}).to_string()), 40029);
 
     client.behaviour(json!({"country_code_as_string": true}));
     let code = client.control(
@@ -456,42 +366,24 @@ fn getuserphonenumber_success_and_every_error() {
     assert_eq!(foreign["phone_info"]["phoneNumber"], "+12025550123");
     assert_eq!(foreign["phone_info"]["purePhoneNumber"], "2025550123");
 
-    let other = client.control(
-        "/__fake/phone_code",
-        json!({"appid": OTHER_APPID, "user": "alice"}),
-    )["code"]
+    let other = client.control("/__fake/phone_code", json!({"appid": OTHER_APPID, "user": "alice"}))["code"]
         .as_str()
         .expect("code")
         .to_string();
     let other_body = json!({"code": other}).to_string();
     assert_wechat_error(&client.post(&url, &other_body), 40013);
-    assert_wechat_error(
-        &client.post("/wxa/business/getuserphonenumber", &other_body),
-        41001,
-    );
-    assert_wechat_error(
-        &client.post(
-            "/wxa/business/getuserphonenumber?access_token=bogus",
-            &other_body,
-        ),
-        40001,
-    );
+    assert_wechat_error(&client.post("/wxa/business/getuserphonenumber", &other_body), 41001);
+    assert_wechat_error(&client.post("/wxa/business/getuserphonenumber?access_token=bogus", &other_body), 40001);
     assert_wechat_error(&client.post(&url, "code=abc"), 47001);
     assert_wechat_error(&client.post(&url, ""), 44002);
     assert_wechat_error(&client.get(&url), 43002);
 
-    let late = client.control(
-        "/__fake/phone_code",
-        json!({"appid": APPID, "user": "alice"}),
-    )["code"]
+    let late = client.control("/__fake/phone_code", json!({"appid": APPID, "user": "alice"}))["code"]
         .as_str()
         .expect("code")
         .to_string();
     fake.advance_clock(301);
-    assert_wechat_error(
-        &client.post(&url, &json!({"code": late}).to_string()),
-        40029,
-    );
+    assert_wechat_error(&client.post(&url, &json!({"code": late}).to_string()), 40029);
     fake.advance_clock(7200);
     assert_wechat_error(&client.post(&url, &other_body), 42001);
 }
@@ -502,113 +394,35 @@ fn checksession_and_resetusersessionkey() {
     let token = client.stable_token();
     let (openid, key) = client.session_key("dave");
     let check = |api: &str, openid: &str, signature: &str, method: &str| {
-        client.get(&format!(
-            "/wxa/{api}?access_token={token}&openid={openid}&signature={signature}&sig_method={method}"
-        ))
+        client
+            .get(&format!("/wxa/{api}?access_token={token}&openid={openid}&signature={signature}&sig_method={method}"))
     };
-    let ok = check(
-        "checksession",
-        &openid,
-        &session_key_signature(&key),
-        "hmac_sha256",
-    );
+    let ok = check("checksession", &openid, &session_key_signature(&key), "hmac_sha256");
     assert_eq!(ok.json, json!({"errcode": 0, "errmsg": "ok"}));
     assert_eq!(ok.content_type, "application/json; encoding=utf-8");
+    assert_wechat_error(&check("checksession", &openid, &session_key_signature(&key), "md5"), 87008);
+    assert_wechat_error(&check("checksession", &openid, "0000", "hmac_sha256"), 87009);
+    assert_wechat_error(&check("checksession", "o_nobody", &session_key_signature(&key), "hmac_sha256"), 87009);
     assert_wechat_error(
-        &check("checksession", &openid, &session_key_signature(&key), "md5"),
-        87008,
-    );
-    assert_wechat_error(
-        &check("checksession", &openid, "0000", "hmac_sha256"),
-        87009,
-    );
-    assert_wechat_error(
-        &check(
-            "checksession",
-            "o_nobody",
-            &session_key_signature(&key),
-            "hmac_sha256",
-        ),
-        87009,
-    );
-    assert_wechat_error(
-        &client.get(&format!(
-            "/wxa/checksession?openid={openid}&signature=00&sig_method=hmac_sha256"
-        )),
+        &client.get(&format!("/wxa/checksession?openid={openid}&signature=00&sig_method=hmac_sha256")),
         41001,
     );
 
     // A new login code rotates the key: the stored one no longer checks out.
     let (_, newer) = client.session_key("dave");
-    assert_wechat_error(
-        &check(
-            "checksession",
-            &openid,
-            &session_key_signature(&key),
-            "hmac_sha256",
-        ),
-        87009,
-    );
-    assert_eq!(
-        check(
-            "checksession",
-            &openid,
-            &session_key_signature(&newer),
-            "hmac_sha256"
-        )
-        .errcode(),
-        0
-    );
+    assert_wechat_error(&check("checksession", &openid, &session_key_signature(&key), "hmac_sha256"), 87009);
+    assert_eq!(check("checksession", &openid, &session_key_signature(&newer), "hmac_sha256").errcode(), 0);
 
-    assert_wechat_error(
-        &check(
-            "resetusersessionkey",
-            &openid,
-            &session_key_signature(&key),
-            "hmac_sha256",
-        ),
-        87009,
-    );
-    assert_wechat_error(
-        &check(
-            "resetusersessionkey",
-            &openid,
-            &session_key_signature(&newer),
-            "sha1",
-        ),
-        87008,
-    );
-    let reset = check(
-        "resetusersessionkey",
-        &openid,
-        &session_key_signature(&newer),
-        "hmac_sha256",
-    )
-    .json;
+    assert_wechat_error(&check("resetusersessionkey", &openid, &session_key_signature(&key), "hmac_sha256"), 87009);
+    assert_wechat_error(&check("resetusersessionkey", &openid, &session_key_signature(&newer), "sha1"), 87008);
+    let reset = check("resetusersessionkey", &openid, &session_key_signature(&newer), "hmac_sha256").json;
     assert_eq!(reset["errcode"], 0);
     assert_eq!(reset["openid"], openid.as_str());
     let reset_key = reset["session_key"].as_str().expect("key");
     assert_eq!(reset_key.len(), 24);
     assert_ne!(reset_key, newer);
-    assert_wechat_error(
-        &check(
-            "checksession",
-            &openid,
-            &session_key_signature(&newer),
-            "hmac_sha256",
-        ),
-        87009,
-    );
-    assert_eq!(
-        check(
-            "checksession",
-            &openid,
-            &session_key_signature(reset_key),
-            "hmac_sha256"
-        )
-        .errcode(),
-        0
-    );
+    assert_wechat_error(&check("checksession", &openid, &session_key_signature(&newer), "hmac_sha256"), 87009);
+    assert_eq!(check("checksession", &openid, &session_key_signature(reset_key), "hmac_sha256").errcode(), 0);
 }
 
 #[test]
@@ -616,43 +430,23 @@ fn open_data_of_every_kind_decrypts_with_the_current_key() {
     let (_fake, client) = start(options());
     let (openid, key) = client.session_key("erin");
 
-    let info = client.control(
-        "/__fake/open_data",
-        json!({"user": "erin", "kind": "user_info"}),
-    );
-    let data = decrypt_open_data(
-        &key,
-        info["encrypted_data"].as_str().expect("data"),
-        info["iv"].as_str().expect("iv"),
-    )
-    .expect("decrypts");
+    let info = client.control("/__fake/open_data", json!({"user": "erin", "kind": "user_info"}));
+    let data =
+        decrypt_open_data(&key, info["encrypted_data"].as_str().expect("data"), info["iv"].as_str().expect("iv"))
+            .expect("decrypts");
     assert_eq!(data["openId"], openid.as_str());
     assert_eq!(data["nickName"], "erin");
     assert_eq!(data["watermark"]["appid"], APPID);
     let raw = info["raw_data"].as_str().expect("raw_data");
-    assert!(
-        !raw.contains("openId") && !raw.contains("watermark"),
-        "{raw}"
-    );
-    assert!(signature_matches(
-        raw,
-        &key,
-        info["signature"].as_str().expect("signature")
-    ));
+    assert!(!raw.contains("openId") && !raw.contains("watermark"), "{raw}");
+    assert!(signature_matches(raw, &key, info["signature"].as_str().expect("signature")));
 
-    for (kind, field) in [
-        ("phone", "phoneNumber"),
-        ("werun", "stepInfoList"),
-        ("share", "openGId"),
-    ] {
+    for (kind, field) in [("phone", "phoneNumber"), ("werun", "stepInfoList"), ("share", "openGId")] {
         let reply = client.control("/__fake/open_data", json!({"user": "erin", "kind": kind}));
         assert!(reply.get("raw_data").is_none(), "{kind}");
-        let data = decrypt_open_data(
-            &key,
-            reply["encrypted_data"].as_str().expect("data"),
-            reply["iv"].as_str().expect("iv"),
-        )
-        .expect("decrypts");
+        let data =
+            decrypt_open_data(&key, reply["encrypted_data"].as_str().expect("data"), reply["iv"].as_str().expect("iv"))
+                .expect("decrypts");
         assert!(data.contains_key(field), "{kind}: {data:?}");
         assert_eq!(data["watermark"]["appid"], APPID);
     }
@@ -662,19 +456,13 @@ fn open_data_of_every_kind_decrypts_with_the_current_key() {
         json!({"user": "erin", "kind": "phone", "data": {"phoneNumber": "+85212345678", "countryCode": "852"},
                "watermark_appid": "wx_someone_else", "timestamp": 1_600_000_000}),
     );
-    let data = decrypt_open_data(
-        &key,
-        custom["encrypted_data"].as_str().expect("data"),
-        custom["iv"].as_str().expect("iv"),
-    )
-    .expect("decrypts");
+    let data =
+        decrypt_open_data(&key, custom["encrypted_data"].as_str().expect("data"), custom["iv"].as_str().expect("iv"))
+            .expect("decrypts");
     assert_eq!(data["phoneNumber"], "+85212345678");
     assert_eq!(data["countryCode"], "852");
     assert_eq!(data["purePhoneNumber"], "13800138000");
-    assert_eq!(
-        data["watermark"],
-        json!({"appid": "wx_someone_else", "timestamp": 1_600_000_000})
-    );
+    assert_eq!(data["watermark"], json!({"appid": "wx_someone_else", "timestamp": 1_600_000_000}));
 
     // After another login the old data no longer decrypts with the new key.
     let (_, newer) = client.session_key("erin");
@@ -685,15 +473,9 @@ fn open_data_of_every_kind_decrypts_with_the_current_key() {
     )
     .is_err());
 
-    let nobody = client.post(
-        "/__fake/open_data",
-        &json!({"user": "nobody", "kind": "phone"}).to_string(),
-    );
+    let nobody = client.post("/__fake/open_data", &json!({"user": "nobody", "kind": "phone"}).to_string());
     assert_eq!(nobody.status, 409, "{}", nobody.text);
-    let bad_kind = client.post(
-        "/__fake/open_data",
-        &json!({"user": "erin", "kind": "email"}).to_string(),
-    );
+    let bad_kind = client.post("/__fake/open_data", &json!({"user": "erin", "kind": "email"}).to_string());
     assert_eq!(bad_kind.status, 400);
     assert!(bad_kind.text.contains("kind"), "{}", bad_kind.text);
 }
@@ -716,9 +498,8 @@ fn injected_failures_are_used_up_one_per_call() {
     assert!(client.code2session(APPID, SECRET, &code).json["session_key"].is_string());
 
     client.behaviour(json!({"fail": {"api": "token", "errcode": 45011}}));
-    assert!(client
-        .stable(json!({"grant_type": "client_credential", "appid": APPID, "secret": SECRET}))
-        .json["access_token"]
+    assert!(client.stable(json!({"grant_type": "client_credential", "appid": APPID, "secret": SECRET})).json
+        ["access_token"]
         .is_string());
     assert_wechat_error(&client.token(APPID, SECRET), 45011);
     assert!(client.token(APPID, SECRET).json["access_token"].is_string());
@@ -747,10 +528,7 @@ fn errcode_on_success_and_invalidate_tokens() {
 
     let token = client.stable_token();
     client.behaviour(json!({"invalidate_tokens": true}));
-    let phone = client.post(
-        &format!("/wxa/business/getuserphonenumber?access_token={token}"),
-        r#"{"code":"x"}"#,
-    );
+    let phone = client.post(&format!("/wxa/business/getuserphonenumber?access_token={token}"), r#"{"code":"x"}"#);
     assert_wechat_error(&phone, 40001);
     assert_ne!(client.stable_token(), token);
 }
@@ -758,35 +536,23 @@ fn errcode_on_success_and_invalidate_tokens() {
 #[test]
 fn latency_applies_to_wechat_calls_and_does_not_serialise_them() {
     // Margins are wide: the machine running the tests may be busy.
-    let (fake, client) = start(FakeOptions {
-        latency: Duration::from_millis(500),
-        ..options()
-    });
+    let (fake, client) = start(FakeOptions { latency: Duration::from_millis(500), ..options() });
     let started = Instant::now();
     let control = client.login("hank");
-    assert!(
-        started.elapsed() < Duration::from_millis(400),
-        "control endpoints are not delayed"
-    );
+    assert!(started.elapsed() < Duration::from_millis(400), "control endpoints are not delayed");
 
     let base = fake.base_url();
     let started = Instant::now();
     let threads: Vec<_> = (0..8)
         .map(|_| {
-            let url = format!(
-                "{base}/cgi-bin/token?grant_type=client_credential&appid={APPID}&secret={SECRET}"
-            );
+            let url = format!("{base}/cgi-bin/token?grant_type=client_credential&appid={APPID}&secret={SECRET}");
             std::thread::spawn(move || {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .http_status_as_error(false)
                     .timeout_global(Some(Duration::from_secs(10)))
                     .build()
                     .into();
-                agent
-                    .get(url)
-                    .call()
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0)
+                agent.get(url).call().map(|r| r.status().as_u16()).unwrap_or(0)
             })
         })
         .collect();
@@ -796,10 +562,7 @@ fn latency_applies_to_wechat_calls_and_does_not_serialise_them() {
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
     // One after the other would take 4 s.
-    assert!(
-        elapsed < Duration::from_millis(2500),
-        "serialised: {elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_millis(2500), "serialised: {elapsed:?}");
 
     client.behaviour(json!({"latency_ms": 0}));
     let started = Instant::now();
@@ -815,10 +578,7 @@ fn a_hang_times_the_client_out_and_does_not_hold_up_stop() {
     let started = Instant::now();
     let result = impatient
         .agent
-        .get(format!(
-            "{}/cgi-bin/token?grant_type=client_credential&appid={APPID}&secret={SECRET}",
-            impatient.base
-        ))
+        .get(format!("{}/cgi-bin/token?grant_type=client_credential&appid={APPID}&secret={SECRET}", impatient.base))
         .call();
     assert!(result.is_err());
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -826,63 +586,28 @@ fn a_hang_times_the_client_out_and_does_not_hold_up_stop() {
     assert!(client.token(APPID, SECRET).json["access_token"].is_string());
     let started = Instant::now();
     fake.stop();
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
 }
 
 #[test]
 fn control_requests_are_checked_and_named() {
     let (_fake, client) = start(FakeOptions {
-        apps: vec![
-            (APPID.into(), SECRET.into()),
-            (OTHER_APPID.into(), OTHER_SECRET.into()),
-        ],
+        apps: vec![(APPID.into(), SECRET.into()), (OTHER_APPID.into(), OTHER_SECRET.into())],
         ..FakeOptions::default()
     });
     let cases = [
         ("/__fake/login", json!({"user": "x"}), "appid"),
-        (
-            "/__fake/login",
-            json!({"appid": "wx_nope", "user": "x"}),
-            "appid",
-        ),
+        ("/__fake/login", json!({"appid": "wx_nope", "user": "x"}), "appid"),
         ("/__fake/login", json!({"appid": APPID}), "user"),
         ("/__fake/login", json!({"appid": APPID, "user": ""}), "user"),
         ("/__fake/login", json!({"appid": APPID, "usr": "x"}), "usr"),
-        (
-            "/__fake/phone_code",
-            json!({"appid": APPID, "user": "x", "phone": "12ab"}),
-            "phone",
-        ),
-        (
-            "/__fake/phone_code",
-            json!({"appid": APPID, "user": "x", "country_code": "+86"}),
-            "country_code",
-        ),
-        (
-            "/__fake/behaviour",
-            json!({"fail": {"api": "login", "errcode": -1}}),
-            "fail.api",
-        ),
-        (
-            "/__fake/behaviour",
-            json!({"fail": {"api": "token", "errcode": 0}}),
-            "fail.errcode",
-        ),
-        (
-            "/__fake/behaviour",
-            json!({"fail": {"api": "token", "errcode": "boom"}}),
-            "fail.errcode",
-        ),
+        ("/__fake/phone_code", json!({"appid": APPID, "user": "x", "phone": "12ab"}), "phone"),
+        ("/__fake/phone_code", json!({"appid": APPID, "user": "x", "country_code": "+86"}), "country_code"),
+        ("/__fake/behaviour", json!({"fail": {"api": "login", "errcode": -1}}), "fail.api"),
+        ("/__fake/behaviour", json!({"fail": {"api": "token", "errcode": 0}}), "fail.errcode"),
+        ("/__fake/behaviour", json!({"fail": {"api": "token", "errcode": "boom"}}), "fail.errcode"),
         ("/__fake/behaviour", json!({"latency_ms": -5}), "latency_ms"),
-        (
-            "/__fake/behaviour",
-            json!({"advance_seconds": -5}),
-            "advance_seconds",
-        ),
+        ("/__fake/behaviour", json!({"advance_seconds": -5}), "advance_seconds"),
         ("/__fake/app", json!({"appid": "wx_new"}), "secret"),
     ];
     for (path, body, field) in cases {
@@ -931,22 +656,9 @@ fn nonsense_never_brings_the_fake_down() {
     ];
     for path in paths {
         let resp = client.get(path);
-        assert!(
-            resp.status == 200 || resp.status == 404 || resp.status == 405,
-            "{path}: {}",
-            resp.status
-        );
+        assert!(resp.status == 200 || resp.status == 404 || resp.status == 405, "{path}: {}", resp.status);
     }
-    let bodies = [
-        "",
-        "null",
-        "[]",
-        "{",
-        "\u{0}",
-        "{\"code\":1}",
-        "{\"user\":[1]}",
-        "{\"grant_type\":null}",
-    ];
+    let bodies = ["", "null", "[]", "{", "\u{0}", "{\"code\":1}", "{\"user\":[1]}", "{\"grant_type\":null}"];
     for body in bodies {
         for path in [
             "/cgi-bin/stable_token",

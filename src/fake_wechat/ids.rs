@@ -11,8 +11,7 @@ use crate::secrets::{random_bytes, random_id, sha256};
 /// A 28-character id starting with 'o' from URL-safe base64 characters, the shape of
 /// every openid and unionid seen in the wild.
 fn o_id(prefix_source: &str, body_source: &str) -> String {
-    let b64 =
-        |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha256(s.as_bytes()));
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha256(s.as_bytes()));
     let prefix = b64(prefix_source);
     let body = b64(body_source);
     format!("o{}{}", &prefix[..5], &body[..22])
@@ -21,10 +20,7 @@ fn o_id(prefix_source: &str, body_source: &str) -> String {
 /// The user's id within one app. Real openids of one app share their first characters,
 /// so the first five come from the appid alone.
 pub(crate) fn openid(appid: &str, user: &str) -> String {
-    o_id(
-        &format!("openid-app:{appid}"),
-        &format!("openid:{}:{appid}:{user}", appid.len()),
-    )
+    o_id(&format!("openid-app:{appid}"), &format!("openid:{}:{appid}:{user}", appid.len()))
 }
 
 /// The user's id across all apps of one account (主体): independent of the appid.
@@ -86,8 +82,7 @@ mod tests {
     use super::*;
 
     fn id_chars(s: &str) -> bool {
-        s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
     }
 
     #[test]
@@ -113,9 +108,7 @@ mod tests {
 
     #[test]
     fn roughly_half_the_users_have_a_unionid() {
-        let with = (0..200)
-            .filter(|i| has_unionid_by_default(&format!("user{i}")))
-            .count();
+        let with = (0..200).filter(|i| has_unionid_by_default(&format!("user{i}"))).count();
         assert!((60..140).contains(&with), "{with}");
     }
 

@@ -138,10 +138,7 @@ fn defaults(kind: Kind, s: &Subject<'_>) -> Ordered {
             o.set("country", json!(""));
             o.set(
                 "avatarUrl",
-                json!(format!(
-                    "https://thirdwx.qlogo.cn/mmopen/vi_32/{}/132",
-                    ids::avatar_path(s.user)
-                )),
+                json!(format!("https://thirdwx.qlogo.cn/mmopen/vi_32/{}/132", ids::avatar_path(s.user))),
             );
             if let Some(unionid) = s.unionid {
                 o.set("unionId", json!(unionid));
@@ -198,9 +195,7 @@ mod tests {
         let p = produce(Kind::UserInfo, &subject(Some("oUNION")), None, KEY, [3; 16]);
         assert!(p.plaintext.starts_with(r#"{"openId":"oAAAAA","nickName":"alice","gender":0,"language":"zh_CN","city":"","province":"","country":"","avatarUrl":"https://thirdwx.qlogo.cn/mmopen/vi_32/"#), "{}", p.plaintext);
         assert!(
-            p.plaintext.ends_with(
-                r#""unionId":"oUNION","watermark":{"timestamp":1700000000,"appid":"wx1"}}"#
-            ),
+            p.plaintext.ends_with(r#""unionId":"oUNION","watermark":{"timestamp":1700000000,"appid":"wx1"}}"#),
             "{}",
             p.plaintext
         );
@@ -208,10 +203,7 @@ mod tests {
         assert_eq!(map["openId"], "oAAAAA");
 
         let raw = p.raw_data.expect("raw");
-        assert!(
-            raw.starts_with(r#"{"nickName":"alice","gender":0,"#),
-            "{raw}"
-        );
+        assert!(raw.starts_with(r#"{"nickName":"alice","gender":0,"#), "{raw}");
         assert!(!raw.contains("openId") && !raw.contains("unionId") && !raw.contains("watermark"));
         let sig = p.signature.expect("signature");
         assert!(crypto::signature_matches(&raw, KEY, &sig));
@@ -227,13 +219,7 @@ mod tests {
     fn overrides_replace_in_place_and_append_new_fields() {
         let overrides = json!({"nickName": "Band", "gender": 1, "extra": [1]});
         let overrides = overrides.as_object().expect("object");
-        let p = produce(
-            Kind::UserInfo,
-            &subject(None),
-            Some(overrides),
-            KEY,
-            [3; 16],
-        );
+        let p = produce(Kind::UserInfo, &subject(None), Some(overrides), KEY, [3; 16]);
         assert!(p.plaintext.contains(r#""nickName":"Band","gender":1,"#));
         assert!(p.plaintext.ends_with(r#""extra":[1]}"#));
         assert!(p.raw_data.expect("raw").contains(r#""nickName":"Band""#));

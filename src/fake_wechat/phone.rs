@@ -43,11 +43,9 @@ pub(crate) struct PhoneCodes {
 
 impl PhoneCodes {
     pub(crate) fn issue(&mut self, info: PhoneInfo, now: i64) -> String {
-        self.codes
-            .retain(|_, c| now - c.info.issued_at <= FORGET_AFTER);
+        self.codes.retain(|_, c| now - c.info.issued_at <= FORGET_AFTER);
         let code = super::ids::new_phone_code();
-        self.codes
-            .insert(code.clone(), PhoneCode { info, used: false });
+        self.codes.insert(code.clone(), PhoneCode { info, used: false });
         code
     }
 
@@ -97,10 +95,7 @@ mod tests {
         let code = p.issue(info("wx1"), T0);
         assert_eq!(p.redeem("wx2", &code, None, T0), Err(40013));
         assert_eq!(p.redeem("wx1", &code, Some("obob"), T0), Err(40029));
-        assert_eq!(
-            p.redeem("wx1", &code, Some("oalice"), T0 + 300),
-            Ok(info("wx1"))
-        );
+        assert_eq!(p.redeem("wx1", &code, Some("oalice"), T0 + 300), Ok(info("wx1")));
         assert_eq!(p.redeem("wx1", &code, None, T0 + 300), Err(40029));
         let late = p.issue(info("wx1"), T0);
         assert_eq!(p.redeem("wx1", &late, None, T0 + 301), Err(40029));

@@ -27,12 +27,7 @@ pub(crate) struct Reply {
 
 impl Reply {
     pub(crate) fn json(status: u16, content_type: &'static str, value: &Value) -> Reply {
-        Reply {
-            status,
-            content_type,
-            body: value.to_string(),
-            delay: None,
-        }
+        Reply { status, content_type, body: value.to_string(), delay: None }
     }
 
     /// WeChat's error envelope: HTTP 200, errcode, and an errmsg whose request id suffix
@@ -44,11 +39,7 @@ impl Reply {
     /// An error of the fake itself (bad control request, unknown path): the HTTP status
     /// doubles as errcode, so it can never be mistaken for one of WeChat's.
     pub(crate) fn fake_error(status: u16, message: &str) -> Reply {
-        Reply::json(
-            status,
-            CONTROL_JSON,
-            &error_body(Errcode::from(status), message),
-        )
+        Reply::json(status, CONTROL_JSON, &error_body(Errcode::from(status), message))
     }
 }
 

@@ -10,16 +10,10 @@ use super::state::Shared;
 pub(crate) fn route(shared: &Shared, method: Method, url: &str, body: &[u8]) -> Reply {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     if let Some(api) = api::api_for_path(path) {
-        let query: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect();
+        let query: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         let latency = shared.lock().behaviour.latency;
         shared.pause(latency);
-        let call = Call {
-            method,
-            query: &query,
-            body,
-        };
+        let call = Call { method, query: &query, body };
         let now = shared.clock.now();
         return api::handle(&mut shared.lock(), api, &call, now);
     }

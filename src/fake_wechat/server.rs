@@ -33,15 +33,12 @@ pub struct FakeWeChat {
 impl FakeWeChat {
     /// Binds `listen` ("127.0.0.1:0" picks a free port) and serves on background threads.
     pub fn start(listen: &str, opts: FakeOptions) -> io::Result<FakeWeChat> {
-        let server =
-            tiny_http::Server::http(listen).map_err(|e| match e.downcast::<io::Error>() {
-                Ok(io) => io::Error::new(io.kind(), format!("cannot listen on {listen}: {io}")),
-                Err(e) => io::Error::other(format!("cannot listen on {listen}: {e}")),
-            })?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| io::Error::other(format!("{listen} is not an IP address")))?;
+        let server = tiny_http::Server::http(listen).map_err(|e| match e.downcast::<io::Error>() {
+            Ok(io) => io::Error::new(io.kind(), format!("cannot listen on {listen}: {io}")),
+            Err(e) => io::Error::other(format!("cannot listen on {listen}: {e}")),
+        })?;
+        let addr =
+            server.server_addr().to_ip().ok_or_else(|| io::Error::other(format!("{listen} is not an IP address")))?;
         let server = Arc::new(server);
         let mut fake = FakeWeChat {
             shared: Arc::new(Shared::new(State::new(&opts), Clock::default())),
@@ -53,9 +50,8 @@ impl FakeWeChat {
             let server = Arc::clone(&server);
             let shared = Arc::clone(&fake.shared);
             // On failure `fake` is dropped, which stops the workers already running.
-            let handle = thread::Builder::new()
-                .name(format!("fake-wechat-{i}"))
-                .spawn(move || work(&server, &shared))?;
+            let handle =
+                thread::Builder::new().name(format!("fake-wechat-{i}")).spawn(move || work(&server, &shared))?;
             fake.workers.push(handle);
         }
         Ok(fake)
@@ -87,10 +83,7 @@ impl FakeWeChat {
         let now = self.shared.clock.now();
         let mut state = self.shared.lock();
         let rotate = state.behaviour.rotate_session_key;
-        state
-            .sessions
-            .issue_code(appid, user, None, rotate, now)
-            .code
+        state.sessions.issue_code(appid, user, None, rotate, now).code
     }
 
     /// The same document as `GET /__fake/stats`.
@@ -175,15 +168,10 @@ fn serve(shared: &Shared, mut request: tiny_http::Request) {
         _ => Method::Other,
     };
     let mut body = Vec::new();
-    let read = request
-        .as_reader()
-        .take(MAX_BODY_BYTES + 1)
-        .read_to_end(&mut body);
+    let read = request.as_reader().take(MAX_BODY_BYTES + 1).read_to_end(&mut body);
     let reply = match read {
         Err(e) => Reply::fake_error(400, &format!("could not read the body: {e}")),
-        Ok(_) if body.len() as u64 > MAX_BODY_BYTES => {
-            Reply::fake_error(413, "body larger than 1 MiB")
-        }
+        Ok(_) if body.len() as u64 > MAX_BODY_BYTES => Reply::fake_error(413, "body larger than 1 MiB"),
         Ok(_) => route(shared, method, request.url(), &body),
     };
     if let Some(delay) = reply.delay {

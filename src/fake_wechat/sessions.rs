@@ -65,17 +65,13 @@ impl Sessions {
         rotate: bool,
         now: i64,
     ) -> IssuedCode {
-        self.codes
-            .retain(|_, c| now - c.issued_at <= CODE_MEMORY_SECONDS);
+        self.codes.retain(|_, c| now - c.issued_at <= CODE_MEMORY_SECONDS);
         let openid = ids::openid(appid, user);
-        let record = self
-            .users
-            .entry((appid.to_string(), openid.clone()))
-            .or_insert_with(|| UserRecord {
-                name: user.to_string(),
-                session_key: ids::new_session_key(),
-                unionid_override: None,
-            });
+        let record = self.users.entry((appid.to_string(), openid.clone())).or_insert_with(|| UserRecord {
+            name: user.to_string(),
+            session_key: ids::new_session_key(),
+            unionid_override: None,
+        });
         if rotate {
             record.session_key = ids::new_session_key();
         }
@@ -86,28 +82,14 @@ impl Sessions {
         let code = ids::new_login_code();
         self.codes.insert(
             code.clone(),
-            CodeRecord {
-                appid: appid.to_string(),
-                openid: openid.clone(),
-                issued_at: now,
-                redeemed: false,
-            },
+            CodeRecord { appid: appid.to_string(), openid: openid.clone(), issued_at: now, redeemed: false },
         );
-        IssuedCode {
-            code,
-            openid,
-            unionid,
-        }
+        IssuedCode { code, openid, unionid }
     }
 
     /// `jscode2session`'s core: a code is good once, for its own app, for five minutes,
     /// and yields the user's key as it is now.
-    pub(crate) fn redeem(
-        &mut self,
-        appid: &str,
-        code: &str,
-        now: i64,
-    ) -> Result<UserSession, Errcode> {
+    pub(crate) fn redeem(&mut self, appid: &str, code: &str, now: i64) -> Result<UserSession, Errcode> {
         if code.is_empty() {
             return Err(41008);
         }
@@ -131,12 +113,7 @@ impl Sessions {
     /// Checks a checksession-style signature against the user's CURRENT key: 87009 for a
     /// wrong or outdated key and also for an openid this app has never seen (there is no
     /// key it could match).
-    pub(crate) fn verify_signature(
-        &self,
-        appid: &str,
-        openid: &str,
-        signature: &str,
-    ) -> Result<(), Errcode> {
+    pub(crate) fn verify_signature(&self, appid: &str, openid: &str, signature: &str) -> Result<(), Errcode> {
         let session = self.session(appid, openid).ok_or(87009)?;
         let expected = crate::wechat::crypto::session_key_signature(&session.session_key);
         if crate::secrets::ct_eq(expected.as_bytes(), signature.as_bytes()) {
@@ -148,9 +125,7 @@ impl Sessions {
 
     /// Replaces the user's key (resetusersessionkey); the old one stops working at once.
     pub(crate) fn reset_key(&mut self, appid: &str, openid: &str) -> Option<String> {
-        let record = self
-            .users
-            .get_mut(&(appid.to_string(), openid.to_string()))?;
+        let record = self.users.get_mut(&(appid.to_string(), openid.to_string()))?;
         record.session_key = ids::new_session_key();
         Some(record.session_key.clone())
     }
@@ -208,14 +183,8 @@ mod tests {
         let second = s.issue_code("wx1", "alice", None, true, T0);
         let key2 = s.by_name("wx1", "alice").expect("user").session_key;
         assert_ne!(key1, key2);
-        assert_eq!(
-            s.redeem("wx1", &first.code, T0).map(|u| u.session_key),
-            Ok(key2.clone())
-        );
-        assert_eq!(
-            s.redeem("wx1", &second.code, T0).map(|u| u.session_key),
-            Ok(key2)
-        );
+        assert_eq!(s.redeem("wx1", &first.code, T0).map(|u| u.session_key), Ok(key2.clone()));
+        assert_eq!(s.redeem("wx1", &second.code, T0).map(|u| u.session_key), Ok(key2));
     }
 
     #[test]
@@ -254,10 +223,7 @@ mod tests {
         assert_eq!(s.verify_signature("wx1", &a.openid, &sig1), Err(87009));
 
         let key3 = s.reset_key("wx1", &a.openid).expect("reset");
-        assert_eq!(
-            s.verify_signature("wx1", &a.openid, &session_key_signature(&key3)),
-            Ok(())
-        );
+        assert_eq!(s.verify_signature("wx1", &a.openid, &session_key_signature(&key3)), Ok(()));
         assert_eq!(s.reset_key("wx1", "ounknown"), None);
     }
 }

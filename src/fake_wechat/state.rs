@@ -49,13 +49,8 @@ impl State {
         match appid {
             Some(appid) if self.apps.contains_key(appid) => Ok(appid.to_string()),
             Some(appid) => Err(format!("appid: {appid:?} is not one of the fake's apps")),
-            None if self.apps.len() == 1 => {
-                Ok(self.apps.keys().next().cloned().unwrap_or_default())
-            }
-            None => Err(format!(
-                "appid: required when the fake has {} apps",
-                self.apps.len()
-            )),
+            None if self.apps.len() == 1 => Ok(self.apps.keys().next().cloned().unwrap_or_default()),
+            None => Err(format!("appid: required when the fake has {} apps", self.apps.len())),
         }
     }
 
@@ -82,11 +77,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(state: State, clock: Clock) -> Shared {
-        Shared {
-            state: Mutex::new(state),
-            clock,
-            stopping: AtomicBool::new(false),
-        }
+        Shared { state: Mutex::new(state), clock, stopping: AtomicBool::new(false) }
     }
 
     /// The state, also after a panic elsewhere: the fake must keep answering, and every
@@ -123,10 +114,7 @@ mod tests {
 
     fn opts(apps: &[(&str, &str)]) -> FakeOptions {
         FakeOptions {
-            apps: apps
-                .iter()
-                .map(|(a, s)| (a.to_string(), s.to_string()))
-                .collect(),
+            apps: apps.iter().map(|(a, s)| (a.to_string(), s.to_string())).collect(),
             ..FakeOptions::default()
         }
     }

@@ -90,12 +90,7 @@ impl TokenStore {
 
     /// `cgi-bin/token`: every call mints a new token and gives the previous one five
     /// more minutes; after `daily_quota` calls in a day the app gets 45009.
-    pub(crate) fn classic(
-        &mut self,
-        appid: &str,
-        daily_quota: u32,
-        now: i64,
-    ) -> Result<Issued, Errcode> {
+    pub(crate) fn classic(&mut self, appid: &str, daily_quota: u32, now: i64) -> Result<Issued, Errcode> {
         let calls = self.classic_calls.entry(appid.to_string()).or_default();
         let today = calls.today(now);
         if *today >= daily_quota {
@@ -109,27 +104,17 @@ impl TokenStore {
         }
         let token = self.mint(appid, Family::Classic, now);
         self.latest_classic.insert(appid.to_string(), token.clone());
-        Ok(Issued {
-            token,
-            expires_in: self.ttl,
-        })
+        Ok(Issued { token, expires_in: self.ttl })
     }
 
     /// `cgi-bin/stable_token`: the same token until five minutes before it expires, then
     /// a new one while the old one runs out. A force refresh kills the current token at
     /// once, at most 20 times a day (then 45009); one within 30 s of the last is ignored.
-    pub(crate) fn stable(
-        &mut self,
-        appid: &str,
-        force_refresh: bool,
-        now: i64,
-    ) -> Result<Issued, Errcode> {
+    pub(crate) fn stable(&mut self, appid: &str, force_refresh: bool, now: i64) -> Result<Issued, Errcode> {
         let slot = self.stable.entry(appid.to_string()).or_default();
         let mut force = false;
         if force_refresh {
-            let recent = slot
-                .last_force
-                .is_some_and(|last| now - last < FORCE_MIN_INTERVAL);
+            let recent = slot.last_force.is_some_and(|last| now - last < FORCE_MIN_INTERVAL);
             if !recent {
                 let forces = slot.forces.today(now);
                 if *forces >= FORCE_PER_DAY {
@@ -147,10 +132,7 @@ impl TokenStore {
                 if force {
                     revoke_at(record, now);
                 } else if is_live(record, now) && now < record.expires_at - STABLE_RENEW_BEFORE {
-                    return Ok(Issued {
-                        expires_in: record.expires_at - now,
-                        token,
-                    });
+                    return Ok(Issued { expires_in: record.expires_at - now, token });
                 }
             }
         }
@@ -158,20 +140,14 @@ impl TokenStore {
         if let Some(slot) = self.stable.get_mut(appid) {
             slot.current = Some(token.clone());
         }
-        Ok(Issued {
-            token,
-            expires_in: self.ttl,
-        })
+        Ok(Issued { token, expires_in: self.ttl })
     }
 
     /// The app a token belongs to, or 40001 (unknown, superseded, revoked) / 42001
     /// (expired).
     pub(crate) fn check(&self, token: &str, now: i64) -> Result<&str, Errcode> {
         let record = self.tokens.get(token).ok_or(40001)?;
-        if record
-            .revoked_at
-            .is_some_and(|at| at <= now && at < record.expires_at)
-        {
+        if record.revoked_at.is_some_and(|at| at <= now && at < record.expires_at) {
             return Err(40001);
         }
         if now >= record.expires_at {
@@ -196,30 +172,21 @@ impl TokenStore {
             }
             let is_current = match record.family {
                 Family::Classic => self.latest_classic.get(&record.appid) == Some(token),
-                Family::Stable => self
-                    .stable
-                    .get(&record.appid)
-                    .is_some_and(|s| s.current.as_ref() == Some(token)),
+                Family::Stable => self.stable.get(&record.appid).is_some_and(|s| s.current.as_ref() == Some(token)),
             };
             if !is_current {
                 continue;
             }
-            let entry = newest
-                .entry(record.appid.clone())
-                .or_insert((record.seq, token));
+            let entry = newest.entry(record.appid.clone()).or_insert((record.seq, token));
             if record.seq > entry.0 {
                 *entry = (record.seq, token);
             }
         }
-        newest
-            .into_iter()
-            .map(|(appid, (_, token))| (appid, token.to_string()))
-            .collect()
+        newest.into_iter().map(|(appid, (_, token))| (appid, token.to_string())).collect()
     }
 
     fn mint(&mut self, appid: &str, family: Family, now: i64) -> String {
-        self.tokens
-            .retain(|_, r| r.expires_at.min(r.revoked_at.unwrap_or(i64::MAX)) > now - FORGET_AFTER);
+        self.tokens.retain(|_, r| r.expires_at.min(r.revoked_at.unwrap_or(i64::MAX)) > now - FORGET_AFTER);
         let token = super::ids::new_access_token();
         self.minted += 1;
         self.tokens.insert(
@@ -329,10 +296,7 @@ mod tests {
         let stable = s.stable("wx1", false, T0).expect("stable");
         let classic = s.classic("wx1", 2000, T0).expect("classic");
         s.classic("wx1", 2000, T0 + 1).expect("rotate");
-        assert_eq!(
-            s.stable("wx1", false, T0 + 400).map(|i| i.token),
-            Ok(stable.token.clone())
-        );
+        assert_eq!(s.stable("wx1", false, T0 + 400).map(|i| i.token), Ok(stable.token.clone()));
         assert_eq!(s.check(&classic.token, T0 + 400), Err(40001));
         assert_eq!(s.check(&stable.token, T0 + 400), Ok("wx1"));
     }

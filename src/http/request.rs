@@ -81,9 +81,7 @@ impl Req {
     }
 
     pub fn query_param(&self, name: &str) -> Option<String> {
-        form_urlencoded::parse(self.query.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
+        form_urlencoded::parse(self.query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
     }
 
     fn is_form(&self) -> bool {
@@ -94,7 +92,9 @@ impl Req {
 
     /// The body as a JSON object, or a form decoded into one (all values strings).
     pub fn object(&self, allow_form: bool) -> Result<Map<String, Value>, ApiError> {
-        if allow_form && self.is_form() {
+        // `curl -d '{...}'` labels JSON as a form; a form body never starts with '{'.
+        let looks_like_json = self.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if allow_form && self.is_form() && !looks_like_json {
             return Ok(form_urlencoded::parse(&self.body)
                 .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
                 .collect());
@@ -135,10 +135,7 @@ pub fn client_ip(peer: Option<IpAddr>, forwarded_for: Option<&str>, trust: bool)
     if !trust {
         return peer;
     }
-    forwarded_for
-        .and_then(|v| v.rsplit(',').next())
-        .and_then(|last| last.trim().parse().ok())
-        .unwrap_or(peer)
+    forwarded_for.and_then(|v| v.rsplit(',').next()).and_then(|last| last.trim().parse().ok()).unwrap_or(peer)
 }
 
 /// The caller's X-Request-Id when it is at most 64 safe characters, else a fresh one.
@@ -193,6 +190,8 @@ mod tests {
         let b: Body = Req::decode(r.object(true).unwrap()).unwrap();
         assert_eq!(b.code, "a+b c");
         assert!(with_body("application/x-www-form-urlencoded", "code=x").object(false).is_err());
+        let r = with_body("application/x-www-form-urlencoded", r#" {"code":"x"}"#);
+        assert_eq!(Req::decode::<Body>(r.object(true).unwrap()).unwrap().code, "x");
     }
 
     #[test]

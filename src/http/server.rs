@@ -78,10 +78,7 @@ impl RunningServer {
         let cfg = &app.config.server;
         let http = tiny_http::Server::http(cfg.listen.as_str())
             .map_err(|e| std::io::Error::other(format!("cannot listen on {}: {e}", cfg.listen)))?;
-        let addr = http
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| std::io::Error::other("the listener has no IP address"))?;
+        let addr = http.server_addr().to_ip().ok_or_else(|| std::io::Error::other("the listener has no IP address"))?;
         let (lane_tx, lane_rx) = sync_channel(cfg.wechat_workers);
         let (workers, wechat_workers) = (cfg.workers, cfg.wechat_workers);
         let shared = Arc::new(Shared {

@@ -49,15 +49,14 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > SCHEMA_VERSION {
-        return Err(StoreError::Newer {
-            found: current,
-            supported: SCHEMA_VERSION,
-        });
+        return Err(StoreError::Newer { found: current, supported: SCHEMA_VERSION });
     }
     if current == 0 {
         let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))?;
         if tables > 0 {
-            return Err(StoreError::Corrupt("it has tables but no wxlogin schema version; is this another program's database?".into()));
+            return Err(StoreError::Corrupt(
+                "it has tables but no wxlogin schema version; is this another program's database?".into(),
+            ));
         }
     }
     for (number, sql) in sections() {
@@ -89,9 +88,8 @@ mod tests {
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         for table in ["users", "sessions", "used_codes", "access_tokens", "login_days"] {
-            let n: i64 = conn
-                .query_row("SELECT count(*) FROM sqlite_master WHERE name = ?1", [table], |r| r.get(0))
-                .unwrap();
+            let n: i64 =
+                conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = ?1", [table], |r| r.get(0)).unwrap();
             assert_eq!(n, 1, "{table}");
         }
     }

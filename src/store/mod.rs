@@ -28,7 +28,10 @@ pub enum StoreError {
     /// The file or its folder cannot be written (permissions, full disk, read-only mount).
     ReadOnly,
     /// The file was written by a newer wxlogin.
-    Newer { found: i64, supported: i64 },
+    Newer {
+        found: i64,
+        supported: i64,
+    },
     /// The file is not a SQLite database or is damaged.
     Corrupt(String),
     Io(String),
@@ -39,7 +42,9 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Busy => f.write_str("the database stayed locked past the busy timeout"),
-            StoreError::ReadOnly => f.write_str("the database cannot be written (permissions, full disk or a read-only mount)"),
+            StoreError::ReadOnly => {
+                f.write_str("the database cannot be written (permissions, full disk or a read-only mount)")
+            }
             StoreError::Newer { found, supported } => write!(
                 f,
                 "the database has schema version {found}, but this wxlogin knows only up to {supported}: \
@@ -87,14 +92,12 @@ impl Store {
         let mut writer = connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
         let mode: String = writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Io(format!("the database refused WAL mode (got {mode}); is it on a network filesystem?")));
+            return Err(StoreError::Io(format!(
+                "the database refused WAL mode (got {mode}); is it on a network filesystem?"
+            )));
         }
         migrate::migrate(&mut writer)?;
-        Ok(Store {
-            path: path.to_path_buf(),
-            writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
-        })
+        Ok(Store { path: path.to_path_buf(), writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
     }
 
     /// Opens an existing database for an admin command, without creating anything.
@@ -195,10 +198,7 @@ pub fn inspect(path: &Path) -> Result<Option<Inspection>> {
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]

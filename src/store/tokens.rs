@@ -16,17 +16,13 @@ pub struct StoredToken {
 impl Store {
     pub fn load_access_token(&self, app: &str) -> Result<Option<StoredToken>> {
         self.read(|c| {
-            Ok(c.query_row(
-                "SELECT token, expires_at, fetched_at FROM access_tokens WHERE app = ?1",
-                [app],
-                |r| {
-                    Ok(StoredToken {
-                        token: Secret::new(r.get::<_, String>(0)?),
-                        expires_at: r.get(1)?,
-                        fetched_at: r.get(2)?,
-                    })
-                },
-            )
+            Ok(c.query_row("SELECT token, expires_at, fetched_at FROM access_tokens WHERE app = ?1", [app], |r| {
+                Ok(StoredToken {
+                    token: Secret::new(r.get::<_, String>(0)?),
+                    expires_at: r.get(1)?,
+                    fetched_at: r.get(2)?,
+                })
+            })
             .optional()?)
         })
     }

@@ -112,7 +112,14 @@ impl Store {
 
     /// A code exchanged successfully within `window` seconds: issue another session for
     /// the same user instead of asking WeChat again (which would answer 40163).
-    pub fn replay_login(&self, app: &str, code_hash: &[u8; 32], token_hash: &[u8; 32], window: i64, terms: &Terms) -> Result<Option<LoginOutcome>> {
+    pub fn replay_login(
+        &self,
+        app: &str,
+        code_hash: &[u8; 32],
+        token_hash: &[u8; 32],
+        window: i64,
+        terms: &Terms,
+    ) -> Result<Option<LoginOutcome>> {
         let now = terms.now;
         self.write(|tx| {
             let used: Option<(i64, bool)> = tx
@@ -136,7 +143,8 @@ impl Store {
 
     pub fn user_by_openid(&self, openid: &str) -> Result<Vec<User>> {
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.openid = ?1 ORDER BY u.id"))?;
+            let mut st =
+                c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.openid = ?1 ORDER BY u.id"))?;
             let rows = st.query_map([openid], |r| user_from_row(r, 0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
@@ -155,15 +163,20 @@ impl Store {
     /// The user's current WeChat session_key, for decrypting open data server-side.
     pub fn session_key(&self, user_id: i64) -> Result<Option<Secret>> {
         self.read(|c| {
-            let key: Option<Option<String>> = c
-                .query_row("SELECT session_key FROM users WHERE id = ?1", [user_id], |r| r.get(0))
-                .optional()?;
+            let key: Option<Option<String>> =
+                c.query_row("SELECT session_key FROM users WHERE id = ?1", [user_id], |r| r.get(0)).optional()?;
             Ok(key.flatten().map(Secret::new))
         })
     }
 
     /// Sets the fields given (None leaves a field alone) and returns the updated user.
-    pub fn update_profile(&self, user_id: i64, nickname: Option<&str>, avatar_url: Option<&str>, gender: Option<i64>) -> Result<Option<User>> {
+    pub fn update_profile(
+        &self,
+        user_id: i64,
+        nickname: Option<&str>,
+        avatar_url: Option<&str>,
+        gender: Option<i64>,
+    ) -> Result<Option<User>> {
         self.write(|tx| {
             tx.execute(
                 "UPDATE users SET nickname = COALESCE(?2, nickname), avatar_url = COALESCE(?3, avatar_url),

@@ -47,12 +47,7 @@ impl WeChat {
             .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        WeChat {
-            agent,
-            base: cfg.api_base.trim_end_matches('/').to_string(),
-            retries: cfg.retries,
-            metrics,
-        }
+        WeChat { agent, base: cfg.api_base.trim_end_matches('/').to_string(), retries: cfg.retries, metrics }
     }
 
     /// `sns/jscode2session`: the code for openid, unionid and session_key. Needs no access token.
@@ -68,11 +63,7 @@ impl WeChat {
         let (Some(openid), Some(session_key)) = (field("openid"), field("session_key")) else {
             return Err(WeChatError::BadReply("jscode2session answered without openid or session_key".into()));
         };
-        Ok(Code2Session {
-            openid,
-            unionid: field("unionid"),
-            session_key: Secret::new(session_key),
-        })
+        Ok(Code2Session { openid, unionid: field("unionid"), session_key: Secret::new(session_key) })
     }
 
     /// Performs `call` with up to `retries` extra attempts for transient failures (-1,
@@ -132,12 +123,7 @@ impl WeChat {
             return Err(WeChatError::BadReply(format!("unexpected HTTP status {status}")));
         }
         // jscode2session says text/plain; the content type is ignored on purpose.
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_REPLY_BYTES)
-            .read_to_string()
-            .map_err(classify)?;
+        let text = response.body_mut().with_config().limit(MAX_REPLY_BYTES).read_to_string().map_err(classify)?;
         parse_reply(&text)
     }
 }
@@ -150,10 +136,9 @@ pub fn parse_reply(text: &str) -> Result<Value, WeChatError> {
     }
     match v.get("errcode").and_then(Value::as_i64).unwrap_or(0) {
         0 => Ok(v),
-        errcode => Err(WeChatError::Api {
-            errcode,
-            errmsg: v.get("errmsg").and_then(Value::as_str).unwrap_or("").to_string(),
-        }),
+        errcode => {
+            Err(WeChatError::Api { errcode, errmsg: v.get("errmsg").and_then(Value::as_str).unwrap_or("").to_string() })
+        }
     }
 }
 

@@ -31,9 +31,7 @@ impl std::fmt::Display for OpenDataError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             OpenDataError::Invalid { field, reason } => write!(f, "{field} {reason}"),
-            OpenDataError::Undecryptable => {
-                f.write_str("the data does not decrypt with this session_key")
-            }
+            OpenDataError::Undecryptable => f.write_str("the data does not decrypt with this session_key"),
         }
     }
 }
@@ -50,10 +48,7 @@ pub fn decode_base64_field(field: &'static str, value: &str) -> Result<Vec<u8>, 
     let repaired = value.replace(' ', "+");
     base64::engine::general_purpose::STANDARD
         .decode(repaired.as_bytes())
-        .map_err(|e| OpenDataError::Invalid {
-            field,
-            reason: format!("is not valid base64 ({e})"),
-        })
+        .map_err(|e| OpenDataError::Invalid { field, reason: format!("is not valid base64 ({e})") })
 }
 
 /// Decrypts what `wx.getUserInfo`, the old `getPhoneNumber`, `wx.getWeRunData` and the
@@ -73,20 +68,14 @@ pub fn decrypt_open_data(
     if ciphertext.is_empty() || ciphertext.len() % BLOCK != 0 {
         return Err(OpenDataError::Invalid {
             field: "encrypted_data",
-            reason: format!(
-                "must decode to a positive multiple of 16 bytes, got {} bytes",
-                ciphertext.len()
-            ),
+            reason: format!("must decode to a positive multiple of 16 bytes, got {} bytes", ciphertext.len()),
         });
     }
     let iv = decode_base64_field("iv", iv)?;
-    let iv: [u8; BLOCK] = iv
-        .as_slice()
-        .try_into()
-        .map_err(|_| OpenDataError::Invalid {
-            field: "iv",
-            reason: format!("must decode to exactly 16 bytes, got {} bytes", iv.len()),
-        })?;
+    let iv: [u8; BLOCK] = iv.as_slice().try_into().map_err(|_| OpenDataError::Invalid {
+        field: "iv",
+        reason: format!("must decode to exactly 16 bytes, got {} bytes", iv.len()),
+    })?;
     let key = session_key_bytes(session_key).ok_or(OpenDataError::Undecryptable)?;
 
     let plaintext = Aes128CbcDec::new(&key.into(), &iv.into())
@@ -110,8 +99,7 @@ pub fn encrypt_open_data(session_key: &str, iv: &[u8; 16], plaintext: &[u8]) -> 
         key.copy_from_slice(&digest[..BLOCK]);
         key
     });
-    let ciphertext =
-        Aes128CbcEnc::new(&key.into(), iv.into()).encrypt_padded_vec::<Pkcs7>(plaintext);
+    let ciphertext = Aes128CbcEnc::new(&key.into(), iv.into()).encrypt_padded_vec::<Pkcs7>(plaintext);
     base64::engine::general_purpose::STANDARD.encode(ciphertext)
 }
 
@@ -129,10 +117,7 @@ pub fn raw_data_signature(raw_data: &str, session_key: &str) -> String {
 /// accepted because some client libraries produce it.
 pub fn signature_matches(raw_data: &str, session_key: &str, signature: &str) -> bool {
     let expected = raw_data_signature(raw_data, session_key);
-    ct_eq(
-        expected.as_bytes(),
-        signature.to_ascii_lowercase().as_bytes(),
-    )
+    ct_eq(expected.as_bytes(), signature.to_ascii_lowercase().as_bytes())
 }
 
 /// The `signature` for `wxa/checksession` and `wxa/resetusersessionkey`, which prove
@@ -146,8 +131,8 @@ pub fn session_key_signature(session_key: &str) -> String {
 /// GET APIs sign the empty message; kept general so the official vector over a body can
 /// be checked.
 fn session_hmac_hex(session_key: &str, message: &[u8]) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(session_key.as_bytes())
-        .expect("HMAC takes keys of any length");
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(session_key.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(message);
     hex(&mac.finalize().into_bytes())
 }
@@ -179,9 +164,7 @@ mod tests {
     fn decrypt_raw(key: &str, data: &str, iv: &[u8; 16]) -> Vec<u8> {
         let key = session_key_bytes(key).expect("vector key");
         let ct = decode_base64_field("encrypted_data", data).expect("vector data");
-        Aes128CbcDec::new(&key.into(), iv.into())
-            .decrypt_padded_vec::<Pkcs7>(&ct)
-            .expect("vector decrypts")
+        Aes128CbcDec::new(&key.into(), iv.into()).decrypt_padded_vec::<Pkcs7>(&ct).expect("vector decrypts")
     }
 
     #[test]
@@ -203,10 +186,7 @@ mod tests {
 
     #[test]
     fn official_vector_reencrypts_byte_exact() {
-        assert_eq!(
-            encrypt_open_data(SESSION_KEY, &iv_bytes(), PLAINTEXT.as_bytes()),
-            ENCRYPTED
-        );
+        assert_eq!(encrypt_open_data(SESSION_KEY, &iv_bytes(), PLAINTEXT.as_bytes()), ENCRYPTED);
     }
 
     #[test]
@@ -218,20 +198,13 @@ mod tests {
 
     #[test]
     fn official_vector_with_another_key_is_undecryptable() {
-        assert_eq!(
-            decrypt_open_data("HyVFkGl5F5OQWJZZaNzBBg==", ENCRYPTED, IV),
-            Err(OpenDataError::Undecryptable)
-        );
+        assert_eq!(decrypt_open_data("HyVFkGl5F5OQWJZZaNzBBg==", ENCRYPTED, IV), Err(OpenDataError::Undecryptable));
     }
 
     #[test]
     fn stored_key_that_is_not_16_bytes_is_undecryptable() {
         for key in ["", "not base64!", "AAAA", "tiihtNczf5v6AKRyjwEUhQ"] {
-            assert_eq!(
-                decrypt_open_data(key, ENCRYPTED, IV),
-                Err(OpenDataError::Undecryptable),
-                "{key:?}"
-            );
+            assert_eq!(decrypt_open_data(key, ENCRYPTED, IV), Err(OpenDataError::Undecryptable), "{key:?}");
         }
     }
 
@@ -243,10 +216,7 @@ mod tests {
         };
         assert_eq!(err("", IV), "encrypted_data");
         assert_eq!(err("%%%", IV), "encrypted_data");
-        assert_eq!(
-            err("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", IV),
-            "encrypted_data"
-        );
+        assert_eq!(err("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", IV), "encrypted_data");
         assert_eq!(err(ENCRYPTED, ""), "iv");
         assert_eq!(err(ENCRYPTED, "AAAA"), "iv");
         assert_eq!(err(ENCRYPTED, "r7BXXKkLb8qrSNn05n0qiA"), "iv");
@@ -258,18 +228,11 @@ mod tests {
         for plaintext in ["[1,2]", "\"text\"", "42", "not json", "{\"a\":"] {
             let data = encrypt_open_data(SESSION_KEY, &iv, plaintext.as_bytes());
             let iv64 = base64::engine::general_purpose::STANDARD.encode(iv);
-            assert_eq!(
-                decrypt_open_data(SESSION_KEY, &data, &iv64),
-                Err(OpenDataError::Undecryptable),
-                "{plaintext}"
-            );
+            assert_eq!(decrypt_open_data(SESSION_KEY, &data, &iv64), Err(OpenDataError::Undecryptable), "{plaintext}");
         }
         let data = encrypt_open_data(SESSION_KEY, &iv, &[0xff, 0xfe, b'{', b'}']);
         let iv64 = base64::engine::general_purpose::STANDARD.encode(iv);
-        assert_eq!(
-            decrypt_open_data(SESSION_KEY, &data, &iv64),
-            Err(OpenDataError::Undecryptable)
-        );
+        assert_eq!(decrypt_open_data(SESSION_KEY, &data, &iv64), Err(OpenDataError::Undecryptable));
     }
 
     #[test]

@@ -36,11 +36,8 @@ impl std::error::Error for WeChatError {}
 /// WeChat appends a request id (", rid: ..." or " hints: [ req_id: ... ]") to every
 /// errmsg; it changes on each call, so it is cut before messages are shown or compared.
 pub fn strip_rid(errmsg: &str) -> &str {
-    let cut = [", rid:", " rid:", ", hints:", " hints:"]
-        .iter()
-        .filter_map(|m| errmsg.find(m))
-        .min()
-        .unwrap_or(errmsg.len());
+    let cut =
+        [", rid:", " rid:", ", hints:", " hints:"].iter().filter_map(|m| errmsg.find(m)).min().unwrap_or(errmsg.len());
     errmsg[..cut].trim_end_matches([',', ' '])
 }
 
@@ -52,7 +49,10 @@ mod tests {
     fn request_ids_are_cut() {
         assert_eq!(strip_rid("invalid code, rid: 6166f719-6cb5d09c"), "invalid code");
         assert_eq!(strip_rid("invalid code, hints: [ req_id: uhJDV ]"), "invalid code");
-        assert_eq!(strip_rid("invalid ip 1.2.3.4 ipv6 ::ffff:1.2.3.4, not in whitelist rid: 1"), "invalid ip 1.2.3.4 ipv6 ::ffff:1.2.3.4, not in whitelist");
+        assert_eq!(
+            strip_rid("invalid ip 1.2.3.4 ipv6 ::ffff:1.2.3.4, not in whitelist rid: 1"),
+            "invalid ip 1.2.3.4 ipv6 ::ffff:1.2.3.4, not in whitelist"
+        );
         assert_eq!(strip_rid("ok"), "ok");
     }
 }

@@ -1,0 +1,159 @@
+//! The real binary: configuration errors, check, serve with SIGTERM, and the log scan.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+use wxlogin::fake_wechat::{FakeOptions, FakeWeChat};
+
+use crate::support::*;
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).envs(envs.iter().copied()).output().expect("run wxlogin");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn version_and_help() {
+    let (code, out, _) = run(&["--version"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("wxlogin "));
+    let (code, out, _) = run(&["help"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("wxlogin serve") && out.contains("wxlogin demo"));
+    let (code, _, err) = run(&["frobnicate"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown command `frobnicate`"));
+}
+
+#[test]
+fn check_reports_config_errors_in_one_line_naming_the_key() {
+    let dir = TempDir::new("check");
+    let path = write_config(dir.path(), "http://127.0.0.1:9", "");
+    let p = path.to_str().unwrap();
+    let (code, _, err) = run(&["check", "--config", p], &[]);
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("apps[0].secret") && err.contains("WXLOGIN_SECRET_MAIN"), "{err}");
+
+    let (code, out, err) = run(&["check", "--config", p], &[("WXLOGIN_SECRET_MAIN", "s")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("does not exist yet"), "{out}");
+
+    std::fs::write(&path, format!("[session]\nttl_secnds = 2\n{}", std::fs::read_to_string(&path).unwrap())).unwrap();
+    let (code, _, err) = run(&["check"], &[("WXLOGIN_CONFIG", p), ("WXLOGIN_SECRET_MAIN", "s")]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("wxlogin: session.ttl_secnds: unknown field"), "{err}");
+    let (code, _, err) = run(&["check", "--config", "/nonexistent/appliance.toml"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot read the configuration file"), "{err}");
+}
+
+#[test]
+fn secrets_may_come_from_a_file() {
+    let dir = TempDir::new("secretfile");
+    let path = write_config(dir.path(), "http://127.0.0.1:9", "");
+    std::fs::write(dir.path().join("secret.txt"), "from-file\n").unwrap();
+    let secret_path = dir.path().join("secret.txt");
+    let (code, _, err) = run(
+        &["check", "--config", path.to_str().unwrap()],
+        &[("WXLOGIN_SECRET_MAIN_FILE", secret_path.to_str().unwrap())],
+    );
+    assert_eq!(code, 0, "{err}");
+}
+
+/// The whole life of `serve`: start, logins, a request in flight during SIGTERM that
+/// still completes, exit 0, a checkpointed database, and no secret in any log line.
+#[test]
+fn serve_stops_cleanly_and_logs_no_secrets() {
+    let fake = FakeWeChat::start(
+        "127.0.0.1:0",
+        FakeOptions { apps: vec![(APPID.into(), SECRET.into())], ..FakeOptions::default() },
+    )
+    .unwrap();
+    let dir = TempDir::new("serve");
+    let config = write_config(dir.path(), &fake.base_url(), "");
+    let log = dir.path().join("stderr.log");
+    let (mut child, addr) = spawn_listening(
+        &["serve", "--config", config.to_str().unwrap()],
+        &[("WXLOGIN_SECRET_MAIN", SECRET), ("RUST_LOG", "trace")],
+        &log,
+    );
+    let base = format!("http://{addr}");
+    let mut tokens = Vec::new();
+    for user in ["ann", "ben"] {
+        let code = fake.login_code(APPID, user);
+        let r = send(&format!("{base}/v1/login"), "POST", None, Some(json!({"code": code}).to_string()), &[]);
+        assert_eq!(r.status, 200, "{}", r.text);
+        tokens.push(r.json()["token"].as_str().unwrap().to_string());
+    }
+    let r = send(&format!("{base}/v1/session"), "GET", Some(&tokens[0]), None, &[]);
+    assert_eq!(r.status, 200);
+
+    // A login in flight (WeChat answers after 700 ms) when SIGTERM arrives.
+    let slow = {
+        let code = fake.login_code(APPID, "cat");
+        let url = format!("{}/__fake/behaviour", fake.base_url());
+        send(&url, "POST", None, Some(json!({"latency_ms": 700}).to_string()), &[]);
+        let base = base.clone();
+        std::thread::spawn(move || {
+            send(&format!("{base}/v1/login"), "POST", None, Some(json!({"code": code}).to_string()), &[])
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let status = sigterm_and_wait(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "exit status {status:?}");
+    let slow = slow.join().unwrap();
+    assert_eq!(slow.status, 200, "the in-flight login finished: {}", slow.text);
+    tokens.push(slow.json()["token"].as_str().unwrap().to_string());
+
+    // After a clean stop the main file alone holds everything.
+    assert!(
+        !dir.path().join("data/wxlogin.db-wal").exists()
+            || std::fs::metadata(dir.path().join("data/wxlogin.db-wal")).unwrap().len() == 0
+    );
+    let db = rusqlite::Connection::open(dir.path().join("data/wxlogin.db")).unwrap();
+    let (users, session_keys): (i64, Vec<String>) = (
+        db.query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap(),
+        db.prepare("SELECT session_key FROM users")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect(),
+    );
+    assert_eq!(users, 3);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("POST /v1/login 200"), "access lines are logged:\n{text}");
+    assert!(text.contains("stopped cleanly"));
+    assert!(!text.contains(SECRET), "the app secret reached the log");
+    for key in &session_keys {
+        assert!(!text.contains(key.as_str()), "a session_key reached the log");
+    }
+    for token in &tokens {
+        assert!(!text.contains(token.as_str()), "a session token reached the log");
+    }
+    assert!(!text.contains("js_code="), "a WeChat URL reached the log");
+}
+
+#[test]
+fn a_database_from_a_newer_wxlogin_is_refused() {
+    let dir = TempDir::new("newer");
+    let config = write_config(dir.path(), "http://127.0.0.1:9", "");
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("data/wxlogin.db")).unwrap();
+    db.pragma_update(None, "user_version", 999).unwrap();
+    drop(db);
+    let envs = [("WXLOGIN_SECRET_MAIN", "s")];
+    let (code, _, err) = run(&["serve", "--config", config.to_str().unwrap()], &envs);
+    assert_eq!(code, 1);
+    assert!(err.contains("newer wxlogin"), "{err}");
+    let (code, _, err) = run(&["check", "--config", config.to_str().unwrap()], &envs);
+    assert_eq!(code, 1);
+    assert!(err.contains("newer"), "{err}");
+}

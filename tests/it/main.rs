@@ -1,0 +1,8 @@
+//! The one integration-test crate: every test starts real servers on ephemeral ports
+//! (in-process, or the real binary) against the fake WeChat and speaks HTTP to them.
+
+mod support;
+
+mod cli;
+mod login;
+mod session;

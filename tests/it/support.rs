@@ -1,0 +1,332 @@
+//! The harness: a wxlogin server and a fake WeChat on loopback, a temporary database,
+//! and a small HTTP client.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use wxlogin::app::App;
+use wxlogin::config::{self, Config};
+use wxlogin::fake_wechat::{FakeOptions, FakeWeChat};
+use wxlogin::http::RunningServer;
+
+pub const APPID: &str = "wxtest0000000001";
+pub const SECRET: &str = "test-app-secret-0123456789";
+
+/// A folder removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("wxlogin-it-{tag}-{}", wxlogin::secrets::random_id(6)));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The configuration tests start from: loopback, ephemeral port, a small pool, short
+/// WeChat timeouts, the fake as WeChat.
+pub fn test_config(dir: &Path, fake_url: &str) -> Config {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 4
+wechat_workers = 8
+
+[database]
+path = "wxlogin.db"
+
+[wechat]
+api_base = "{fake_url}"
+timeout_ms = 1000
+retries = 1
+
+[rate_limit]
+login_per_ip_per_minute = 1000
+
+[[apps]]
+name = "main"
+appid = "{APPID}"
+secret = "{SECRET}"
+"#
+    );
+    config::parse(&text, dir, &|_| None).expect("test config")
+}
+
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub fake: FakeWeChat,
+    pub base: String,
+    pub dir: TempDir,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::start_with(|_| {})
+    }
+
+    /// Starts with the test configuration changed by `tweak`.
+    pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let fake = FakeWeChat::start(
+            "127.0.0.1:0",
+            FakeOptions { apps: vec![(APPID.into(), SECRET.into())], ..FakeOptions::default() },
+        )
+        .expect("fake wechat");
+        let dir = TempDir::new("srv");
+        let mut config = test_config(dir.path(), &fake.base_url());
+        tweak(&mut config);
+        for app in &config.apps {
+            fake_add_app(&fake, &app.appid, app.secret.expose());
+        }
+        let app = Arc::new(App::open(config).expect("open app"));
+        let server = RunningServer::start(app).expect("start server");
+        let base = format!("http://{}", server.addr());
+        TestServer { server: Some(server), fake, base, dir }
+    }
+
+    pub fn app(&self) -> &Arc<App> {
+        self.server.as_ref().expect("running").app()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.as_ref().expect("running").addr()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// What wx.login would give `user` in the main app.
+    pub fn code(&self, user: &str) -> String {
+        self.fake.login_code(APPID, user)
+    }
+
+    /// Logs `user` in; returns the token and the whole answer.
+    pub fn login(&self, user: &str) -> (String, Value) {
+        let r = self.post("/v1/login", None, &json!({"code": self.code(user)}));
+        assert_eq!(r.status, 200, "login failed: {}", r.text);
+        let body = r.json();
+        (body["token"].as_str().expect("token").to_string(), body)
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        send(&self.url(path), "GET", token, None, &[])
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        send(&self.url(path), "POST", token, Some(body.to_string()), &[("Content-Type", "application/json")])
+    }
+
+    pub fn patch(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        send(&self.url(path), "PATCH", token, Some(body.to_string()), &[("Content-Type", "application/json")])
+    }
+
+    pub fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        send(&self.url(path), "DELETE", token, None, &[])
+    }
+
+    /// Tells the fake WeChat how to misbehave (see src/fake_wechat/README.md).
+    pub fn fake_behaviour(&self, body: Value) {
+        let r = send(&format!("{}/__fake/behaviour", self.fake.base_url()), "POST", None, Some(body.to_string()), &[]);
+        assert_eq!(r.status, 200, "fake behaviour: {}", r.text);
+    }
+
+    pub fn fake_calls(&self, api: &str) -> u64 {
+        self.fake.stats()["calls"][api].as_u64().unwrap_or(0)
+    }
+
+    /// Graceful shutdown, as on SIGTERM.
+    pub fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn fake_add_app(fake: &FakeWeChat, appid: &str, secret: &str) {
+    let r = send(
+        &format!("{}/__fake/app", fake.base_url()),
+        "POST",
+        None,
+        Some(json!({"appid": appid, "secret": secret}).to_string()),
+        &[],
+    );
+    assert_eq!(r.status, 200, "fake app: {}", r.text);
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The contract's error code, asserting the error body's shape on the way.
+    pub fn error_code(&self) -> String {
+        let v = self.json();
+        let e = &v["error"];
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "error without message: {}", self.text);
+        e["code"].as_str().unwrap_or_else(|| panic!("no error code: {}", self.text)).to_string()
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// One HTTP request; never fails on a status, only on transport errors.
+pub fn send(url: &str, method: &str, token: Option<&str>, body: Option<String>, headers: &[(&str, &str)]) -> Reply {
+    let agent = agent();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if let Some(a) = &auth {
+        all.push(("Authorization", a));
+    }
+    let result = match (method, body) {
+        ("GET", _) => with_headers(agent.get(url), &all).call(),
+        ("DELETE", _) => with_headers(agent.delete(url), &all).call(),
+        ("POST", Some(b)) => with_headers(agent.post(url), &all).send(b),
+        ("POST", None) => with_headers(agent.post(url), &all).send_empty(),
+        ("PATCH", Some(b)) => with_headers(agent.patch(url), &all).send(b),
+        ("PUT", Some(b)) => with_headers(agent.put(url), &all).send(b),
+        (m, _) => panic!("unsupported method {m}"),
+    };
+    let mut resp = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers =
+        resp.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    Reply { status, headers, text }
+}
+
+fn with_headers<B>(mut req: ureq::RequestBuilder<B>, headers: &[(&str, &str)]) -> ureq::RequestBuilder<B> {
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req
+}
+
+/// The real binary.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_wxlogin")
+}
+
+/// Starts the binary with `args`, stderr captured to `log`, and waits for its
+/// `listening on http://ADDR` line.
+pub fn spawn_listening(args: &[&str], envs: &[(&str, &str)], log: &Path) -> (Child, SocketAddr) {
+    let log_file = std::fs::File::create(log).expect("log file");
+    let mut child = Command::new(bin())
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn wxlogin");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(a) = line.strip_prefix("listening on http://") {
+                    break a.trim().parse().expect("address");
+                }
+            }
+            _ => {
+                let _ = child.kill();
+                panic!("wxlogin exited before listening; log: {}", std::fs::read_to_string(log).unwrap_or_default());
+            }
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+/// Writes an appliance.toml for the binary into `dir` and returns its path.
+pub fn write_config(dir: &Path, fake_url: &str, extra_top: &str) -> PathBuf {
+    let path = dir.join("appliance.toml");
+    let text = format!(
+        r#"{extra_top}
+[server]
+listen = "127.0.0.1:0"
+workers = 4
+wechat_workers = 8
+
+[database]
+path = "data/wxlogin.db"
+
+[wechat]
+api_base = "{fake_url}"
+timeout_ms = 1000
+retries = 1
+
+[[apps]]
+name = "main"
+appid = "{APPID}"
+"#
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Sends SIGTERM (the binary's graceful stop) and waits for the exit status.
+pub fn sigterm_and_wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    signal(child, "TERM");
+    wait_with_limit(child, limit)
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().expect("kill");
+    assert!(ok.success());
+}
+
+pub fn wait_with_limit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("wxlogin did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
