@@ -222,15 +222,20 @@ fn run(s: &Shared, mut rq: tiny_http::Request, route: &'static Route, meta: Meta
         Vec::new()
     };
     let req = to_req(s, &rq, body, &meta);
-    let resp = match catch_unwind(AssertUnwindSafe(|| (route.handler)(&s.app, &req))) {
+    let resp = call_handler(&s.app, route, &req);
+    finish(s, rq, resp, route.name, &meta);
+}
+
+/// Runs a handler with its panics caught: a bug answers 500 and the worker lives on.
+pub fn call_handler(app: &App, route: &Route, req: &Req) -> Resp {
+    match catch_unwind(AssertUnwindSafe(|| (route.handler)(app, req))) {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => Resp::from_error(&e),
         Err(_) => {
-            log::error!("handler for {} panicked (request {})", route.name, meta.request_id);
+            log::error!("handler for {} panicked (request {})", route.name, req.request_id);
             Resp::from_error(&ApiError::Internal)
         }
-    };
-    finish(s, rq, resp, route.name, &meta);
+    }
 }
 
 fn read_body(rq: &mut tiny_http::Request, limit: usize) -> Result<Vec<u8>, ApiError> {
@@ -315,5 +320,30 @@ fn method_name(m: Method) -> &'static str {
         Method::Patch => "PATCH",
         Method::Delete => "DELETE",
         Method::Other => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn panics(_: &App, _: &Req) -> Result<Resp, ApiError> {
+        panic!("a bug")
+    }
+
+    #[test]
+    fn a_panicking_handler_answers_500_internal() {
+        let dir = std::env::temp_dir().join(format!("wxlogin-panic-{}", crate::secrets::random_id(6)));
+        let text = "[[apps]]\nname = \"main\"\nappid = \"wx1234567890\"\nsecret = \"s\"\n";
+        let config = crate::config::parse(text, &dir, &|_| None).unwrap();
+        let app = App::open(config).unwrap();
+        let route = Route { name: "/panic", lane: Lane::Local, reads_body: false, handler: panics };
+        let resp = call_handler(&app, &route, &Req::new(Method::Get, "/panic"));
+        assert_eq!(resp.status, 500);
+        let (_, body) = resp.into_bytes();
+        assert!(String::from_utf8(body).unwrap().contains("\"internal\""));
+        // The thread that ran it is still here to run the next one.
+        assert_eq!(call_handler(&app, &route, &Req::new(Method::Get, "/panic")).status, 500);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

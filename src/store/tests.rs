@@ -1,1 +1,71 @@
+use super::*;
+use crate::secrets::Secret;
 
+fn temp_store() -> (Store, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("wxlogin-store-{}", crate::secrets::random_id(6)));
+    (Store::open(&dir.join("sub/wxlogin.db")).unwrap(), dir)
+}
+
+fn login(store: &Store, openid: &str, unionid: Option<&str>, code: u8, token: u8, now: i64) -> LoginOutcome {
+    store
+        .record_login(&NewLogin {
+            app: "main",
+            openid,
+            unionid,
+            session_key: &Secret::new(format!("key-{code}")),
+            code_hash: [code; 32],
+            token_hash: [token; 32],
+            terms: Terms { now, ttl: 100, max_lifetime: 1000 },
+        })
+        .unwrap()
+}
+
+#[test]
+fn the_file_and_its_folder_are_created_in_wal_mode() {
+    let (store, dir) = temp_store();
+    assert!(dir.join("sub/wxlogin.db").exists());
+    let mode: String = store.read(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?)).unwrap();
+    assert_eq!(mode, "wal");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn logins_upsert_keep_unionid_and_replace_the_session_key() {
+    let (store, dir) = temp_store();
+    let a = login(&store, "o1", Some("u1"), 1, 1, 1000);
+    assert!(a.new_user);
+    assert_eq!(a.expires_at, 1100);
+    let b = login(&store, "o1", None, 2, 2, 2000);
+    assert!(!b.new_user);
+    assert_eq!(b.user.id, a.user.id);
+    assert_eq!(b.user.unionid.as_deref(), Some("u1"), "a login without unionid keeps the known one");
+    assert_eq!(store.session_key(a.user.id).unwrap().unwrap().expose(), "key-2", "newest key wins");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn replay_finds_a_recent_code_only() {
+    let (store, dir) = temp_store();
+    let a = login(&store, "o1", None, 7, 1, 1000);
+    let terms = Terms { now: 1030, ttl: 100, max_lifetime: 1000 };
+    let again = store.replay_login("main", &[7; 32], &[9; 32], 60, &terms).unwrap().unwrap();
+    assert_eq!((again.user.id, again.new_user), (a.user.id, true));
+    let late = Terms { now: 1100, ..terms };
+    assert!(store.replay_login("main", &[7; 32], &[10; 32], 60, &late).unwrap().is_none());
+    assert!(store.replay_login("other", &[7; 32], &[11; 32], 60, &terms).unwrap().is_none());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn sessions_expire_slide_and_purge() {
+    let (store, dir) = temp_store();
+    login(&store, "o1", None, 1, 5, 1000);
+    assert!(matches!(store.lookup_session(&[5; 32], 1050).unwrap(), Lookup::Live(_)));
+    assert!(matches!(store.lookup_session(&[5; 32], 1100).unwrap(), Lookup::Expired));
+    assert!(matches!(store.lookup_session(&[6; 32], 1050).unwrap(), Lookup::Unknown));
+    assert_eq!(store.touch_session(&[5; 32], 1090, 100).unwrap(), 1190);
+    assert_eq!(store.touch_session(&[5; 32], 1980, 100).unwrap(), 1190, "an expired session is not revived");
+    assert_eq!(store.purge(1190 + KEEP_EXPIRED_SECONDS + 1, 60).unwrap(), 2, "the session and the used code");
+    assert!(matches!(store.lookup_session(&[5; 32], 1050).unwrap(), Lookup::Unknown));
+    let _ = std::fs::remove_dir_all(dir);
+}
