@@ -95,8 +95,9 @@ pub fn fake_wechat(mut args: Args) -> Result<ExitCode> {
         apps.push((appid.to_string(), secret.to_string()));
     }
     let latency = Duration::from_millis(args.number("--latency-ms")?.unwrap_or(0));
+    let mock_codes = args.switch("--mock-codes");
     args.finish()?;
     crate::logging::init();
-    crate::fake_wechat::serve_forever(&listen, FakeOptions { apps, latency, ..FakeOptions::default() })?;
+    crate::fake_wechat::serve_forever(&listen, FakeOptions { apps, latency, mock_codes, ..FakeOptions::default() })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -59,8 +59,10 @@ USAGE:
   wxlogin demo    [--listen ADDR]           the service plus a built-in fake WeChat on a
                                             fresh database, with a printed walk-through
   wxlogin check   [--config FILE]           validate the configuration and the database (exit 0/1)
-  wxlogin fake-wechat [--listen ADDR] [--app APPID:SECRET]... [--latency-ms N]
+  wxlogin fake-wechat [--listen ADDR] [--app APPID:SECRET]... [--latency-ms N] [--mock-codes]
                                             the fake WeChat API alone, for integration tests
+                                            (--mock-codes: accept unseen codes mock-<user>-<n>
+                                            once each, for load tests)
   wxlogin --version | help
 
 The configuration is --config FILE, else $WXLOGIN_CONFIG, else ./appliance.toml.

@@ -124,7 +124,13 @@ fn jscode2session(state: &mut State, call: &Call<'_>, now: i64) -> Result<Value,
         return Err(40002);
     }
     let code = call.param("js_code").ok_or(41008)?;
-    let session = state.sessions.redeem(&appid, code, now)?;
+    let session = match state.sessions.redeem(&appid, code, now) {
+        Err(40029) if state.mock_codes && code.starts_with("mock-") => {
+            let rotate = state.behaviour.rotate_session_key;
+            state.sessions.redeem_mock(&appid, code, rotate, now)
+        }
+        other => other?,
+    };
     let mut body = Map::new();
     body.insert("openid".into(), json!(session.openid));
     body.insert("session_key".into(), json!(session.session_key));

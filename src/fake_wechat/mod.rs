@@ -87,6 +87,10 @@ pub struct FakeOptions {
     pub token_ttl_seconds: u64,
     /// `cgi-bin/token` calls per app per day before 45009 (sources say 2000 or 10000).
     pub daily_token_quota: u32,
+    /// Accept any never-seen code of the form `mock-<user>-<anything>` once, as the code
+    /// of `<user>` (like WeChat devtools' mock codes). For load tests, whose clients
+    /// cannot fetch a fresh code per request; off by default.
+    pub mock_codes: bool,
 }
 
 impl Default for FakeOptions {
@@ -97,6 +101,7 @@ impl Default for FakeOptions {
             rotate_session_key: true,
             token_ttl_seconds: 7200,
             daily_token_quota: 2000,
+            mock_codes: false,
         }
     }
 }

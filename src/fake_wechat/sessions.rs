@@ -105,6 +105,22 @@ impl Sessions {
         self.session(&key.0, &key.1).ok_or(40029)
     }
 
+    /// Redeems a never-seen `mock-<user>-<n>` code as a code issued for `<user>` just now;
+    /// the code is then spent like any other.
+    pub(crate) fn redeem_mock(&mut self, appid: &str, code: &str, rotate: bool, now: i64) -> UserSession {
+        let rest = &code["mock-".len().min(code.len())..];
+        let user = rest.rsplit_once('-').map_or(rest, |(user, _)| user);
+        let issued = self.issue_code(appid, user, None, rotate, now);
+        if let Some(record) = self.codes.remove(&issued.code) {
+            self.codes.insert(code.to_string(), CodeRecord { redeemed: true, ..record });
+        }
+        UserSession {
+            session_key: self.by_name(appid, user).map(|s| s.session_key).unwrap_or_default(),
+            openid: issued.openid,
+            unionid: issued.unionid,
+        }
+    }
+
     /// The user's current identity and key, looked up by user name.
     pub(crate) fn by_name(&self, appid: &str, user: &str) -> Option<UserSession> {
         self.session(appid, &ids::openid(appid, user))
@@ -185,6 +201,16 @@ mod tests {
         assert_ne!(key1, key2);
         assert_eq!(s.redeem("wx1", &first.code, T0).map(|u| u.session_key), Ok(key2.clone()));
         assert_eq!(s.redeem("wx1", &second.code, T0).map(|u| u.session_key), Ok(key2));
+    }
+
+    #[test]
+    fn mock_codes_name_their_user_and_are_spent_once() {
+        let mut s = Sessions::default();
+        let a = s.redeem_mock("wx1", "mock-ann-1", true, T0);
+        let b = s.redeem_mock("wx1", "mock-ann-2", true, T0);
+        assert_eq!(a.openid, b.openid);
+        assert_ne!(a.session_key, b.session_key);
+        assert_eq!(s.redeem("wx1", "mock-ann-1", T0), Err(40163));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub(crate) struct State {
     pub phones: PhoneCodes,
     pub behaviour: Behaviour,
     pub daily_token_quota: u32,
+    pub mock_codes: bool,
     calls: BTreeMap<&'static str, u64>,
 }
 
@@ -35,6 +36,7 @@ impl State {
             phones: PhoneCodes::default(),
             behaviour: Behaviour::new(opts.latency, opts.rotate_session_key),
             daily_token_quota: opts.daily_token_quota,
+            mock_codes: opts.mock_codes,
             calls: APIS.iter().map(|api| (*api, 0)).collect(),
         }
     }
