@@ -221,9 +221,11 @@ function createClient(options) {
     return loginFlight;
   }
 
+  // The token to use: decrypt() running -> wait for it; a login in flight -> share
+  // its outcome (its error too: no second login behind a failed one); else storage.
   async function ensureToken() {
-    if (loginFlight) await settle(loginFlight);
-    if (gate) await settle(gate);
+    if (gate) await gate;
+    if (loginFlight) return (await loginFlight).token;
     var t = storedToken();
     if (t) return t;
     return (await login()).token;
