@@ -4,5 +4,6 @@
 mod support;
 
 mod cli;
+mod js_client;
 mod login;
 mod session;
