@@ -4,5 +4,6 @@
 mod support;
 
 mod cli;
+mod decrypt;
 mod login;
 mod session;
