@@ -140,7 +140,7 @@ pub fn open(
     }
     if max_age > 0 {
         let timestamp = watermark.and_then(|w| w.get("timestamp")).and_then(Value::as_i64);
-        if !timestamp.is_some_and(|t| now - t <= max_age) {
+        if timestamp.is_none_or(|t| now - t > max_age) {
             return Err(ApiError::StaleData { max_age });
         }
     }
