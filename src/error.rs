@@ -6,6 +6,7 @@
 use std::fmt;
 
 use crate::store::StoreError;
+use crate::wechat::crypto::OpenDataError;
 use crate::wechat::WeChatError;
 
 #[derive(Debug, Clone)]
@@ -214,6 +215,20 @@ impl From<WeChatError> for ApiError {
                     message: format!("WeChat answered errcode {errcode}: {}", crate::wechat::strip_rid(&errmsg)),
                 },
             },
+        }
+    }
+}
+
+impl From<OpenDataError> for ApiError {
+    /// Malformed input is the client's code to fix (400); anything that does not decrypt to
+    /// a JSON object (padding, UTF-8 or JSON failure, one indistinguishable case) means the
+    /// data was made with another session_key (409, with the recovery in the message).
+    fn from(e: OpenDataError) -> ApiError {
+        match e {
+            OpenDataError::Invalid { field, reason } => ApiError::InvalidRequest(format!("`{field}` {reason}.")),
+            OpenDataError::Undecryptable => {
+                ApiError::SessionKeyStale { detail: "it does not decrypt with the session_key stored for this user" }
+            }
         }
     }
 }

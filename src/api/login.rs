@@ -1,13 +1,15 @@
 //! POST /v1/login: a `wx.login` code in, a session token out.
 //!
-//! request -> per-IP limit -> body -> app and code checks -> replay window ->
-//! single flight -> jscode2session -> one write transaction -> response.
+//! request -> per-IP limit -> body -> app, code and open-data shape checks -> replay
+//! window -> single flight -> jscode2session -> one write transaction -> open data, if
+//! any (on failure the session just written is withdrawn) -> response.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::decrypt::{open_for_user, OpenDataFields};
 use super::user_json;
 use crate::app::{App, Role};
 use crate::config::AppConfig;
@@ -35,11 +37,46 @@ fn login_inner(app: &App, req: &Req) -> Result<(Resp, &'static str), ApiError> {
     if let Err(retry_after) = app.login_limiter.check(req.client_ip) {
         return Err(ApiError::RateLimited { retry_after });
     }
-    let body: LoginBody = Req::decode(req.object(true)?)?;
+    let map = req.object(true)?;
+    let open_data = OpenDataFields::from_body(&map)?;
+    let body: LoginBody = Req::decode(map)?;
     let cfg = app.resolve_app(body.app.as_deref())?;
     check_code(&body.code)?;
-    let (outcome, kind) = exchange(app, cfg, &body.code)?;
-    Ok((respond(app, &outcome.0, &outcome.1), kind))
+    if let Some(f) = &open_data {
+        // Malformed open data must not spend the code.
+        f.check_shape()?;
+    }
+    let (mut issued, kind) = exchange(app, cfg, &body.code)?;
+    let decrypted = match &open_data {
+        None => None,
+        Some(f) => {
+            // The key this very code yielded (a replay has none in hand: the stored one).
+            match open_for_user(app, cfg, issued.outcome.user.id, issued.session_key.take(), f) {
+                Ok((opened, user)) => {
+                    if let Some(u) = user {
+                        issued.outcome.user = u;
+                    }
+                    Some(opened.to_json())
+                }
+                Err(e) => {
+                    withdraw(app, &issued.token);
+                    return Err(e);
+                }
+            }
+        }
+    };
+    Ok((respond(app, &issued, decrypted), kind))
+}
+
+/// Ends the session a failed login-with-open-data recorded, before its token was ever
+/// shown to anyone. The user, the new session_key and the used code stay: WeChat has
+/// already rotated the key, and a retry of the same code within the replay window then
+/// gets a session without asking WeChat again.
+fn withdraw(app: &App, token: &Secret) {
+    if let Err(e) = app.store.delete_session(&sha256(token.expose().as_bytes())) {
+        // The token was never sent, so the row is unusable; it expires on its own.
+        log::warn!("could not withdraw the session of a failed login: {e}");
+    }
 }
 
 /// A wx.login code: 1 to 128 printable ASCII characters, no spaces. Checked before
@@ -54,8 +91,13 @@ fn check_code(code: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The token issued and what the database recorded.
-type Issued = (Secret, LoginOutcome);
+/// The token issued, what the database recorded, and the session_key WeChat just gave
+/// for the code (None for a replay, which does not ask WeChat).
+struct Issued {
+    token: Secret,
+    outcome: LoginOutcome,
+    session_key: Option<Secret>,
+}
 
 fn exchange(app: &App, cfg: &AppConfig, code: &str) -> Result<(Issued, &'static str), ApiError> {
     let key = sha256(format!("{}\0{code}", cfg.name).as_bytes());
@@ -93,7 +135,7 @@ fn lead(app: &App, cfg: &AppConfig, code: &str, key: &[u8; 32]) -> Result<(Issue
         terms: terms(app),
     })?;
     let kind = if outcome.new_user { "new_user" } else { "returning" };
-    Ok(((token, outcome), kind))
+    Ok((Issued { token, outcome, session_key: Some(s.session_key) }, kind))
 }
 
 fn replay(app: &App, cfg: &AppConfig, key: &[u8; 32]) -> Result<Option<Issued>, ApiError> {
@@ -104,7 +146,7 @@ fn replay(app: &App, cfg: &AppConfig, key: &[u8; 32]) -> Result<Option<Issued>, 
     let token = new_token();
     let token_hash = sha256(token.expose().as_bytes());
     let outcome = app.store.replay_login(&cfg.name, key, &token_hash, session.code_replay_seconds, &terms(app))?;
-    Ok(outcome.map(|o| (token, o)))
+    Ok(outcome.map(|outcome| Issued { token, outcome, session_key: None }))
 }
 
 fn terms(app: &App) -> Terms {
@@ -118,14 +160,18 @@ fn follower_limit(app: &App) -> Duration {
     Duration::from_millis(w.timeout_ms * u64::from(w.retries + 1) + 5_000)
 }
 
-fn respond(app: &App, token: &Secret, o: &LoginOutcome) -> Resp {
-    let body: Value = json!({
-        "token": token.expose(),
+fn respond(app: &App, issued: &Issued, decrypted: Option<Value>) -> Resp {
+    let o = &issued.outcome;
+    let mut body: Value = json!({
+        "token": issued.token.expose(),
         "token_type": "Bearer",
         "expires_in": (o.expires_at - store::now()).max(0),
         "new_user": o.new_user,
         "user": user_json(app, &o.user),
     });
+    if let Some(d) = decrypted {
+        body["decrypted"] = d;
+    }
     Resp::ok(body)
 }
 

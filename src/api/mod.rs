@@ -1,6 +1,7 @@
 //! Handlers: plain functions of (&App, &Req) -> Result<Resp, ApiError>. They never see
 //! SQL or tiny_http, so they can be called in tests without sockets.
 
+pub mod decrypt;
 pub mod login;
 pub mod me;
 pub mod ops;

@@ -78,7 +78,20 @@ a fresh database that is deleted when you stop (Ctrl-C). Paste these into anothe
   # 5. Your other services (or nginx/Caddy) check a caller with /v1/auth.
   curl -si http://{addr}/v1/auth -H "Authorization: Bearer $TOKEN" | grep -i '^x-'
 
-  # 6. Log out; the token stops working.
+  # 6. Open data: what wx.getUserInfo hands the mini-program (encrypted with the user's
+  #    session_key, which only the server holds). wxlogin decrypts it, checks the signature
+  #    and the watermark, and fills in the profile.
+  curl -s -X POST {fake}/__fake/open_data -d '{{"user":"alice","kind":"user_info"}}' > /tmp/wxlogin-open.json
+  curl -s http://{addr}/v1/me/decrypt -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d @/tmp/wxlogin-open.json
+
+  # 7. The classic "-41003 / pad block corrupted" bug made explicit: a new wx.login rotates
+  #    the session_key, so data fetched before it no longer decrypts: 409 session_key_stale
+  #    (the client calls wx.login, POST /v1/login, fetches the data again and retries).
+  CODE2=$(curl -s -X POST {fake}/__fake/login -d '{{"user":"alice"}}' | sed -E 's/.*"code":"([^"]+)".*/\1/')
+  curl -s http://{addr}/v1/login -H 'Content-Type: application/json' -d "{{\"code\":\"$CODE2\"}}" -o /dev/null
+  curl -s http://{addr}/v1/me/decrypt -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d @/tmp/wxlogin-open.json
+
+  # 8. Log out; the token stops working.
   curl -s -X DELETE http://{addr}/v1/session -H "Authorization: Bearer $TOKEN" -o /dev/null -w '%{{http_code}}\n'
   curl -s http://{addr}/v1/session -H "Authorization: Bearer $TOKEN"
 "#

@@ -63,6 +63,12 @@ static ROUTES: &[Entry] = &[
         ],
     },
     Entry {
+        path: "/v1/me/decrypt",
+        allow: "POST",
+        // The WeChat lane: a failure will ask WeChat's checksession (issue 4).
+        methods: &[(Method::Post, route("/v1/me/decrypt", WeChat, true, api::decrypt::decrypt))],
+    },
+    Entry {
         path: "/healthz",
         allow: "GET",
         methods: &[(Method::Get, route("/healthz", Local, false, api::ops::healthz))],
@@ -99,6 +105,8 @@ mod tests {
         assert!(matches!(find(Method::Post, "/v1/login"), Found::Route(r) if r.lane == Lane::WeChat));
         assert!(matches!(find(Method::Get, "/v1/session"), Found::Route(r) if r.lane == Lane::Local));
         assert!(matches!(find(Method::Get, "/v1/login"), Found::MethodNotAllowed("POST")));
+        assert!(matches!(find(Method::Post, "/v1/me/decrypt"), Found::Route(r) if r.lane == Lane::WeChat));
+        assert!(matches!(find(Method::Get, "/v1/me/decrypt"), Found::MethodNotAllowed("POST")));
         assert!(matches!(find(Method::Get, "/v1/nope"), Found::NotFound));
         assert!(matches!(find(Method::Get, "/v1/session/"), Found::NotFound));
     }

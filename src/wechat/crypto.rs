@@ -51,6 +51,25 @@ pub fn decode_base64_field(field: &'static str, value: &str) -> Result<Vec<u8>, 
         .map_err(|e| OpenDataError::Invalid { field, reason: format!("is not valid base64 ({e})") })
 }
 
+/// Decodes and checks the shape of `encrypted_data` (a positive multiple of 16 bytes) and
+/// `iv` (exactly 16 bytes) without any key, so that a caller can refuse malformed input
+/// before it spends anything (a login code, say) on it.
+pub fn decode_open_data_input(encrypted_data: &str, iv: &str) -> Result<(Vec<u8>, [u8; BLOCK]), OpenDataError> {
+    let ciphertext = decode_base64_field("encrypted_data", encrypted_data)?;
+    if ciphertext.is_empty() || ciphertext.len() % BLOCK != 0 {
+        return Err(OpenDataError::Invalid {
+            field: "encrypted_data",
+            reason: format!("must decode to a positive multiple of 16 bytes, got {} bytes", ciphertext.len()),
+        });
+    }
+    let iv = decode_base64_field("iv", iv)?;
+    let iv: [u8; BLOCK] = iv.as_slice().try_into().map_err(|_| OpenDataError::Invalid {
+        field: "iv",
+        reason: format!("must decode to exactly 16 bytes, got {} bytes", iv.len()),
+    })?;
+    Ok((ciphertext, iv))
+}
+
 /// Decrypts what `wx.getUserInfo`, the old `getPhoneNumber`, `wx.getWeRunData` and the
 /// like hand the mini-program, with the user's session_key.
 ///
@@ -64,18 +83,7 @@ pub fn decrypt_open_data(
     encrypted_data: &str,
     iv: &str,
 ) -> Result<serde_json::Map<String, serde_json::Value>, OpenDataError> {
-    let ciphertext = decode_base64_field("encrypted_data", encrypted_data)?;
-    if ciphertext.is_empty() || ciphertext.len() % BLOCK != 0 {
-        return Err(OpenDataError::Invalid {
-            field: "encrypted_data",
-            reason: format!("must decode to a positive multiple of 16 bytes, got {} bytes", ciphertext.len()),
-        });
-    }
-    let iv = decode_base64_field("iv", iv)?;
-    let iv: [u8; BLOCK] = iv.as_slice().try_into().map_err(|_| OpenDataError::Invalid {
-        field: "iv",
-        reason: format!("must decode to exactly 16 bytes, got {} bytes", iv.len()),
-    })?;
+    let (ciphertext, iv) = decode_open_data_input(encrypted_data, iv)?;
     let key = session_key_bytes(session_key).ok_or(OpenDataError::Undecryptable)?;
 
     let plaintext = Aes128CbcDec::new(&key.into(), &iv.into())
