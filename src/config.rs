@@ -219,15 +219,51 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         ConfigError::new(path.display().to_string(), format!("cannot read the configuration file: {e}{hint}"))
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    parse(&text, base, &|name| std::env::var(name).ok())
+    parse_with(&text, base, &|name| std::env::var(name).ok(), Secrets::Required)
+}
+
+/// Whether the app secrets must be present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// `serve` and `check`: a missing secret stops start-up, naming the variable to set.
+    Required,
+    /// The admin commands (backup, restore, users, sessions, stats) only touch the
+    /// database: a secret that is missing (or whose `_FILE` cannot be read) is left empty,
+    /// so that they run without access to it. Everything else is validated as usual.
+    Optional,
+}
+
+/// [`load`] for the admin commands: the same file, parser and checks, but the app
+/// secrets may be missing (see [`Secrets::Optional`]).
+pub fn load_for_admin(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(path.display().to_string(), format!("cannot read the configuration file: {e}"))
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse_with(&text, base, &|name| std::env::var(name).ok(), Secrets::Optional)
 }
 
 /// Parses `text`; relative paths are resolved against `base`; `env` looks up variables.
 pub fn parse(text: &str, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    parse_with(text, base, env, Secrets::Required)
+}
+
+/// [`parse`], saying whether the app secrets are required.
+pub fn parse_with(
+    text: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    secrets: Secrets,
+) -> Result<Config, ConfigError> {
     let raw = deserialize(text)?;
     let mut apps = Vec::with_capacity(raw.apps.len());
     for (i, app) in raw.apps.into_iter().enumerate() {
-        apps.push(resolve_app(i, app, base, env)?);
+        apps.push(match resolve_app(i, &app, base, env) {
+            Err(_) if secrets == Secrets::Optional => {
+                AppConfig { name: app.name, appid: app.appid, secret: Secret::new(String::new()) }
+            }
+            other => other?,
+        });
     }
     let mut api_keys: Vec<Secret> = raw.internal.api_keys.into_iter().map(Secret::new).collect();
     if let Some(keys) = env("WXLOGIN_INTERNAL_KEYS") {
@@ -275,14 +311,14 @@ fn one_line(s: &str) -> String {
 
 fn resolve_app(
     i: usize,
-    app: RawApp,
+    app: &RawApp,
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<AppConfig, ConfigError> {
     let key = format!("apps[{i}]");
     let var = secret_var(&app.name);
     let secret = if !app.secret.is_empty() {
-        app.secret
+        app.secret.clone()
     } else if let Some(s) = env(&var).filter(|s| !s.is_empty()) {
         s
     } else if let Some(file) = env(&format!("{var}_FILE")).filter(|s| !s.is_empty()) {
@@ -299,7 +335,7 @@ fn resolve_app(
             ),
         ));
     };
-    Ok(AppConfig { name: app.name, appid: app.appid, secret: Secret::new(secret) })
+    Ok(AppConfig { name: app.name.clone(), appid: app.appid.clone(), secret: Secret::new(secret) })
 }
 
 /// `WXLOGIN_SECRET_<NAME>`: the app name upper-cased, anything not alphanumeric as `_`.

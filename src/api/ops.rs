@@ -42,3 +42,40 @@ fn token_ages(app: &App) -> Vec<(String, i64)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Method;
+
+    fn app(dir: &std::path::Path, metrics_public: bool) -> App {
+        let text = format!(
+            "[server]\nmetrics_public = {metrics_public}\n[database]\npath = \"m.db\"\n\
+             [[apps]]\nname = \"main\"\nappid = \"wx1234567890\"\nsecret = \"s\"\n"
+        );
+        App::open(crate::config::parse(&text, dir, &|_| None).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn metrics_are_private_to_loopback_unless_public() {
+        let dir = std::env::temp_dir().join(format!("wxlogin-metrics-{}", crate::secrets::random_id(6)));
+        let mut remote = Req::new(Method::Get, "/metrics");
+        remote.peer_is_loopback = false;
+        remote.client_ip = std::net::IpAddr::from([203, 0, 113, 7]);
+        // A forwarded header claiming loopback changes nothing.
+        remote.headers.push(("x-forwarded-for".into(), "127.0.0.1".into()));
+
+        let private = app(&dir, false);
+        assert!(matches!(metrics(&private, &remote), Err(ApiError::NotFound)));
+        let local = metrics(&private, &Req::new(Method::Get, "/metrics")).unwrap();
+        assert_eq!(local.status, 200);
+        drop(private);
+
+        let public = app(&dir, true);
+        let r = metrics(&public, &remote).unwrap();
+        assert_eq!(r.status, 200);
+        let crate::http::response::Body::Text { text, .. } = r.body else { panic!("metrics are text") };
+        assert!(text.contains("wxlogin_live_sessions 0"), "{text}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

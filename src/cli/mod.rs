@@ -1,7 +1,9 @@
 //! One function per subcommand. Arguments are parsed by hand: the grammar is small and
 //! a parser crate would be most of the binary's dependencies' compile time.
 
+mod admin;
 mod args;
+mod backup;
 mod check;
 mod demo;
 mod serve;
@@ -59,6 +61,15 @@ USAGE:
   wxlogin demo    [--listen ADDR]           the service plus a built-in fake WeChat on a
                                             fresh database, with a printed walk-through
   wxlogin check   [--config FILE]           validate the configuration and the database (exit 0/1)
+  wxlogin backup  DEST [--force] [--config FILE]
+                                            consistent, verified online copy, safe while serving;
+                                            never replaces an existing DEST without --force
+  wxlogin restore SRC [--config FILE]       put a verified backup in place (refuses while a
+                                            server holds the database; keeps the old file)
+  wxlogin users   list [--app NAME] [--limit N] | show ID|OPENID
+  wxlogin sessions list --user ID | revoke --user ID | revoke --all
+                                            (tokens are never shown, only a hash prefix)
+  wxlogin stats                             users, live sessions, logins today, by app
   wxlogin fake-wechat [--listen ADDR] [--app APPID:SECRET]... [--latency-ms N] [--mock-codes]
                                             the fake WeChat API alone, for integration tests
                                             (--mock-codes: accept unseen codes mock-<user>-<n>
@@ -67,6 +78,8 @@ USAGE:
 
 The configuration is --config FILE, else $WXLOGIN_CONFIG, else ./appliance.toml.
 App secrets may come from WXLOGIN_SECRET_<NAME> or WXLOGIN_SECRET_<NAME>_FILE.
+backup, restore, users, sessions and stats need no app secret, and all but restore
+work while the server runs. Add --config FILE to any of them.
 Logging: RUST_LOG=info (default), debug, warn, ...
 ";
 
@@ -81,6 +94,12 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         "serve" => serve::serve(args),
         "demo" => demo::demo(args),
         "check" => check::check(args),
+        "backup" => backup::backup(args),
+        "restore" => backup::restore(args),
+        // The lead merges this with `users check-key` (src/cli/users.rs).
+        "users" => admin::users(args),
+        "sessions" => admin::sessions(args),
+        "stats" => admin::stats(args),
         "fake-wechat" => demo::fake_wechat(args),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

@@ -11,6 +11,7 @@ use super::{announce, Args, CliError, Result};
 use crate::app::App;
 use crate::config::{self, Config};
 use crate::http::RunningServer;
+use crate::store::ServerLock;
 
 /// How often expired sessions and spent codes are purged.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
@@ -30,6 +31,9 @@ pub fn run_until_signal(config: Config, ready: impl FnOnce(&RunningServer)) -> R
     // Registered before anything starts, so that an early SIGTERM is not the default
     // (instant) death.
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    // Held until this function returns: tells `wxlogin restore` (and a second serve) that
+    // this database is in use. See store::ServerLock for why a lock file.
+    let _lock = ServerLock::acquire(&config.database.path).map_err(|e| CliError::new(format!("database: {e}")))?;
     let app = Arc::new(App::open(config).map_err(|e| CliError::new(format!("database: {e}")))?);
     let server = RunningServer::start(app.clone())?;
     let maintenance = app.spawn_maintenance(MAINTENANCE_EVERY)?;

@@ -138,3 +138,20 @@ fn debug_output_hides_secrets() {
     let c = parse(MINIMAL, Path::new("."), &no_env).unwrap();
     assert!(!format!("{c:?}").contains("s3cret"));
 }
+
+#[test]
+fn admin_commands_tolerate_a_missing_secret_but_nothing_else() {
+    let text = "[[apps]]\nname = \"main\"\nappid = \"wx1234567890\"\n";
+    assert!(parse(text, Path::new("."), &no_env).unwrap_err().to_string().contains("WXLOGIN_SECRET_MAIN"));
+    let c = parse_with(text, Path::new("."), &no_env, Secrets::Optional).unwrap();
+    assert_eq!(c.apps[0].secret.expose(), "");
+    let env = |k: &str| (k == "WXLOGIN_SECRET_MAIN_FILE").then(|| "/nonexistent/secret".to_string());
+    assert!(parse_with(text, Path::new("."), &env, Secrets::Optional).is_ok());
+    let env = |k: &str| (k == "WXLOGIN_SECRET_MAIN").then(|| "from-env".to_string());
+    assert_eq!(parse_with(text, Path::new("."), &env, Secrets::Optional).unwrap().apps[0].secret.expose(), "from-env");
+    let bad = "[server]\nworkers = 0\n[[apps]]\nname = \"main\"\nappid = \"wx1234567890\"\n";
+    assert!(parse_with(bad, Path::new("."), &no_env, Secrets::Optional)
+        .unwrap_err()
+        .to_string()
+        .contains("server.workers"));
+}

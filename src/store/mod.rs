@@ -5,6 +5,7 @@
 //! transactions that read and then write. Reads use a small pool of their own
 //! connections, which WAL lets run beside the writer.
 
+mod admin;
 mod migrate;
 mod sessions;
 pub mod tokens;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
+pub use admin::{vacuum_into, verify, AppStats, ServerLock, Stats, Verified};
 pub use migrate::SCHEMA_VERSION;
 pub use sessions::{Lookup, SessionInfo, SessionRow, KEEP_EXPIRED_SECONDS, SLIDE_EVERY_SECONDS};
 pub use users::{LoginOutcome, NewLogin, Terms, User};

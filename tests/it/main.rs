@@ -7,4 +7,5 @@ mod cli;
 mod decrypt;
 mod js_client;
 mod login;
+mod ops;
 mod session;

@@ -1,0 +1,474 @@
+//! Operating it: backup and restore, the admin commands against a serving instance,
+//! the login rate limit, background maintenance, graceful shutdown and /metrics.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wxlogin::app::{App, RateLimiter};
+use wxlogin::fake_wechat::{FakeOptions, FakeWeChat};
+use wxlogin::http::RunningServer;
+use wxlogin::store::{NewLogin, Terms, SCHEMA_VERSION};
+
+use crate::support::*;
+
+/// Runs the binary with no app secret in its environment: admin commands must not need one.
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .env_remove("WXLOGIN_SECRET_MAIN")
+        .env_remove("WXLOGIN_CONFIG")
+        .output()
+        .expect("run wxlogin");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// An appliance.toml without any secret, naming the database at `db`.
+fn admin_config(dir: &Path, db: &Path) -> PathBuf {
+    let path = dir.join("admin.toml");
+    let text = format!("[database]\npath = \"{}\"\n\n[[apps]]\nname = \"main\"\nappid = \"{APPID}\"\n", db.display());
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn integrity(db: &Path) -> String {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap()
+}
+
+fn openids(db: &Path) -> Vec<String> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut st = c.prepare("SELECT openid FROM users ORDER BY id").unwrap();
+    st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+fn login_url(base: &str, code: &str, xff: Option<&str>) -> Reply {
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(x) = xff {
+        headers.push(("X-Forwarded-For", x));
+    }
+    send(&format!("{base}/v1/login"), "POST", None, Some(json!({"code": code}).to_string()), &headers)
+}
+
+#[test]
+fn ops_backup_during_a_stream_of_logins_is_complete_and_verified() {
+    let s = Arc::new(TestServer::start());
+    let db = s.app().store.path().to_path_buf();
+    let before: Vec<String> =
+        (0..20).map(|i| s.login(&format!("early-{i}")).1["user"]["openid"].as_str().unwrap().to_string()).collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let during = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (0..3)
+        .map(|t| {
+            let (s, stop, during) = (s.clone(), stop.clone(), during.clone());
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    s.login(&format!("stream-{t}-{i}"));
+                    during.fetch_add(1, Ordering::SeqCst);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    while during.load(Ordering::SeqCst) < 10 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let dir = TempDir::new("backup");
+    let config = admin_config(dir.path(), &db);
+    let cfg = config.to_str().unwrap();
+    let dest = dir.path().join("b.db");
+    let (code, out, err) = run(&["backup", dest.to_str().unwrap(), "--config", cfg]);
+    let at_end = during.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(code, 0, "backup failed: {err}");
+    assert!(out.contains("integrity_check ok") && out.contains(dest.to_str().unwrap()), "{out}");
+    assert!(during.load(Ordering::SeqCst) > at_end, "logins kept going during and after the backup");
+
+    assert_eq!(integrity(&dest), "ok");
+    let c = rusqlite::Connection::open(&dest).unwrap();
+    let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "delete", "a backup is one self-contained file");
+    drop(c);
+    let saved = openids(&dest);
+    for o in &before {
+        assert!(saved.contains(o), "user {o} created before the backup is missing");
+    }
+    assert!(!dir.path().read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+
+    // Never overwrites without --force; with it, replaces.
+    let size = std::fs::metadata(&dest).unwrap().len();
+    let (code, _, err) = run(&["backup", dest.to_str().unwrap(), "--config", cfg]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already exists") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::metadata(&dest).unwrap().len(), size);
+    let (code, _, err) = run(&["backup", dest.to_str().unwrap(), "--force", "--config", cfg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(openids(&dest).len() > saved.len());
+    // Nor onto the live database.
+    let (code, _, err) = run(&["backup", db.to_str().unwrap(), "--force", "--config", cfg]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("live database"), "{err}");
+}
+
+#[test]
+fn ops_restore_refuses_while_serving_and_works_when_stopped() {
+    let fake = FakeWeChat::start(
+        "127.0.0.1:0",
+        FakeOptions { apps: vec![(APPID.into(), SECRET.into())], ..FakeOptions::default() },
+    )
+    .unwrap();
+    let dir = TempDir::new("restore");
+    let config = write_config(dir.path(), &fake.base_url(), "");
+    let cfg = config.to_str().unwrap();
+    let db = dir.path().join("data/wxlogin.db");
+    let envs = [("WXLOGIN_SECRET_MAIN", SECRET)];
+    let serve = |log: &str| spawn_listening(&["serve", "--config", cfg], &envs, &dir.path().join(log));
+
+    let (mut child, addr) = serve("serve1.log");
+    let base = format!("http://{addr}");
+    let token = |user: &str| {
+        let r = login_url(&base, &fake.login_code(APPID, user), None);
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["token"].as_str().unwrap().to_string()
+    };
+    let (ann, _ben) = (token("ann"), token("ben"));
+    let backup = dir.path().join("nightly.db");
+    let (code, _, err) = run(&["backup", backup.to_str().unwrap(), "--config", cfg]);
+    assert_eq!(code, 0, "{err}");
+    let cat = token("cat");
+
+    let (code, _, err) = run(&["restore", backup.to_str().unwrap(), "--config", cfg]);
+    assert_eq!(code, 1, "restore must refuse while serving");
+    assert!(err.contains("in use") && err.contains("stop it first"), "{err}");
+    let r = send(&format!("{base}/v1/session"), "GET", Some(&cat), None, &[]);
+    assert_eq!(r.status, 200, "the refused restore changed nothing");
+    assert!(sigterm_and_wait(&mut child, Duration::from_secs(10)).success());
+
+    // Bad sources are refused before anything is touched.
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![1u8; 4096]).unwrap();
+    let (code, _, err) = run(&["restore", garbage.to_str().unwrap(), "--config", cfg]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not restoring"), "{err}");
+    let newer = dir.path().join("newer.db");
+    std::fs::copy(&backup, &newer).unwrap();
+    rusqlite::Connection::open(&newer).unwrap().pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+    let (code, _, err) = run(&["restore", newer.to_str().unwrap(), "--config", cfg]);
+    assert_eq!(code, 1);
+    assert!(err.contains("newer wxlogin"), "{err}");
+    assert_eq!(openids(&db).len(), 3);
+
+    // A stale -wal next to the live file must not be replayed onto the restored one.
+    std::fs::write(dir.path().join("data/wxlogin.db-wal"), b"stale").unwrap();
+    let (code, out, err) = run(&["restore", backup.to_str().unwrap(), "--config", cfg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 user(s)") && out.contains("before-restore"), "{out}");
+    assert!(!dir.path().join("data/wxlogin.db-wal").exists());
+    assert_eq!(integrity(&db), "ok");
+    assert_eq!(openids(&db).len(), 2);
+
+    let (mut child, addr) = serve("serve2.log");
+    let base = format!("http://{addr}");
+    let r = send(&format!("{base}/v1/session"), "GET", Some(&ann), None, &[]);
+    assert_eq!(r.status, 200, "a session from the backup works: {}", r.text);
+    let r = send(&format!("{base}/v1/session"), "GET", Some(&cat), None, &[]);
+    assert_eq!(r.status, 401, "a session newer than the backup is gone");
+    let r = login_url(&base, &fake.login_code(APPID, "ann"), None);
+    assert_eq!(r.json()["new_user"], false, "ann is a restored user");
+    assert!(sigterm_and_wait(&mut child, Duration::from_secs(10)).success());
+}
+
+#[test]
+fn ops_admin_commands_work_against_a_serving_instance() {
+    let s = TestServer::start();
+    let dir = TempDir::new("admin");
+    let config = admin_config(dir.path(), s.app().store.path());
+    let cfg = config.to_str().unwrap();
+    let (ann1, body) = s.login("ann");
+    let (ann2, _) = s.login("ann");
+    let (ben, ben_body) = s.login("ben");
+    let ann_id = body["user"]["id"].as_i64().unwrap().to_string();
+    let ann_openid = body["user"]["openid"].as_str().unwrap().to_string();
+    let ben_openid = ben_body["user"]["openid"].as_str().unwrap().to_string();
+    assert_eq!(s.patch("/v1/me", Some(&ann1), &json!({"nickname": "Annie"})).status, 200);
+
+    let (code, out, err) = run(&["users", "list", "--config", cfg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ID") && out.contains("LAST LOGIN"), "{out}");
+    assert!(out.contains(&ann_openid) && out.contains(&ben_openid) && out.contains("Annie"), "{out}");
+    let (_, out, _) = run(&["users", "list", "--limit", "1", "--app", "main", "--config", cfg]);
+    assert!(out.contains(&ben_openid) && !out.contains(&ann_openid), "newest first, limited: {out}");
+
+    for who in [ann_id.as_str(), ann_openid.as_str()] {
+        let (code, out, err) = run(&["users", "show", who, "--config", cfg]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(&ann_openid) && out.contains("Annie") && out.contains("live sessions  2"), "{out}");
+    }
+    let (code, _, err) = run(&["users", "show", "999999", "--config", cfg]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no user"), "{err}");
+
+    let (code, out, err) = run(&["sessions", "list", "--user", &ann_id, "--config", cfg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 live session(s)"), "{out}");
+    assert!(!out.contains(&ann1) && !out.contains(&ann2), "tokens are never printed");
+    let full_hash = hex(&wxlogin::secrets::sha256(ann1.as_bytes()));
+    assert!(!out.contains(&full_hash) && out.contains(&full_hash[..8]), "only a hash prefix: {out}");
+
+    let (code, out, err) = run(&["stats", "--config", cfg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("users:          2") && out.contains("live sessions:  3"), "{out}");
+    assert!(out.contains("logins today:   3"), "{out}");
+    assert!(out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["main", "2", "3", "3"]), "{out}");
+
+    let (code, _, _) = run(&["sessions", "revoke", "--config", cfg]);
+    assert_eq!(code, 2, "revoke needs --user or --all");
+    let (code, out, err) = run(&["sessions", "revoke", "--user", &ann_id, "--config", cfg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("revoked 2 session(s)"), "{out}");
+    for t in [&ann1, &ann2] {
+        let r = s.get("/v1/session", Some(t));
+        assert_eq!(r.status, 401);
+        assert_eq!(r.error_code(), "unauthorized");
+    }
+    assert_eq!(s.get("/v1/session", Some(&ben)).status, 200);
+    let (code, out, _) = run(&["sessions", "revoke", "--all", "--config", cfg]);
+    assert_eq!(code, 0);
+    assert!(out.contains("revoked all 1 session(s)"), "{out}");
+    assert_eq!(s.get("/v1/session", Some(&ben)).status, 401);
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn ops_rate_limit_honours_forwarded_for_only_when_trusted() {
+    // Not trusted (the default): the TCP peer counts, whatever the header says.
+    let s = TestServer::start_with(|c| c.rate_limit.login_per_ip_per_minute = 2);
+    for i in 0..2 {
+        assert_eq!(login_url(&s.base, &s.code(&format!("u{i}")), Some(&format!("10.0.0.{i}"))).status, 200);
+    }
+    let r = login_url(&s.base, &s.code("u3"), Some("10.0.0.99"));
+    assert_eq!(r.status, 429);
+    assert_eq!(r.error_code(), "rate_limited");
+    let retry: u64 = r.header("Retry-After").expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    drop(s);
+
+    // Trusted: the last entry (the one the proxy appended) is the client.
+    let s = TestServer::start_with(|c| {
+        c.rate_limit.login_per_ip_per_minute = 2;
+        c.server.trust_forwarded_for = true;
+    });
+    for i in 0..2 {
+        assert_eq!(login_url(&s.base, &s.code(&format!("a{i}")), Some("6.6.6.6, 203.0.113.5")).status, 200);
+    }
+    assert_eq!(login_url(&s.base, &s.code("a2"), Some("203.0.113.5")).status, 429, "same last entry");
+    assert_eq!(login_url(&s.base, &s.code("a3"), Some("7.7.7.7, 203.0.113.5")).status, 429, "spoofed first entry");
+    assert_eq!(login_url(&s.base, &s.code("b0"), Some("203.0.113.5, 198.51.100.9")).status, 200);
+    assert_eq!(login_url(&s.base, &s.code("c0"), None).status, 200, "no header: the peer");
+}
+
+#[test]
+fn ops_maintenance_purges_in_the_background_and_the_limiter_forgets_old_clients() {
+    let fake = FakeWeChat::start(
+        "127.0.0.1:0",
+        FakeOptions { apps: vec![(APPID.into(), SECRET.into())], ..FakeOptions::default() },
+    )
+    .unwrap();
+    let dir = TempDir::new("maint");
+    let mut app = App::open(test_config(dir.path(), &fake.base_url())).unwrap();
+    app.login_limiter = RateLimiter::new(2, Duration::from_millis(500));
+    let app = Arc::new(app);
+
+    // A session that expired long ago, and a live one.
+    let now = wxlogin::store::now();
+    let key = wxlogin::secrets::Secret::new("k");
+    for (openid, at) in [("o-old", now - 30 * 86_400), ("o-new", now)] {
+        app.store
+            .record_login(&NewLogin {
+                app: "main",
+                openid,
+                unionid: None,
+                session_key: &key,
+                code_hash: wxlogin::secrets::sha256(openid.as_bytes()),
+                token_hash: wxlogin::secrets::sha256(format!("t-{openid}").as_bytes()),
+                terms: Terms { now: at, ttl: 3600, max_lifetime: 7200 },
+            })
+            .unwrap();
+    }
+    let sessions = || -> i64 {
+        let c = rusqlite::Connection::open(app.store.path()).unwrap();
+        c.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(sessions(), 2);
+
+    let server = RunningServer::start(app.clone()).unwrap();
+    let base = format!("http://{}", server.addr());
+    let maintenance = app.spawn_maintenance(Duration::from_millis(100)).unwrap();
+    for i in 0..2 {
+        assert_eq!(login_url(&base, &fake.login_code(APPID, &format!("m{i}")), None).status, 200);
+    }
+    assert_eq!(login_url(&base, &fake.login_code(APPID, "m2"), None).status, 429);
+    assert_eq!(app.login_limiter.len(), 1);
+
+    // The maintenance thread purges the expired session and forgets the client once its
+    // window is over, while requests keep being answered.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (sessions() != 3 || !app.login_limiter.is_empty()) && Instant::now() < deadline {
+        assert_eq!(send(&format!("{base}/healthz"), "GET", None, None, &[]).status, 200);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sessions(), 3, "the long-expired session is purged, the live ones stay");
+    assert!(app.login_limiter.is_empty(), "old clients are forgotten");
+    assert_eq!(login_url(&base, &fake.login_code(APPID, "m3"), None).status, 200);
+    server.shutdown();
+    maintenance.join().unwrap();
+}
+
+#[test]
+fn ops_sigterm_lets_in_flight_logins_finish_and_refuses_new_work() {
+    let fake = FakeWeChat::start(
+        "127.0.0.1:0",
+        FakeOptions { apps: vec![(APPID.into(), SECRET.into())], ..FakeOptions::default() },
+    )
+    .unwrap();
+    let dir = TempDir::new("drain");
+    let config = write_config(dir.path(), &fake.base_url(), "");
+    // WeChat will take 1.5 s; let wxlogin wait for it.
+    let text = std::fs::read_to_string(&config).unwrap().replace("timeout_ms = 1000", "timeout_ms = 5000");
+    std::fs::write(&config, text).unwrap();
+    let (mut child, addr) = spawn_listening(
+        &["serve", "--config", config.to_str().unwrap()],
+        &[("WXLOGIN_SECRET_MAIN", SECRET)],
+        &dir.path().join("stderr.log"),
+    );
+    let base = format!("http://{addr}");
+    let r = login_url(&base, &fake.login_code(APPID, "warm"), None);
+    assert_eq!(r.status, 200);
+    let token = r.json()["token"].as_str().unwrap().to_string();
+
+    send(
+        &format!("{}/__fake/behaviour", fake.base_url()),
+        "POST",
+        None,
+        Some(json!({"latency_ms": 1500}).to_string()),
+        &[],
+    );
+    let in_flight: Vec<_> = (0..4)
+        .map(|i| {
+            let (base, code) = (base.clone(), fake.login_code(APPID, &format!("slow-{i}")));
+            std::thread::spawn(move || login_url(&base, &code, None))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    signal(&child, "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    let late = send(&format!("{base}/v1/session"), "GET", Some(&token), None, &[]);
+    assert_eq!(late.status, 503, "a request during the drain: {}", late.text);
+    assert_eq!(late.error_code(), "unavailable");
+
+    for t in in_flight {
+        let r = t.join().unwrap();
+        assert_eq!(r.status, 200, "an in-flight login finished: {}", r.text);
+    }
+    let status = wait_with_limit(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(openids(&dir.path().join("data/wxlogin.db")).len(), 5);
+}
+
+/// A metric name, its labels and its value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+#[test]
+fn ops_metrics_parse_as_prometheus_text() {
+    let s = TestServer::start();
+    let (token, _) = s.login("ann");
+    s.login("ann");
+    assert_eq!(s.get("/v1/session", Some(&token)).status, 200);
+    assert_eq!(s.get("/v1/session", Some("nope")).status, 401);
+    assert_eq!(s.get("/no/such/path", None).status, 404);
+    let r = s.get("/metrics", None);
+    assert_eq!(r.status, 200);
+    assert!(r.header("Content-Type").unwrap().starts_with("text/plain"));
+
+    let mut types = std::collections::HashMap::new();
+    let mut samples: Vec<Sample> = Vec::new();
+    for line in r.text.lines() {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let parts: Vec<&str> = rest.splitn(3, ' ').collect();
+            assert!(parts.len() == 3 && ["HELP", "TYPE"].contains(&parts[0]), "bad comment: {line}");
+            assert!(parts[1].starts_with("wxlogin_"), "{line}");
+            if parts[0] == "TYPE" {
+                assert!(["counter", "gauge", "histogram"].contains(&parts[2]), "{line}");
+                types.insert(parts[1].to_string(), parts[2].to_string());
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {line}"));
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_string(), Vec::new()),
+            Some((name, rest)) => {
+                let body = rest.strip_suffix('}').unwrap_or_else(|| panic!("bad labels: {line}"));
+                let labels = body
+                    .split("\",")
+                    .map(|kv| {
+                        let (k, v) = kv.split_once("=\"").unwrap_or_else(|| panic!("bad label: {line}"));
+                        (k.to_string(), v.trim_end_matches('"').to_string())
+                    })
+                    .collect();
+                (name.to_string(), labels)
+            }
+        };
+        assert!(name.starts_with("wxlogin_") && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{line}");
+        let family = ["_bucket", "_sum", "_count"].iter().fold(name.clone(), |n, s| {
+            if types.get(n.trim_end_matches(s)).is_some_and(|t| t == "histogram") {
+                n.trim_end_matches(s).to_string()
+            } else {
+                n
+            }
+        });
+        assert!(types.contains_key(&family), "sample before its TYPE: {line}");
+        samples.push((name, labels, value));
+    }
+    let get = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        samples
+            .iter()
+            .find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.iter().any(|(a, b)| a == k && b == v)))
+            .map(|s| s.2)
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{}", r.text))
+    };
+    assert_eq!(get("wxlogin_requests_total", &[("route", "/v1/login"), ("status", "200")]), 2.0);
+    assert_eq!(get("wxlogin_requests_total", &[("route", "/v1/session"), ("status", "401")]), 1.0);
+    assert_eq!(get("wxlogin_logins_total", &[("result", "new_user")]), 1.0);
+    assert_eq!(get("wxlogin_logins_total", &[("result", "returning")]), 1.0);
+    assert_eq!(get("wxlogin_live_sessions", &[]), 2.0);
+    assert_eq!(get("wxlogin_wechat_calls_total", &[("api", "jscode2session"), ("errcode", "0")]), 2.0);
+    // A cumulative histogram: buckets never decrease, +Inf equals the count.
+    let buckets: Vec<f64> =
+        samples.iter().filter(|(n, _, _)| n == "wxlogin_request_duration_seconds_bucket").map(|s| s.2).collect();
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    let count = get("wxlogin_request_duration_seconds_count", &[]);
+    assert_eq!(*buckets.last().unwrap(), count);
+    assert!(count >= 5.0);
+}
