@@ -1,9 +1,11 @@
 //! Handlers: plain functions of (&App, &Req) -> Result<Resp, ApiError>. They never see
 //! SQL or tiny_http, so they can be called in tests without sockets.
 
+pub mod internal;
 pub mod login;
 pub mod me;
 pub mod ops;
+pub mod phone;
 pub mod session;
 
 use serde_json::{json, Value};

@@ -5,6 +5,7 @@ mod args;
 mod check;
 mod demo;
 mod serve;
+mod users;
 
 use std::fmt;
 use std::process::ExitCode;
@@ -58,7 +59,12 @@ USAGE:
   wxlogin serve   [--config FILE]           run the service
   wxlogin demo    [--listen ADDR]           the service plus a built-in fake WeChat on a
                                             fresh database, with a printed walk-through
-  wxlogin check   [--config FILE]           validate the configuration and the database (exit 0/1)
+  wxlogin check   [--config FILE] [--live]  validate the configuration and the database (exit 0/1);
+                                            --live also fetches each app's access token from WeChat
+                                            and explains a failure in plain words
+  wxlogin users   check-key ID [--config FILE]
+                                            ask WeChat whether user ID's session_key is still valid
+                                            (prints valid / stale, exit 0/1)
   wxlogin fake-wechat [--listen ADDR] [--app APPID:SECRET]... [--latency-ms N]
                                             the fake WeChat API alone, for integration tests
   wxlogin --version | help
@@ -79,6 +85,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         "serve" => serve::serve(args),
         "demo" => demo::demo(args),
         "check" => check::check(args),
+        "users" => users::users(args),
         "fake-wechat" => demo::fake_wechat(args),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
