@@ -59,6 +59,8 @@ struct State {
     /// The token last reported invalid, to notice WeChat handing it out again.
     rejected: Option<Secret>,
     last_force: Option<Instant>,
+    /// When the last refresh failed, and why: what waiters that queued behind it get.
+    last_failure: Option<(Instant, WeChatError)>,
     refreshes: u64,
 }
 
@@ -112,12 +114,22 @@ impl AccessTokens {
     /// A failure to obtain one is [`WeChatError::AccessToken`].
     pub fn current_token(&self, app: &str) -> Result<(Secret, i64), WeChatError> {
         let slot = self.slot(app)?;
+        let arrived = Instant::now();
         let mut st = self.lock(app, slot);
         let now = store::now();
         if let Some(c) = st.current.as_ref().filter(|c| c.usable(now)) {
             return Ok((c.token.clone(), c.expires_at));
         }
-        self.refresh(app, slot, &mut st)
+        // A refresh failed while this caller waited for the lock: share its error rather
+        // than queue one more call to a token API that is failing.
+        if let Some((at, e)) = &st.last_failure {
+            if *at >= arrived {
+                return Err(e.clone());
+            }
+        }
+        let result = self.refresh(app, slot, &mut st);
+        st.last_failure = result.as_ref().err().map(|e| (Instant::now(), e.clone()));
+        result
     }
 
     /// Reports that WeChat rejected `token`. It is dropped only if it is still the
@@ -139,7 +151,7 @@ impl AccessTokens {
         true
     }
 
-    /// How many times this process fetched a token for `app` (for tests and metrics).
+    /// How many times this process asked WeChat for a token for `app`, successful or not.
     pub fn refreshes(&self, app: &str) -> u64 {
         self.slot(app).map(|s| self.lock(app, s).refreshes).unwrap_or(0)
     }

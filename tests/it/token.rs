@@ -97,6 +97,27 @@ fn token_endpoint_failures_are_a_clear_502_and_recover() {
 }
 
 #[test]
+fn token_waiters_share_a_failed_refresh() {
+    let s = Arc::new(TestServer::start_with(|c| c.server.wechat_workers = 16));
+    let (token, _) = s.login("gus");
+    s.fake_behaviour(json!({"latency_ms": 600, "fail": {"api": "stable_token", "errcode": 40125, "times": 8}}));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, token) = (s.clone(), token.clone());
+            std::thread::spawn(move || s.post("/v1/me/phone", Some(&token), &json!({"code": "c0de"})))
+        })
+        .collect();
+    for t in threads {
+        let r = t.join().unwrap();
+        assert_eq!((r.status, r.json()["error"]["wechat_errcode"].as_i64()), (502, Some(40125)), "{}", r.text);
+    }
+    // Requests that queued behind the failing refresh got its error without another
+    // call (one straggler on a loaded machine may arrive after it and try again).
+    let calls = s.fake_calls("stable_token");
+    assert!((1..=2).contains(&calls), "{calls} token calls for 8 requests");
+}
+
+#[test]
 fn token_classic_mode_works_the_same() {
     let s = TestServer::start_with(|c| c.wechat.token_api = TokenApi::Classic);
     let (token, _) = s.login("dora");
