@@ -10,12 +10,14 @@ use crate::config::{AppConfig, Config};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::wechat::WeChat;
+use crate::wechat::{AccessTokens, WeChat};
 
 pub struct App {
     pub config: Config,
-    pub store: Store,
+    pub store: Arc<Store>,
     pub wechat: WeChat,
+    /// Each app's access token (and the WeChat APIs that need one).
+    pub tokens: AccessTokens,
     pub metrics: Metrics,
     pub code_flights: CodeFlights,
     pub login_limiter: RateLimiter,
@@ -25,10 +27,12 @@ pub struct App {
 impl App {
     /// Opens the database (creating and migrating it) and builds the clients.
     pub fn open(config: Config) -> Result<App, crate::store::StoreError> {
-        let store = Store::open(&config.database.path)?;
+        let store = Arc::new(Store::open(&config.database.path)?);
         let metrics = Metrics::default();
+        let wechat = WeChat::new(&config.wechat, metrics.clone());
         Ok(App {
-            wechat: WeChat::new(&config.wechat, metrics.clone()),
+            tokens: AccessTokens::new(&config, wechat.clone(), store.clone()),
+            wechat,
             login_limiter: RateLimiter::new(config.rate_limit.login_per_ip_per_minute, Duration::from_secs(60)),
             code_flights: CodeFlights::default(),
             metrics,

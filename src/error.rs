@@ -19,6 +19,8 @@ pub enum ApiError {
     Unauthorized,
     /// 401: a token we know, past its idle or absolute expiry.
     SessionExpired,
+    /// 401: `/internal/v1/*` without a configured API key.
+    BadApiKey,
     /// 401: WeChat says the code is invalid, or used outside the replay window.
     InvalidCode {
         errcode: i64,
@@ -76,7 +78,7 @@ impl ApiError {
         use ApiError::*;
         match self {
             InvalidRequest(_) | UnknownApp(_) => 400,
-            Unauthorized | SessionExpired | InvalidCode { .. } => 401,
+            Unauthorized | SessionExpired | BadApiKey | InvalidCode { .. } => 401,
             UserBlocked { .. } => 403,
             NotFound => 404,
             MethodNotAllowed { .. } => 405,
@@ -96,7 +98,7 @@ impl ApiError {
         match self {
             InvalidRequest(_) => "invalid_request",
             UnknownApp(_) => "unknown_app",
-            Unauthorized => "unauthorized",
+            Unauthorized | BadApiKey => "unauthorized",
             SessionExpired => "session_expired",
             InvalidCode { .. } => "invalid_code",
             UserBlocked { .. } => "user_blocked",
@@ -131,7 +133,7 @@ impl ApiError {
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         use ApiError::*;
         match self {
-            Unauthorized | SessionExpired => vec![("WWW-Authenticate", "Bearer".into())],
+            Unauthorized | SessionExpired | BadApiKey => vec![("WWW-Authenticate", "Bearer".into())],
             MethodNotAllowed { allow } => vec![("Allow", allow.to_string())],
             RateLimited { retry_after } => vec![("Retry-After", retry_after.to_string())],
             WeChatRateLimited { .. } => vec![("Retry-After", "60".into())],
@@ -145,6 +147,7 @@ impl ApiError {
             InvalidRequest(m) | InvalidField(m) => m.clone(),
             UnknownApp(app) => format!("No app named \"{app}\" is configured."),
             Unauthorized => "Send a valid session token as `Authorization: Bearer <token>`; log in with POST /v1/login to get one.".into(),
+            BadApiKey => "Send a key from `internal.api_keys` as `Authorization: Bearer <key>`.".into(),
             SessionExpired => "The session has expired; call wx.login and POST /v1/login again.".into(),
             InvalidCode { .. } => "WeChat rejected the login code (invalid, expired or already used); call wx.login for a new one and retry.".into(),
             UserBlocked { .. } => "WeChat blocked this login because it judged the user high-risk (40226).".into(),
@@ -214,6 +217,12 @@ impl From<WeChatError> for ApiError {
                     errcode: Some(errcode),
                     message: format!("WeChat answered errcode {errcode}: {}", crate::wechat::strip_rid(&errmsg)),
                 },
+            },
+            // Whatever went wrong at the token API, the caller's request could not be made:
+            // a 502 that says so, with the token API's errcode.
+            WeChatError::AccessToken(inner) => ApiError::WeChatError {
+                errcode: inner.errcode(),
+                message: format!("The WeChat access token could not be obtained ({inner}); retry later."),
             },
         }
     }

@@ -219,8 +219,32 @@ pub fn decrypt(app: &App, req: &Req) -> Result<Resp, ApiError> {
         .ok_or_else(|| ApiError::invalid("encrypted_data", "is missing (send `encrypted_data` and `iv`)."))?;
     fields.check_shape()?;
     let cfg = app.resolve_app(Some(&s.user.app))?;
-    let (opened, _) = open_for_user(app, cfg, s.user.id, None, &fields)?;
-    Ok(Resp::ok(opened.to_json()))
+    match open_for_user(app, cfg, s.user.id, None, &fields) {
+        Ok((opened, _)) => Ok(Resp::ok(opened.to_json())),
+        Err(ApiError::SessionKeyStale { .. }) => Err(diagnose_stale(app, &s.user)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The bytes did not decrypt: asks WeChat (`wxa/checksession`) whether the stored key
+/// is still the user's, so the message can say which of the two usual causes it is.
+/// The answer is 409 either way; only the explanation changes.
+fn diagnose_stale(app: &App, user: &User) -> ApiError {
+    let key = match app.store.session_key(user.id) {
+        Ok(Some(key)) => key,
+        _ => return ApiError::SessionKeyStale { detail: "no session_key is stored for this user" },
+    };
+    let detail = match app.tokens.check_session_key(&user.app, &user.openid, &key) {
+        Ok(false) => "WeChat confirms the stored session_key has expired or was replaced by a newer wx.login",
+        Ok(true) => {
+            "WeChat says the stored session_key is still valid, so the data was made after a wx.login this server has not seen, or was damaged on the way"
+        }
+        Err(e) => {
+            log::warn!("checksession for user {} could not be asked: {e}", user.id);
+            "it does not decrypt with the session_key stored for this user"
+        }
+    };
+    ApiError::SessionKeyStale { detail }
 }
 
 #[cfg(test)]

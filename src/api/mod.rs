@@ -2,9 +2,11 @@
 //! SQL or tiny_http, so they can be called in tests without sockets.
 
 pub mod decrypt;
+pub mod internal;
 pub mod login;
 pub mod me;
 pub mod ops;
+pub mod phone;
 pub mod session;
 
 use serde_json::{json, Value};

@@ -11,10 +11,11 @@ use crate::store::{self, Store, User};
 
 /// `wxlogin users list [--app NAME] [--limit N]` and `wxlogin users show ID|OPENID`.
 pub fn users(mut args: Args) -> Result<ExitCode> {
-    let sub = args.command().ok_or_else(|| CliError::usage("users needs a subcommand: list or show"))?;
+    let sub = args.command().ok_or_else(|| CliError::usage("users needs a subcommand: list, show or check-key"))?;
     match sub.as_str() {
         "list" => users_list(args),
         "show" => users_show(args),
+        "check-key" => super::check_key::check_key(args),
         other => Err(CliError::usage(format!("unknown users subcommand `{other}`"))),
     }
 }

@@ -3,11 +3,15 @@
 use std::process::ExitCode;
 
 use super::{Args, CliError, Result};
-use crate::config;
+use crate::config::{self, TokenApi};
+use crate::metrics::Metrics;
 use crate::store::{self, SCHEMA_VERSION};
+use crate::wechat::access_token::fetch_token;
+use crate::wechat::{explain, WeChat};
 
 pub fn check(mut args: Args) -> Result<ExitCode> {
     let path = config::locate(args.path("--config")?.as_deref());
+    let live = args.switch("--live");
     args.finish()?;
     let config = config::load(&path)?;
     println!("config: {} is valid ({} app(s): {})", path.display(), config.apps.len(), app_names(&config));
@@ -39,7 +43,44 @@ pub fn check(mut args: Args) -> Result<ExitCode> {
             );
         }
     }
+    if live && !check_live(&config) {
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks WeChat for each app's access token and explains a failure in plain words.
+/// Returns whether every app passed.
+fn check_live(config: &config::Config) -> bool {
+    let wechat = WeChat::new(&config.wechat, Metrics::default());
+    let api = match config.wechat.token_api {
+        TokenApi::Stable => "stable_token",
+        TokenApi::Classic => "token",
+    };
+    let mut all_ok = true;
+    for app in &config.apps {
+        match fetch_token(&wechat, config.wechat.token_api, &app.appid, &app.secret, false) {
+            Ok((_, expires_in)) => {
+                println!(
+                    "wechat: app {} ({}): OK, got an access token from {api} (valid for {expires_in} s)",
+                    app.name, app.appid
+                );
+                if config.wechat.token_api == TokenApi::Classic {
+                    println!("  note: with token_api = \"classic\" this fetch replaced the token a running server uses; it fetches a new one when WeChat rejects the old one");
+                }
+            }
+            Err(e) => {
+                all_ok = false;
+                println!(
+                    "wechat: app {} ({}): FAILED: {}",
+                    app.name,
+                    app.appid,
+                    explain::token_failure(&e, &config.wechat.api_base)
+                );
+            }
+        }
+    }
+    all_ok
 }
 
 fn app_names(c: &config::Config) -> String {

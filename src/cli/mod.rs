@@ -5,6 +5,7 @@ mod admin;
 mod args;
 mod backup;
 mod check;
+mod check_key;
 mod demo;
 mod serve;
 
@@ -60,13 +61,17 @@ USAGE:
   wxlogin serve   [--config FILE]           run the service
   wxlogin demo    [--listen ADDR]           the service plus a built-in fake WeChat on a
                                             fresh database, with a printed walk-through
-  wxlogin check   [--config FILE]           validate the configuration and the database (exit 0/1)
+  wxlogin check   [--config FILE] [--live]  validate the configuration and the database (exit 0/1);
+                                            --live also fetches each app's access token from WeChat
+                                            and explains a failure in plain words
   wxlogin backup  DEST [--force] [--config FILE]
                                             consistent, verified online copy, safe while serving;
                                             never replaces an existing DEST without --force
   wxlogin restore SRC [--config FILE]       put a verified backup in place (refuses while a
                                             server holds the database; keeps the old file)
-  wxlogin users   list [--app NAME] [--limit N] | show ID|OPENID
+  wxlogin users   list [--app NAME] [--limit N] | show ID|OPENID | check-key ID
+                                            (check-key asks WeChat whether the user's session_key
+                                            is still valid: prints valid / stale, exit 0/1)
   wxlogin sessions list --user ID | revoke --user ID | revoke --all
                                             (tokens are never shown, only a hash prefix)
   wxlogin stats                             users, live sessions, logins today, by app
@@ -78,7 +83,7 @@ USAGE:
 
 The configuration is --config FILE, else $WXLOGIN_CONFIG, else ./appliance.toml.
 App secrets may come from WXLOGIN_SECRET_<NAME> or WXLOGIN_SECRET_<NAME>_FILE.
-backup, restore, users, sessions and stats need no app secret, and all but restore
+backup, restore, users (but check-key), sessions and stats need no app secret, and all but restore
 work while the server runs. Add --config FILE to any of them.
 Logging: RUST_LOG=info (default), debug, warn, ...
 ";
@@ -96,7 +101,6 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         "check" => check::check(args),
         "backup" => backup::backup(args),
         "restore" => backup::restore(args),
-        // The lead merges this with `users check-key` (src/cli/users.rs).
         "users" => admin::users(args),
         "sessions" => admin::sessions(args),
         "stats" => admin::stats(args),

@@ -69,6 +69,19 @@ static ROUTES: &[Entry] = &[
         methods: &[(Method::Post, route("/v1/me/decrypt", WeChat, true, api::decrypt::decrypt))],
     },
     Entry {
+        path: "/v1/me/phone",
+        allow: "POST",
+        methods: &[(Method::Post, route("/v1/me/phone", WeChat, true, api::phone::phone))],
+    },
+    Entry {
+        path: "/internal/v1/access_token",
+        allow: "GET, POST",
+        methods: &[
+            (Method::Get, route("/internal/v1/access_token", WeChat, false, api::internal::get_token)),
+            (Method::Post, route("/internal/v1/access_token", WeChat, true, api::internal::report_token)),
+        ],
+    },
+    Entry {
         path: "/healthz",
         allow: "GET",
         methods: &[(Method::Get, route("/healthz", Local, false, api::ops::healthz))],

@@ -147,6 +147,7 @@ fn is_transient(e: &WeChatError) -> bool {
         WeChatError::Timeout | WeChatError::Transport(_) => true,
         WeChatError::BadReply(m) => m.starts_with("HTTP 5"),
         WeChatError::Api { errcode, .. } => *errcode == -1,
+        WeChatError::AccessToken(_) => false,
     }
 }
 
@@ -187,6 +188,7 @@ fn outcome_label(r: &Result<Value, WeChatError>) -> String {
         Err(WeChatError::Timeout) => "timeout".into(),
         Err(WeChatError::Transport(_)) => "transport".into(),
         Err(WeChatError::BadReply(_)) => "bad_reply".into(),
+        Err(WeChatError::AccessToken(_)) => "access_token".into(),
     }
 }
 

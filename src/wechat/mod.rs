@@ -1,10 +1,13 @@
 //! The only code that talks to WeChat.
 
+pub mod access_token;
 pub mod client;
 pub mod crypto;
+pub mod explain;
 
 use std::fmt;
 
+pub use access_token::{AccessTokens, PhoneNumber};
 pub use client::{Code2Session, WeChat};
 
 /// What can go wrong with a WeChat call, after retries.
@@ -18,6 +21,8 @@ pub enum WeChatError {
     BadReply(String),
     /// WeChat answered with a non-zero errcode.
     Api { errcode: i64, errmsg: String },
+    /// The access token this call needs could not be obtained (the token API's failure).
+    AccessToken(Box<WeChatError>),
 }
 
 impl fmt::Display for WeChatError {
@@ -27,11 +32,23 @@ impl fmt::Display for WeChatError {
             WeChatError::Transport(m) => write!(f, "transport error: {m}"),
             WeChatError::BadReply(m) => write!(f, "unreadable reply: {m}"),
             WeChatError::Api { errcode, errmsg } => write!(f, "errcode {errcode}: {}", strip_rid(errmsg)),
+            WeChatError::AccessToken(e) => write!(f, "the access token could not be obtained: {e}"),
         }
     }
 }
 
 impl std::error::Error for WeChatError {}
+
+impl WeChatError {
+    /// WeChat's errcode, when WeChat answered with one (also inside [`WeChatError::AccessToken`]).
+    pub fn errcode(&self) -> Option<i64> {
+        match self {
+            WeChatError::Api { errcode, .. } => Some(*errcode),
+            WeChatError::AccessToken(e) => e.errcode(),
+            _ => None,
+        }
+    }
+}
 
 /// WeChat appends a request id (", rid: ..." or " hints: [ req_id: ... ]") to every
 /// errmsg; it changes on each call, so it is cut before messages are shown or compared.

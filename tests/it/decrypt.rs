@@ -381,3 +381,30 @@ fn a_form_login_repairs_base64_whose_plus_signs_arrived_as_spaces() {
         json!({"encrypted_data": fresh["encrypted_data"].as_str().unwrap().replace('+', " "), "iv": fresh["iv"]});
     assert_eq!(decrypt(&s, token, &spaced).status, 200);
 }
+
+#[test]
+fn a_failed_decrypt_asks_wechat_which_kind_of_stale_it_is() {
+    let s = TestServer::start();
+    let (token, _) = s.login("kim");
+    // The mini-program called wx.login again but never told the server: WeChat rotated
+    // the key, and data made now is encrypted with a key the server has never seen.
+    let _unseen_code = s.code("kim");
+    let fresh = open_data(&s, "kim", "user_info", json!({}));
+    let (status, code, message) = error(&decrypt(&s, &token, &fresh));
+    assert_eq!((status, code.as_str()), (409, "session_key_stale"));
+    assert!(message.contains("expired or was replaced"), "{message}");
+    assert_eq!(s.fake_calls("checksession"), 1);
+
+    // After a proper re-login the stored key is current; damaged data is then told apart.
+    let (token, _) = s.login("kim");
+    let mut damaged = open_data(&s, "kim", "user_info", json!({}));
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut bytes = b64.decode(damaged["encrypted_data"].as_str().unwrap()).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x5a;
+    damaged["encrypted_data"] = json!(b64.encode(&bytes));
+    let (status, _, message) = error(&decrypt(&s, &token, &damaged));
+    assert_eq!(status, 409);
+    assert!(message.contains("still valid"), "{message}");
+}

@@ -9,3 +9,4 @@ mod js_client;
 mod login;
 mod ops;
 mod session;
+mod token;

@@ -152,6 +152,30 @@ impl TestServer {
         self.fake.stats()["calls"][api].as_u64().unwrap_or(0)
     }
 
+    /// What the getPhoneNumber button would give `user` of the main app (fake: 13800138000).
+    pub fn phone_code(&self, user: &str) -> String {
+        let r = send(
+            &format!("{}/__fake/phone_code", self.fake.base_url()),
+            "POST",
+            None,
+            Some(json!({"appid": APPID, "user": user}).to_string()),
+            &[],
+        );
+        assert_eq!(r.status, 200, "fake phone_code: {}", r.text);
+        r.json()["code"].as_str().expect("code").to_string()
+    }
+
+    /// Stops the server and starts a new App on the same configuration, database file
+    /// and fake WeChat (a restart); `base` then points at the new server.
+    pub fn restart(&mut self) {
+        let config = self.app().config.clone();
+        self.stop();
+        let app = Arc::new(App::open(config).expect("reopen app"));
+        let server = RunningServer::start(app).expect("restart server");
+        self.base = format!("http://{}", server.addr());
+        self.server = Some(server);
+    }
+
     /// Graceful shutdown, as on SIGTERM.
     pub fn stop(&mut self) {
         if let Some(s) = self.server.take() {
