@@ -140,7 +140,9 @@ pub fn open(
     }
     if max_age > 0 {
         let timestamp = watermark.and_then(|w| w.get("timestamp")).and_then(Value::as_i64);
-        if timestamp.is_none_or(|t| now - t > max_age) {
+        // Saturating: a timestamp near i64::MIN must read as stale, not overflow (a panic
+        // in debug builds; in release a wrap to "fresh").
+        if timestamp.is_none_or(|t| now.saturating_sub(t) > max_age) {
             return Err(ApiError::StaleData { max_age });
         }
     }
@@ -332,6 +334,22 @@ mod tests {
         assert_eq!(change(&o), Change::Phone { phone_number: "13800138000".into(), country_code: Some("86".into()) });
         let o = opened(json!({"phoneNumber": "13800138000"}));
         assert_eq!(change(&o), Change::Phone { phone_number: "13800138000".into(), country_code: None });
+    }
+
+    #[test]
+    fn a_watermark_timestamp_at_the_i64_edge_is_stale_not_an_overflow() {
+        use crate::wechat::crypto::encrypt_open_data;
+        let key = "tiihtNczf5v6AKRyjwEUhQ==";
+        let cfg = AppConfig { name: "main".into(), appid: "wx4f4bc4dec97d474b".into(), secret: Secret::new("s") };
+        let plain = json!({"openId": "o", "watermark": {"appid": "wx4f4bc4dec97d474b", "timestamp": i64::MIN}});
+        let f = OpenDataFields {
+            encrypted_data: encrypt_open_data(key, &[7; 16], plain.to_string().as_bytes()),
+            iv: "BwcHBwcHBwcHBwcHBwcHBw==".into(),
+            raw_data: None,
+            signature: None,
+        };
+        let e = open(&cfg, 60, &Secret::new(key), &f, 1_700_000_000).unwrap_err();
+        assert!(matches!(e, ApiError::StaleData { max_age: 60 }), "{e:?}");
     }
 
     #[test]
