@@ -155,3 +155,12 @@ fn admin_commands_tolerate_a_missing_secret_but_nothing_else() {
         .to_string()
         .contains("server.workers"));
 }
+
+#[test]
+fn a_missing_secret_error_stays_on_one_line_whatever_the_app_name() {
+    let e = parse_err("[[apps]]\nname = \"a\\nb\"\nappid = \"wx4f4bc4dec97d474b\"\n");
+    assert!(!e.contains('\n'), "{e:?}");
+    assert!(e.starts_with("apps[0].secret: the app secret of \"a\\nb\" is missing"), "{e}");
+    let e = parse_err("[[apps]]\nname = \"main\"\nappid = \"wx4f4bc4dec97d474b\"\n");
+    assert!(e.contains("the app secret of \"main\" is missing: set WXLOGIN_SECRET_MAIN"), "{e}");
+}
