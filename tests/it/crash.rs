@@ -238,3 +238,38 @@ fn crash_backups_racing_logins_hold_every_answered_user() {
     assert!(no_temp_files(&backups));
     assert!(sigterm_and_wait(&mut child, Duration::from_secs(10)).success(), "{}", s.log("serve.log"));
 }
+
+/// Arbitrary bytes as a login body over a raw socket: each gets an HTTP answer, and the
+/// server still answers /healthz afterwards.
+#[test]
+fn crash_prop_arbitrary_login_bytes_leave_the_server_answering() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use std::io::{Read, Write};
+
+    let s = TestServer::start();
+    let addr = s.addr();
+    let body = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..512),
+        "\\{(\"code\":(\"[^\"]{0,12}\"|[0-9]{1,3}|null),?){0,2}\\}?".prop_map(String::into_bytes),
+    ];
+    let mut runner = TestRunner::new(Config { cases: 32, failure_persistence: None, ..Config::default() });
+    runner
+        .run(&(body, 0usize..3), |(bytes, short)| {
+            // Content-Length at most the body's length: the rest then reads as the next request.
+            let n = bytes.len().saturating_sub(short);
+            let mut c = std::net::TcpStream::connect(addr).expect("connect");
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let head = format!("POST /v1/login HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\n\r\n");
+            c.write_all(head.as_bytes()).unwrap();
+            let _ = c.write_all(&bytes);
+            let mut answer = [0u8; 12];
+            let got = c.read(&mut answer).unwrap_or(0);
+            prop_assert!(answer[..got].starts_with(b"HTTP/1.1 "), "{:?}", String::from_utf8_lossy(&answer[..got]));
+            drop(c);
+            let r = s.get("/healthz", None);
+            prop_assert_eq!(r.status, 200, "{}", r.text);
+            Ok(())
+        })
+        .unwrap();
+}
