@@ -329,10 +329,7 @@ fn resolve_app(
     } else {
         return Err(ConfigError::new(
             format!("{key}.secret"),
-            format!(
-                "the app secret of \"{}\" is missing: set {var} (or {var}_FILE), or `secret` in the file",
-                app.name
-            ),
+            format!("the app secret of {:?} is missing: set {var} (or {var}_FILE), or `secret` in the file", app.name),
         ));
     };
     Ok(AppConfig { name: app.name.clone(), appid: app.appid.clone(), secret: Secret::new(secret) })

@@ -140,7 +140,9 @@ pub fn open(
     }
     if max_age > 0 {
         let timestamp = watermark.and_then(|w| w.get("timestamp")).and_then(Value::as_i64);
-        if timestamp.is_none_or(|t| now - t > max_age) {
+        // Saturating: a timestamp near i64::MIN must read as stale, not overflow (a panic
+        // in debug builds; in release a wrap to "fresh").
+        if timestamp.is_none_or(|t| now.saturating_sub(t) > max_age) {
             return Err(ApiError::StaleData { max_age });
         }
     }
@@ -335,8 +337,147 @@ mod tests {
     }
 
     #[test]
+    fn a_watermark_timestamp_at_the_i64_edge_is_stale_not_an_overflow() {
+        use crate::wechat::crypto::encrypt_open_data;
+        let key = "tiihtNczf5v6AKRyjwEUhQ==";
+        let cfg = AppConfig { name: "main".into(), appid: "wx4f4bc4dec97d474b".into(), secret: Secret::new("s") };
+        let plain = json!({"openId": "o", "watermark": {"appid": "wx4f4bc4dec97d474b", "timestamp": i64::MIN}});
+        let f = OpenDataFields {
+            encrypted_data: encrypt_open_data(key, &[7; 16], plain.to_string().as_bytes()),
+            iv: "BwcHBwcHBwcHBwcHBwcHBw==".into(),
+            raw_data: None,
+            signature: None,
+        };
+        let e = open(&cfg, 60, &Secret::new(key), &f, 1_700_000_000).unwrap_err();
+        assert!(matches!(e, ApiError::StaleData { max_age: 60 }), "{e:?}");
+    }
+
+    #[test]
     fn other_kinds_change_nothing() {
         assert_eq!(change(&opened(json!({"stepInfoList": [{"step": 1}]}))), Change::Nothing);
         assert_eq!(change(&opened(json!({"openGId": "g"}))), Change::Nothing);
+    }
+
+    mod props {
+        use base64::Engine;
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::wechat::crypto::{encrypt_open_data, raw_data_signature};
+
+        const APPID: &str = "wx4f4bc4dec97d474b";
+
+        fn b64(bytes: &[u8]) -> String {
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        }
+
+        fn cfg() -> AppConfig {
+            AppConfig { name: "main".into(), appid: APPID.into(), secret: Secret::new("s".to_string()) }
+        }
+
+        fn scalar() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                "\\PC{0,16}".prop_map(Value::String),
+                "[A-Za-z0-9+/= ]{0,40}".prop_map(Value::String),
+                Just(json!([])),
+                Just(json!({})),
+            ]
+        }
+
+        fn open_data_body() -> impl Strategy<Value = Map<String, Value>> {
+            let key = prop_oneof![
+                Just("encrypted_data".to_string()),
+                Just("encryptedData".to_string()),
+                Just("iv".to_string()),
+                Just("raw_data".to_string()),
+                Just("rawData".to_string()),
+                Just("signature".to_string()),
+                Just("code".to_string()),
+                "[a-zA-Z_]{0,12}",
+            ];
+            prop::collection::btree_map(key, scalar(), 0..8).prop_map(|m| m.into_iter().collect())
+        }
+
+        /// A watermark as WeChat might (mis)send it.
+        fn watermark() -> impl Strategy<Value = Value> {
+            let timestamp = prop_oneof![
+                any::<i64>().prop_map(Value::from),
+                Just(Value::from(i64::MIN)),
+                Just(Value::from(i64::MAX)),
+                any::<u64>().prop_map(Value::from),
+                scalar(),
+            ];
+            let appid = prop_oneof![Just(Value::from(APPID)), scalar()];
+            prop_oneof![(appid, timestamp).prop_map(|(a, t)| json!({"appid": a, "timestamp": t})), scalar(),]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn prop_from_body_never_panics(body in open_data_body()) {
+                match OpenDataFields::from_body(&body) {
+                    Ok(Some(f)) => {
+                        let _ = f.check_shape();
+                    }
+                    Ok(None) => {}
+                    Err(e) => prop_assert!(!e.message().trim().is_empty()),
+                }
+            }
+
+            #[test]
+            fn prop_open_with_arbitrary_strings_never_panics(
+                key in prop_oneof!["\\PC{0,30}", "[A-Za-z0-9+/=]{22}=="],
+                data in prop_oneof!["\\PC{0,80}", "[A-Za-z0-9+/= ]{0,90}"],
+                iv in prop_oneof!["\\PC{0,30}", "[A-Za-z0-9+/]{22}=="],
+                raw in proptest::option::of("\\PC{0,30}"),
+                sig in proptest::option::of("\\PC{0,40}"),
+                max_age in any::<i64>(),
+                now in any::<i64>(),
+            ) {
+                let f = OpenDataFields { encrypted_data: data, iv, raw_data: raw, signature: sig };
+                let _ = open(&cfg(), max_age, &Secret::new(key), &f, now);
+            }
+
+            #[test]
+            fn prop_open_with_arbitrary_watermarks_never_panics(
+                key in any::<[u8; 16]>(),
+                iv in any::<[u8; 16]>(),
+                watermark in watermark(),
+                max_age in prop_oneof![Just(0i64), any::<i64>(), 1i64..1_000_000],
+                now in prop_oneof![any::<i64>(), Just(i64::MAX), Just(i64::MIN), 0i64..2_000_000_000],
+                signed in any::<bool>(),
+            ) {
+                let key = b64(&key);
+                let plain = json!({"openId": "o", "nickName": "n", "watermark": watermark.clone()}).to_string();
+                let raw = json!({"nickName": "n"}).to_string();
+                let f = OpenDataFields {
+                    encrypted_data: encrypt_open_data(&key, &iv, plain.as_bytes()),
+                    iv: b64(&iv),
+                    raw_data: signed.then(|| raw.clone()),
+                    signature: signed.then(|| raw_data_signature(&raw, &key)),
+                };
+                let result = open(&cfg(), max_age, &Secret::new(key), &f, now);
+                let appid_ok = watermark.get("appid").and_then(Value::as_str) == Some(APPID);
+                match result {
+                    Ok(o) => {
+                        prop_assert!(appid_ok);
+                        prop_assert_eq!(o.kind, Kind::UserInfo);
+                        prop_assert!(!o.data.contains_key("watermark"));
+                        if max_age > 0 {
+                            let t = watermark["timestamp"].as_i64().expect("fresh data has a timestamp");
+                            prop_assert!(i128::from(now) - i128::from(t) <= i128::from(max_age), "stale data accepted");
+                        }
+                    }
+                    Err(ApiError::WatermarkMismatch) => prop_assert!(!appid_ok),
+                    Err(ApiError::StaleData { .. }) => prop_assert!(appid_ok && max_age > 0),
+                    Err(e) => prop_assert!(false, "unexpected error {:?}", e),
+                }
+            }
+        }
     }
 }

@@ -155,3 +155,134 @@ fn admin_commands_tolerate_a_missing_secret_but_nothing_else() {
         .to_string()
         .contains("server.workers"));
 }
+
+#[test]
+fn a_missing_secret_error_stays_on_one_line_whatever_the_app_name() {
+    let e = parse_err("[[apps]]\nname = \"a\\nb\"\nappid = \"wx4f4bc4dec97d474b\"\n");
+    assert!(!e.contains('\n'), "{e:?}");
+    assert!(e.starts_with("apps[0].secret: the app secret of \"a\\nb\" is missing"), "{e}");
+    let e = parse_err("[[apps]]\nname = \"main\"\nappid = \"wx4f4bc4dec97d474b\"\n");
+    assert!(e.contains("the app secret of \"main\" is missing: set WXLOGIN_SECRET_MAIN"), "{e}");
+}
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../../appliance.toml");
+
+    fn env(k: &str) -> Option<String> {
+        (k == "WXLOGIN_SECRET_MAIN").then(|| "x".to_string())
+    }
+
+    /// Ok, or one line `KEY: message` where KEY is a key path or names appliance.toml.
+    fn check(text: &str) -> Result<(), TestCaseError> {
+        if let Err(e) = parse(text, Path::new("/etc/wxlogin"), &env) {
+            let shown = e.to_string();
+            prop_assert!(!shown.contains(['\n', '\r']), "more than one line: {:?}", shown);
+            prop_assert!(!e.message.trim().is_empty(), "no message: {:?}", shown);
+            let key_path = e.key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && !e.key.contains(char::is_whitespace);
+            prop_assert!(e.key.starts_with("appliance.toml") || key_path, "not a key path: {:?}", shown);
+            prop_assert!(shown.starts_with(&format!("{}: ", e.key)), "{:?}", shown);
+        }
+        Ok(())
+    }
+
+    /// A TOML scalar (or small compound) to put in place of a value.
+    fn scalar() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| format!("{f:?}")),
+            any::<bool>().prop_map(|b| b.to_string()),
+            prop::collection::vec(any::<char>(), 0..16)
+                .prop_map(|c| serde_json::to_string(&c.into_iter().collect::<String>()).expect("a string")),
+            "'[^'\n]{0,12}'",
+            // Control characters and escapes, which must not leak into an error's one line.
+            "[a-z\n\r\t\"\\\\]{0,8}".prop_map(|s| serde_json::to_string(&s).expect("a string")),
+            "[a-z0-9_.:-]{0,8}",
+            Just("[]".to_string()),
+            Just("[1, \"a\"]".to_string()),
+            Just("{}".to_string()),
+            Just("1979-05-27T07:32:00Z".to_string()),
+            Just("\"\"".to_string()),
+            Just("-0".to_string()),
+            Just("inf".to_string()),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Insert(prop::sample::Index, char),
+        Delete(prop::sample::Index),
+        Replace(prop::sample::Index, String),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        let ch =
+            prop_oneof![any::<char>(), prop::sample::select(vec!['"', '\'', '[', ']', '=', '\n', '#', '.', ',', '{'])];
+        prop_oneof![
+            (any::<prop::sample::Index>(), ch).prop_map(|(i, c)| Mutation::Insert(i, c)),
+            any::<prop::sample::Index>().prop_map(Mutation::Delete),
+            (any::<prop::sample::Index>(), scalar()).prop_map(|(i, v)| Mutation::Replace(i, v)),
+        ]
+    }
+
+    fn apply(text: &str, m: &Mutation) -> String {
+        let mut chars: Vec<char> = text.chars().collect();
+        match m {
+            Mutation::Insert(i, c) => {
+                chars.insert(i.index(chars.len() + 1), *c);
+                chars.into_iter().collect()
+            }
+            Mutation::Delete(i) => {
+                chars.remove(i.index(chars.len()));
+                chars.into_iter().collect()
+            }
+            Mutation::Replace(i, value) => {
+                // The value of one `key = value` line, up to its comment.
+                let lines: Vec<&str> = text.lines().collect();
+                let assignments: Vec<usize> = (0..lines.len()).filter(|&n| lines[n].contains(" = ")).collect();
+                let n = assignments[i.index(assignments.len())];
+                let (key, _) = lines[n].split_once(" = ").expect("an assignment");
+                let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+                out[n] = format!("{key} = {value}");
+                out.join("\n")
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn prop_arbitrary_text_parses_or_fails_on_one_line(text in "\\PC{0,200}") {
+            check(&text)?;
+        }
+
+        #[test]
+        fn prop_toml_like_text_parses_or_fails_on_one_line(
+            text in "((\\[{1,2}[a-z_.]{0,12}\\]{1,2}|[a-z_]{1,16} = [\"0-9a-z_:.\\[\\]{}, ]{0,16})\n){0,8}"
+        ) {
+            check(&text)?;
+        }
+
+        #[test]
+        fn prop_arbitrary_app_fields_parse_or_fail_on_one_line(name in scalar(), appid in scalar(), secret in scalar()) {
+            check(&format!("[[apps]]\nname = {name}\nappid = {appid}\n"))?;
+            check(&format!("[[apps]]\nname = {name}\nappid = {appid}\nsecret = {secret}\n"))?;
+        }
+
+        #[test]
+        fn prop_mutated_shipped_config_parses_or_fails_on_one_line(
+            mutations in prop::collection::vec(mutation(), 1..4)
+        ) {
+            let mut text = SHIPPED.to_string();
+            for m in &mutations {
+                text = apply(&text, m);
+            }
+            check(&text)?;
+        }
+    }
+}

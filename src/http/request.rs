@@ -222,4 +222,101 @@ mod tests {
         assert_ne!(request_id(Some(&"x".repeat(65))), "x".repeat(65));
         assert_eq!(request_id(None).len(), 16);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn content_type() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("application/json".to_string()),
+                Just("application/x-www-form-urlencoded".to_string()),
+                Just(" Application/X-WWW-Form-Urlencoded ; charset=utf-8".to_string()),
+                Just("text/plain".to_string()),
+                ".{0,40}",
+            ]
+        }
+
+        fn body_bytes() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..256),
+                // Near-JSON and near-form text reaches deeper into the decoders.
+                r#"[ \t\r\n]{0,2}\{("(code|app)":("[^"]{0,10}"|-?[0-9]{1,4}|null|true|\[\]|\{\}),?){0,3}\}?"#
+                    .prop_map(String::into_bytes),
+                "((code|app|%[0-9A-Fa-f]{0,2}|[a-z+]{0,4})=?[^&]{0,10}&?){0,4}".prop_map(String::into_bytes),
+            ]
+        }
+
+        fn safe_id(id: &str) -> bool {
+            (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn prop_arbitrary_bodies_decode_or_fail_with_a_message(
+                ct in proptest::option::of(content_type()), body in body_bytes(), allow_form in any::<bool>()
+            ) {
+                let mut r = Req::new(Method::Post, "/v1/login");
+                if let Some(ct) = ct {
+                    r.headers.push(("content-type".into(), ct));
+                }
+                r.body = body;
+                match r.object(allow_form) {
+                    Ok(map) => {
+                        if let Err(e) = Req::decode::<Body>(map) {
+                            prop_assert!(!e.message().trim().is_empty());
+                            prop_assert_eq!(e.status(), 400);
+                        }
+                    }
+                    Err(e) => {
+                        prop_assert!(!e.message().trim().is_empty());
+                        prop_assert_eq!(e.status(), 400);
+                    }
+                }
+            }
+
+            #[test]
+            fn prop_header_values_never_panic(
+                auth in prop_oneof![".{0,80}", "(?i:bearer)[ \t]{0,3}[!-~ ]{0,600}"],
+                xff in proptest::option::of(prop_oneof![".{0,80}", "([0-9a-f:.]{0,20}, ?){0,4}[0-9a-f:. ]{0,40}"]),
+                id in proptest::option::of(prop_oneof![".{0,80}", "[A-Za-z0-9._:-]{0,70}"]),
+                peer in proptest::option::of(any::<[u8; 4]>()),
+                trust in any::<bool>(),
+            ) {
+                let mut r = Req::new(Method::Get, "/v1/session");
+                r.headers.push(("authorization".into(), auth));
+                if let Some(t) = r.bearer() {
+                    prop_assert!(!t.is_empty() && t.len() <= 512 && t.bytes().all(|b| b.is_ascii_graphic()));
+                }
+                let peer = peer.map(IpAddr::from);
+                let ip = client_ip(peer, xff.as_deref(), trust);
+                if !trust || xff.is_none() {
+                    prop_assert_eq!(ip, peer.unwrap_or(IpAddr::from([127, 0, 0, 1])));
+                }
+                let got = request_id(id.as_deref());
+                prop_assert!(safe_id(&got), "{:?}", got);
+                if let Some(id) = id.filter(|i| safe_id(i)) {
+                    prop_assert_eq!(got, id);
+                }
+            }
+
+            #[test]
+            fn prop_form_bodies_round_trip(
+                pairs in prop::collection::vec(("\\PC{0,12}", "\\PC{0,12}"), 0..6)
+            ) {
+                let mut ser = form_urlencoded::Serializer::new(String::new());
+                for (k, v) in &pairs {
+                    ser.append_pair(k, v);
+                }
+                let r = with_body("application/x-www-form-urlencoded", &ser.finish());
+                let mut want = Map::new();
+                for (k, v) in pairs {
+                    want.insert(k, Value::String(v));
+                }
+                prop_assert_eq!(r.object(true).unwrap(), want);
+            }
+        }
+    }
 }

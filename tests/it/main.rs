@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod crash;
 mod decrypt;
 mod js_client;
 mod login;

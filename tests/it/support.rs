@@ -354,3 +354,36 @@ pub fn wait_with_limit(child: &mut Child, limit: Duration) -> std::process::Exit
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// [`send`] without the panic: a transport error (refused, reset, timed out) is an
+/// `Err` with its text, for tests that kill the server under load.
+pub fn try_send(
+    url: &str,
+    method: &str,
+    token: Option<&str>,
+    body: Option<String>,
+    headers: &[(&str, &str)],
+) -> Result<Reply, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if let Some(a) = &auth {
+        all.push(("Authorization", a));
+    }
+    let result = match (method, body) {
+        ("GET", _) => with_headers(agent.get(url), &all).call(),
+        ("POST", Some(b)) => with_headers(agent.post(url), &all).send(b),
+        ("POST", None) => with_headers(agent.post(url), &all).send_empty(),
+        (m, _) => return Err(format!("unsupported method {m}")),
+    };
+    let mut resp = result.map_err(|e| format!("{method} {url}: {e}"))?;
+    let status = resp.status().as_u16();
+    let headers =
+        resp.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    let text = resp.body_mut().read_to_string().map_err(|e| format!("{method} {url}: body: {e}"))?;
+    Ok(Reply { status, headers, text })
+}
