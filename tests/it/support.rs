@@ -234,29 +234,9 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// One HTTP request; never fails on a status, only on transport errors.
+/// One HTTP request; never fails on a status, only on transport errors (it panics then).
 pub fn send(url: &str, method: &str, token: Option<&str>, body: Option<String>, headers: &[(&str, &str)]) -> Reply {
-    let agent = agent();
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut all: Vec<(&str, &str)> = headers.to_vec();
-    if let Some(a) = &auth {
-        all.push(("Authorization", a));
-    }
-    let result = match (method, body) {
-        ("GET", _) => with_headers(agent.get(url), &all).call(),
-        ("DELETE", _) => with_headers(agent.delete(url), &all).call(),
-        ("POST", Some(b)) => with_headers(agent.post(url), &all).send(b),
-        ("POST", None) => with_headers(agent.post(url), &all).send_empty(),
-        ("PATCH", Some(b)) => with_headers(agent.patch(url), &all).send(b),
-        ("PUT", Some(b)) => with_headers(agent.put(url), &all).send(b),
-        (m, _) => panic!("unsupported method {m}"),
-    };
-    let mut resp = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let status = resp.status().as_u16();
-    let headers =
-        resp.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    Reply { status, headers, text }
+    try_send(url, method, token, body, headers).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn with_headers<B>(mut req: ureq::RequestBuilder<B>, headers: &[(&str, &str)]) -> ureq::RequestBuilder<B> {
@@ -364,11 +344,7 @@ pub fn try_send(
     body: Option<String>,
     headers: &[(&str, &str)],
 ) -> Result<Reply, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
+    let agent = agent();
     let auth = token.map(|t| format!("Bearer {t}"));
     let mut all: Vec<(&str, &str)> = headers.to_vec();
     if let Some(a) = &auth {
@@ -376,8 +352,11 @@ pub fn try_send(
     }
     let result = match (method, body) {
         ("GET", _) => with_headers(agent.get(url), &all).call(),
+        ("DELETE", _) => with_headers(agent.delete(url), &all).call(),
         ("POST", Some(b)) => with_headers(agent.post(url), &all).send(b),
         ("POST", None) => with_headers(agent.post(url), &all).send_empty(),
+        ("PATCH", Some(b)) => with_headers(agent.patch(url), &all).send(b),
+        ("PUT", Some(b)) => with_headers(agent.put(url), &all).send(b),
         (m, _) => return Err(format!("unsupported method {m}")),
     };
     let mut resp = result.map_err(|e| format!("{method} {url}: {e}"))?;
