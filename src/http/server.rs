@@ -297,18 +297,15 @@ fn finish(s: &Shared, rq: tiny_http::Request, mut resp: Resp, route: &'static st
     }
     let elapsed = meta.started.elapsed();
     s.app.metrics.request(route, status, elapsed);
-    let line = format!(
+    let level = if status >= 500 { log::Level::Warn } else { log::Level::Info };
+    log::log!(
+        level,
         "{} {} {status} {:.1}ms rid={}",
         method_name(meta.method),
         meta.path,
         elapsed.as_secs_f64() * 1000.0,
         meta.request_id
     );
-    if status >= 500 {
-        log::warn!("{line}");
-    } else {
-        log::info!("{line}");
-    }
 }
 
 fn method_name(m: Method) -> &'static str {

@@ -20,8 +20,13 @@ pub struct User {
     pub last_login_at: i64,
 }
 
-pub(super) const USER_COLUMNS: &str =
-    "u.id, u.app, u.openid, u.unionid, u.nickname, u.avatar_url, u.gender, u.phone_number, u.country_code, u.created_at, u.last_login_at";
+/// The User columns, as a macro so that queries can be built with `concat!` at compile
+/// time (the verify path should not format SQL on every request).
+macro_rules! user_columns {
+    () => {
+        "u.id, u.app, u.openid, u.unionid, u.nickname, u.avatar_url, u.gender, u.phone_number, u.country_code, u.created_at, u.last_login_at"
+    };
+}
 
 pub(super) fn user_from_row(r: &Row, at: usize) -> rusqlite::Result<User> {
     Ok(User {
@@ -143,8 +148,11 @@ impl Store {
 
     pub fn user_by_openid(&self, openid: &str) -> Result<Vec<User>> {
         self.read(|c| {
-            let mut st =
-                c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.openid = ?1 ORDER BY u.id"))?;
+            let mut st = c.prepare_cached(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users u WHERE u.openid = ?1 ORDER BY u.id"
+            ))?;
             let rows = st.query_map([openid], |r| user_from_row(r, 0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
@@ -152,8 +160,10 @@ impl Store {
 
     pub fn list_users(&self, app: Option<&str>, limit: i64) -> Result<Vec<User>> {
         self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {USER_COLUMNS} FROM users u WHERE (?1 IS NULL OR u.app = ?1) ORDER BY u.id DESC LIMIT ?2"
+            let mut st = c.prepare_cached(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users u WHERE (?1 IS NULL OR u.app = ?1) ORDER BY u.id DESC LIMIT ?2"
             ))?;
             let rows = st.query_map(params![app, limit], |r| user_from_row(r, 0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -199,7 +209,7 @@ impl Store {
 }
 
 pub(super) fn user_by_id(c: &Connection, id: i64) -> Result<Option<User>> {
-    let mut st = c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?1"))?;
+    let mut st = c.prepare_cached(concat!("SELECT ", user_columns!(), " FROM users u WHERE u.id = ?1"))?;
     Ok(st.query_row([id], |r| user_from_row(r, 0)).optional()?)
 }
 
