@@ -141,16 +141,6 @@ impl Connection {
         }
     }
 
-    /// Gets the peer's address. Some for TCP, None for Unix sockets.
-    #[allow(dead_code)] // the address now comes from `accept`; the TLS streams still use it
-    pub(crate) fn peer_addr(&self) -> std::io::Result<Option<SocketAddr>> {
-        match self {
-            Self::Tcp(s) => s.peer_addr().map(Some),
-            #[cfg(unix)]
-            Self::Unix(_) => Ok(None),
-        }
-    }
-
     pub(crate) fn shutdown(&self, how: Shutdown) -> std::io::Result<()> {
         match self {
             Self::Tcp(s) => s.shutdown(how),
