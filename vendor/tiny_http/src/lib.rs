@@ -165,11 +165,11 @@ impl From<Request> for Message {
     }
 }
 
-// this trait is to make sure that Server implements Share and Send
-#[doc(hidden)]
-trait MustBeShareDummy: Sync + Send {}
-#[doc(hidden)]
-impl MustBeShareDummy for Server {}
+// make sure that Server implements Sync and Send
+const _: fn() = || {
+    fn must_be_sync_and_send<T: Sync + Send>() {}
+    must_be_sync_and_send::<Server>();
+};
 
 pub struct IncomingRequests<'a> {
     server: &'a Server,
