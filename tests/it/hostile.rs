@@ -395,7 +395,7 @@ pub fn body_never_sent(addr: SocketAddr) {
     assert_alive(addr);
 }
 
-/// A 50000-byte body sent one 100-byte piece per 100 ms (a minute in all): the server must
+/// A 50000-byte body sent one 100-byte piece per 100 ms (50 s in all): the server must
 /// not wait for all of it, if only by its read timeout (gives up after 40 s).
 pub fn body_sent_slowly(addr: SocketAddr) {
     let started = Instant::now();
