@@ -74,7 +74,12 @@ impl TaskPool {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // A woken thread counts as waiting until it has taken its task from the queue, so
+        // only the waiting threads beyond the queued tasks are free. (Comparing with zero
+        // queued a burst of tasks behind a few idle threads, where they waited until some
+        // task ended: with connections as tasks, until some connection closed.) Both counts
+        // change only under this lock.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
