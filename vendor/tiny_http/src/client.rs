@@ -224,7 +224,9 @@ impl ClientConnection {
             .next_header_source
             .inner_mut()
             .map_err(|_| ReadError::Close)?;
-        if self.drain.closing() {
+        // Discard what the previous request left of its body (under that body's deadline,
+        // still set on the stream), or close if that is too much.
+        if !self.drain.discard_unread(&mut *reader) {
             return Err(ReadError::Close);
         }
 

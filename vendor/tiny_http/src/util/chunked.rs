@@ -8,16 +8,18 @@ use std::convert::TryFrom;
 use std::io::Result as IoResult;
 use std::io::{Error as IoError, ErrorKind, Read};
 
-use super::equal_reader::{DrainPolicy, DRAIN_BUFFER_SIZE};
+use super::drain::{DrainPolicy, UnreadBody};
 
 /// Longest chunk-size line (with extensions) and longest trailer line accepted.
 const MAX_LINE_BYTES: usize = 1024;
 /// Most trailer bytes accepted after the last chunk (they are read and ignored).
 const MAX_TRAILER_BYTES: usize = 8 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+/// Where a chunked decoder is in the body (so that another can resume from there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum ChunkedState {
     // expecting a chunk-size line
+    #[default]
     Size,
     // in the middle of a chunk, with this many bytes left
     Data(u64),
@@ -32,7 +34,7 @@ enum State {
 /// Reads a chunked body from `source` and returns the data.
 pub struct ChunkedDecoder<R> {
     source: R,
-    state: State,
+    state: ChunkedState,
     // bytes of framing (size lines, CRLFs, trailers) read so far
     overhead: u64,
 }
@@ -43,16 +45,30 @@ fn invalid(message: &'static str) -> IoError {
 
 impl<R: Read> ChunkedDecoder<R> {
     pub fn new(source: R) -> ChunkedDecoder<R> {
+        Self::resume(source, ChunkedState::Size)
+    }
+
+    /// Resumes decoding a body from `state`.
+    pub(crate) fn resume(source: R, state: ChunkedState) -> ChunkedDecoder<R> {
         ChunkedDecoder {
             source,
-            state: State::Size,
+            state,
             overhead: 0,
         }
     }
 
+    pub(crate) fn state(&self) -> ChunkedState {
+        self.state
+    }
+
+    /// Bytes of framing (size lines, CRLFs, trailers) read so far.
+    pub(crate) fn overhead(&self) -> u64 {
+        self.overhead
+    }
+
     /// True once the whole body (including the trailers) has been read.
     pub fn is_done(&self) -> bool {
-        self.state == State::Done
+        self.state == ChunkedState::Done
     }
 
     fn read_byte(&mut self) -> IoResult<u8> {
@@ -131,18 +147,18 @@ impl<R: Read> ChunkedDecoder<R> {
     fn read_impl(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         loop {
             match self.state {
-                State::Done => return Ok(0),
-                State::Failed => return Err(invalid("malformed chunked body")),
-                State::Size => {
+                ChunkedState::Done => return Ok(0),
+                ChunkedState::Failed => return Err(invalid("malformed chunked body")),
+                ChunkedState::Size => {
                     let size = self.read_chunk_size()?;
                     if size == 0 {
                         self.read_trailers()?;
-                        self.state = State::Done;
+                        self.state = ChunkedState::Done;
                     } else {
-                        self.state = State::Data(size);
+                        self.state = ChunkedState::Data(size);
                     }
                 }
-                State::Data(remaining) => {
+                ChunkedState::Data(remaining) => {
                     if buf.is_empty() {
                         return Ok(0);
                     }
@@ -158,17 +174,17 @@ impl<R: Read> ChunkedDecoder<R> {
                     }
                     let remaining = remaining - read as u64;
                     self.state = if remaining == 0 {
-                        State::DataEnd
+                        ChunkedState::DataEnd
                     } else {
-                        State::Data(remaining)
+                        ChunkedState::Data(remaining)
                     };
                     return Ok(read);
                 }
-                State::DataEnd => {
+                ChunkedState::DataEnd => {
                     if !self.read_line(2)?.is_empty() {
                         return Err(invalid("missing CRLF after chunk data"));
                     }
-                    self.state = State::Size;
+                    self.state = ChunkedState::Size;
                 }
             }
         }
@@ -180,7 +196,7 @@ impl<R: Read> Read for ChunkedDecoder<R> {
         match self.read_impl(buf) {
             Err(e) if e.kind() != ErrorKind::Interrupted => {
                 // A timeout in the middle of a size line leaves the stream out of step too.
-                self.state = State::Failed;
+                self.state = ChunkedState::Failed;
                 Err(e)
             }
             result => result,
@@ -188,8 +204,9 @@ impl<R: Read> Read for ChunkedDecoder<R> {
     }
 }
 
-/// A chunked request body: releases the connection when the body ends, and discards the
-/// unread rest (framing included) when dropped, as `DrainPolicy` says.
+/// A chunked request body: releases the connection when the body ends; when dropped before,
+/// leaves the rest to the connection's thread to discard, or the connection closed, as
+/// `DrainPolicy` says.
 pub struct ChunkedBody<R: Read> {
     decoder: Option<ChunkedDecoder<R>>,
     policy: DrainPolicy,
@@ -233,43 +250,27 @@ impl<R: Read> Read for ChunkedBody<R> {
 
 impl<R: Read> Drop for ChunkedBody<R> {
     fn drop(&mut self) {
-        let decoder = match self.decoder.as_mut() {
-            Some(decoder) => decoder,
+        // This runs before the decoder (and the stream in it) is dropped, which hands the
+        // stream over to the connection's thread.
+        let state = match self.decoder.as_ref() {
+            Some(decoder) => decoder.state(),
             None => return,
         };
         if self.policy.closing() {
             return;
         }
-        if self.expects_continue && !self.touched {
+        if (self.expects_continue && !self.touched) || state == ChunkedState::Failed {
             self.policy.close();
-            return;
+        } else {
+            self.policy.leave(UnreadBody::Chunked(state));
         }
-
-        // Count framing as well as data, so that tiny chunks with long extensions cannot
-        // stretch the drain.
-        let start = decoder.overhead;
-        let mut data = 0u64;
-        let mut buf = [0u8; DRAIN_BUFFER_SIZE];
-        loop {
-            match decoder.read(&mut buf) {
-                Ok(0) if decoder.is_done() => return,
-                Ok(0) => break,
-                Ok(read) => data += read as u64,
-                Err(ref e) if e.kind() == ErrorKind::Interrupted => (),
-                Err(_) => break,
-            }
-            if data + (decoder.overhead - start) > self.policy.max_bytes {
-                break;
-            }
-        }
-        self.policy.close();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::{ChunkedBody, ChunkedDecoder};
-    use crate::util::equal_reader::DrainPolicy;
+    use crate::util::drain::DrainPolicy;
     use std::io::{Cursor, ErrorKind, Read};
 
     fn decode(input: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -330,7 +331,7 @@ mod tests {
     }
 
     #[test]
-    fn drop_drains_small_rest_and_closes_on_big_rest() {
+    fn drop_leaves_the_rest_for_the_connection() {
         let mut input = Cursor::new(b"3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\nNEXT".to_vec());
         let policy = DrainPolicy::new(1024);
         {
@@ -340,6 +341,7 @@ mod tests {
             body.read_exact(&mut two).unwrap();
         }
         assert!(!policy.closing());
+        assert!(policy.discard_unread(&mut input));
         let mut rest = String::new();
         input.read_to_string(&mut rest).unwrap();
         assert_eq!(rest, "NEXT");
@@ -352,6 +354,7 @@ mod tests {
             policy.clone(),
             false,
         ));
+        assert!(!policy.discard_unread(&big[..]));
         assert!(policy.closing());
     }
 }

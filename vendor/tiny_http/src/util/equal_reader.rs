@@ -1,49 +1,16 @@
 use std::convert::TryFrom;
 use std::io::Result as IoResult;
 use std::io::{Error as IoError, ErrorKind, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
-/// Size of the stack buffer through which unread bodies are discarded.
-pub(crate) const DRAIN_BUFFER_SIZE: usize = 4096;
-
-/// What to do with the unread rest of a request body when the request is dropped.
-///
-/// The next request on a keep-alive connection starts right after this body, so the rest must
-/// be read and discarded; but only a little of it (`max_bytes`): a client can declare any
-/// length, and reading it all would let one request occupy a thread for as long as it likes.
-/// When more than that is left, or the body cannot be read, the connection is marked to be
-/// closed instead (`must_close`), which the connection's thread checks before it reads the
-/// next request.
-#[derive(Clone, Debug)]
-pub(crate) struct DrainPolicy {
-    pub(crate) max_bytes: u64,
-    pub(crate) must_close: Arc<AtomicBool>,
-}
-
-impl DrainPolicy {
-    pub(crate) fn new(max_bytes: u64) -> DrainPolicy {
-        DrainPolicy {
-            max_bytes,
-            must_close: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    pub(crate) fn closing(&self) -> bool {
-        self.must_close.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn close(&self) {
-        self.must_close.store(true, Ordering::Release);
-    }
-}
+use super::drain::{DrainPolicy, UnreadBody};
 
 /// A `Reader` that reads exactly the number of bytes from a sub-reader.
 ///
 /// If the limit is reached, it returns EOF (and releases the sub-reader, so that the next
 /// request on the connection can be read). If the sub-reader ends before the limit, reads fail
 /// with `UnexpectedEof`. If the limit is not reached when the destructor is called, the rest
-/// is discarded as `DrainPolicy` says.
+/// is left to the connection's thread to discard, or the connection closed, as `DrainPolicy`
+/// says.
 pub struct EqualReader<R>
 where
     R: Read,
@@ -114,41 +81,25 @@ where
     R: Read,
 {
     fn drop(&mut self) {
-        // `must_close` is set here, before the sub-reader is dropped and hands the connection
-        // over to the next request.
-        let reader = match self.reader.as_mut() {
-            Some(reader) => reader,
-            None => return,
-        };
-        if self.policy.closing() {
+        // This runs before the sub-reader is dropped, which hands the stream over to the
+        // connection's thread.
+        if self.reader.is_none() || self.policy.closing() {
             return;
         }
         // A client that asked for `100 Continue` and never got it may or may not send the
         // body: waiting for it could take a read timeout. Close instead.
-        if self.remaining > self.policy.max_bytes || (self.expects_continue && !self.touched) {
+        if self.remaining > self.policy.max_bytes() || (self.expects_continue && !self.touched) {
             self.policy.close();
-            return;
-        }
-
-        let mut buf = [0u8; DRAIN_BUFFER_SIZE];
-        while self.remaining > 0 {
-            let len = buf.len().min(self.remaining as usize);
-            match reader.read(&mut buf[..len]) {
-                Ok(0) => break,
-                Ok(read) => self.remaining -= read as u64,
-                Err(ref e) if e.kind() == ErrorKind::Interrupted => (),
-                Err(_) => break,
-            }
-        }
-        if self.remaining > 0 {
-            self.policy.close();
+        } else {
+            self.policy.leave(UnreadBody::Sized(self.remaining));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{DrainPolicy, EqualReader};
+    use super::EqualReader;
+    use crate::util::drain::DrainPolicy;
     use std::io::{Cursor, ErrorKind, Read};
 
     #[test]
@@ -181,6 +132,9 @@ mod tests {
             equal_reader.read_exact(&mut vec).unwrap();
             assert_eq!(vec[0], b'h');
         }
+        // the rest is not read by the dropped body, but by the connection afterwards
+        assert_eq!(org_reader.position(), 1);
+        assert!(policy.discard_unread(&mut org_reader));
 
         let mut string = String::new();
         org_reader.read_to_string(&mut string).unwrap();
@@ -199,11 +153,12 @@ mod tests {
             false,
         ));
         assert!(policy.closing());
+        assert!(!policy.discard_unread(&mut org_reader));
         assert_eq!(org_reader.position(), 0);
     }
 
     #[test]
-    fn short_body_closes_the_connection() {
+    fn short_body_is_an_error() {
         let mut org_reader = Cursor::new(b"abc".to_vec());
         let policy = DrainPolicy::new(64 * 1024);
         {
@@ -212,6 +167,7 @@ mod tests {
             let err = body.read_to_end(&mut out).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
         }
+        assert!(!policy.discard_unread(&mut org_reader));
         assert!(policy.closing());
     }
 

@@ -1,6 +1,6 @@
 pub use self::chunked::{ChunkedBody, ChunkedDecoder};
 pub use self::custom_stream::CustomStream;
-pub(crate) use self::equal_reader::DrainPolicy;
+pub(crate) use self::drain::DrainPolicy;
 pub use self::equal_reader::EqualReader;
 pub use self::messages_queue::MessagesQueue;
 pub use self::refined_tcp_stream::RefinedTcpStream;
@@ -13,6 +13,7 @@ use std::str::FromStr;
 
 mod chunked;
 mod custom_stream;
+mod drain;
 mod equal_reader;
 mod messages_queue;
 pub(crate) mod refined_tcp_stream;
