@@ -306,7 +306,7 @@ pub fn chunked_size_overflow(addr: SocketAddr) {
 }
 
 /// 300 connections holding half a request head each: a normal request must still be
-/// answered promptly meanwhile.
+/// answered within a second meanwhile.
 pub fn many_half_sent_requests(addr: SocketAddr) {
     let held: Vec<TcpStream> = (0..300)
         .map(|_| {
@@ -315,7 +315,13 @@ pub fn many_half_sent_requests(addr: SocketAddr) {
             stream
         })
         .collect();
+    let started = Instant::now();
     assert_alive(addr);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "with 300 half-sent requests open, a plain GET took {:?}",
+        started.elapsed()
+    );
     drop(held);
     assert_alive(addr);
 }
@@ -393,6 +399,39 @@ pub fn body_never_sent(addr: SocketAddr) {
     }
     drop(held);
     assert_alive(addr);
+}
+
+/// Eight GET requests declaring a 50000-byte body that never comes: a server answers a GET
+/// without reading a body, and must answer each promptly, and other requests meanwhile (what
+/// is left of a body must not be waited for by the threads that answer requests).
+pub fn unread_body_never_sent(addr: SocketAddr) {
+    let mut held: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut stream = connect(addr);
+            send(
+                &mut stream,
+                b"GET / HTTP/1.1\r\nHost: test\r\nContent-Length: 50000\r\n\r\n",
+            );
+            stream
+        })
+        .collect();
+    let started = Instant::now();
+    // (all kept open until the end: closing one would end its body early)
+    for stream in &mut held {
+        let outcome = read_outcome(stream, PROMPT);
+        assert!(
+            matches!(outcome, Outcome::Status(_) | Outcome::Closed),
+            "a GET with an unsent body: {outcome:?} after {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        started.elapsed() < PROMPT,
+        "eight GETs with unsent bodies took {:?} to answer",
+        started.elapsed()
+    );
+    assert_alive(addr);
+    drop(held);
 }
 
 /// A 50000-byte body sent one 100-byte piece per 100 ms (50 s in all): the server must

@@ -116,6 +116,7 @@ mod tiny_http_harness {
         many_half_sent_requests,
         slow_header,
         body_never_sent,
+        unread_body_never_sent,
         body_sent_slowly,
         pipelined_flood,
     );
