@@ -14,13 +14,11 @@ fn main() -> ExitCode {
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
             ("--listen", Some(addr)) => listen = addr,
-            ("--workers", Some(n)) if n.parse::<usize>().is_ok_and(|n| n > 0) => {
-                workers = n.parse().unwrap_or(workers);
-            }
-            _ => {
-                eprintln!("usage: hello [--listen ADDR] [--workers N]");
-                return ExitCode::from(2);
-            }
+            ("--workers", Some(n)) => match n.parse() {
+                Ok(n) if n > 0 => workers = n,
+                _ => return usage(),
+            },
+            _ => return usage(),
         }
     }
 
@@ -54,4 +52,9 @@ fn main() -> ExitCode {
         let _ = handle.join();
     }
     ExitCode::SUCCESS
+}
+
+fn usage() -> ExitCode {
+    eprintln!("usage: hello [--listen ADDR] [--workers N]");
+    ExitCode::from(2)
 }
