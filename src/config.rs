@@ -33,6 +33,12 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub metrics_public: bool,
     pub trust_forwarded_for: bool,
+    /// Extension: the longest a read from a client may wait, and the whole of a body.
+    pub read_timeout_seconds: u64,
+    /// Extension: the time allowed to receive a request's line and headers.
+    pub header_timeout_seconds: u64,
+    /// Extension: connections open at once; more get 503 and are closed.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +50,9 @@ impl Default for ServerConfig {
             max_body_bytes: 65536,
             metrics_public: false,
             trust_forwarded_for: false,
+            read_timeout_seconds: 30,
+            header_timeout_seconds: 10,
+            max_connections: 1024,
         }
     }
 }
@@ -355,6 +364,15 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     if !(1024..=64 * 1024 * 1024).contains(&c.server.max_body_bytes) {
         return bad("server.max_body_bytes", "must be between 1024 and 67108864");
+    }
+    if !(1..=600).contains(&c.server.read_timeout_seconds) {
+        return bad("server.read_timeout_seconds", "must be between 1 and 600");
+    }
+    if !(1..=600).contains(&c.server.header_timeout_seconds) {
+        return bad("server.header_timeout_seconds", "must be between 1 and 600");
+    }
+    if !(16..=100_000).contains(&c.server.max_connections) {
+        return bad("server.max_connections", "must be between 16 and 100000");
     }
     if c.database.path.as_os_str().is_empty() {
         return bad("database.path", "must not be empty");

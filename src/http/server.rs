@@ -76,7 +76,13 @@ impl RunningServer {
     /// Binds `app.config.server.listen` and starts both lanes.
     pub fn start(app: Arc<App>) -> std::io::Result<RunningServer> {
         let cfg = &app.config.server;
-        let http = tiny_http::Server::http(cfg.listen.as_str())
+        let limits = tiny_http::Limits {
+            read_timeout: Duration::from_secs(cfg.read_timeout_seconds),
+            header_timeout: Duration::from_secs(cfg.header_timeout_seconds),
+            max_connections: cfg.max_connections,
+            ..tiny_http::Limits::default()
+        };
+        let http = tiny_http::Server::http_with_limits(cfg.listen.as_str(), limits)
             .map_err(|e| std::io::Error::other(format!("cannot listen on {}: {e}", cfg.listen)))?;
         let addr = http.server_addr().to_ip().ok_or_else(|| std::io::Error::other("the listener has no IP address"))?;
         let (lane_tx, lane_rx) = sync_channel(cfg.wechat_workers);

@@ -98,13 +98,14 @@ use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
+use std::io::Write;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use client::ClientConnection;
 use connection::Connection;
@@ -112,6 +113,7 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use limits::Limits;
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
@@ -119,6 +121,7 @@ pub use test::TestRequest;
 mod client;
 mod common;
 mod connection;
+mod limits;
 mod request;
 mod response;
 mod ssl;
@@ -140,6 +143,9 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // number of connections currently open
+    active_connections: Arc<AtomicUsize>,
 }
 
 enum Message {
@@ -159,11 +165,11 @@ impl From<Request> for Message {
     }
 }
 
-// this trait is to make sure that Server implements Share and Send
-#[doc(hidden)]
-trait MustBeShareDummy: Sync + Send {}
-#[doc(hidden)]
-impl MustBeShareDummy for Server {}
+// make sure that Server implements Sync and Send
+const _: fn() = || {
+    fn must_be_sync_and_send<T: Sync + Send>() {}
+    must_be_sync_and_send::<Server>();
+};
 
 pub struct IncomingRequests<'a> {
     server: &'a Server,
@@ -199,6 +205,19 @@ impl Server {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
             ssl: None,
         })
+    }
+
+    /// Shortcut for a simple server on a specific address, with the given limits.
+    #[inline]
+    pub fn http_with_limits<A>(
+        addr: A,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
+    where
+        A: ToSocketAddrs,
+    {
+        let listener = ConfigListenAddr::from_socket_addrs(addr)?.bind()?;
+        Self::from_listener_with_limits(listener, None, limits)
     }
 
     /// Shortcut for an HTTPS server on a specific address.
@@ -243,7 +262,22 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_limits(listener, ssl_config, Limits::default())
+    }
+
+    /// Builds a new server using the specified listener and limits.
+    ///
+    /// The listener is put in blocking mode. Do not set a receive timeout on it: timeouts
+    /// are set on each accepted connection, from `limits`.
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
+        let limits = limits.sanitized();
+        // The accept loop relies on a blocking `accept` (a non-blocking one would spin).
+        listener.set_blocking()?;
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -283,76 +317,125 @@ impl Server {
         // and ClientConnection objects are pushed in the messages queue
         let messages = MessagesQueue::with_capacity(8);
 
+        let active_connections = Arc::new(AtomicUsize::new(0));
+
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
+        let inside_active = active_connections.clone();
+        thread::Builder::new()
+            .name("tiny-http-accept".to_owned())
+            .spawn(move || {
+                // a tasks pool is used to dispatch the connections into threads
+                let tasks_pool = util::TaskPool::new();
+                // pause after an accept error, doubled while errors continue (EMFILE...)
+                let mut backoff = Duration::from_millis(10);
+                // connections refused over max_connections, not logged yet
+                let mut refused = 0u64;
+                let mut last_refusal_log: Option<Instant> = None;
 
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
+                log::debug!("Running accept thread");
+                while !inside_close_trigger.load(Relaxed) {
+                    let (sock, peer) = match server.accept() {
+                        Ok(accepted) => {
+                            backoff = Duration::from_millis(10);
+                            accepted
+                        }
+                        Err(e) => {
+                            if inside_close_trigger.load(Relaxed) {
+                                break;
                             }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
+                            match e.kind() {
+                                // the client went away before we accepted, or a signal
+                                IoErrorKind::ConnectionAborted
+                                | IoErrorKind::ConnectionReset
+                                | IoErrorKind::Interrupted => continue,
+                                // SO_RCVTIMEO set on the listener: accept just timed out
+                                IoErrorKind::WouldBlock | IoErrorKind::TimedOut => continue,
+                                // the listener itself is unusable: give up, as before
+                                IoErrorKind::InvalidInput => {
+                                    log::error!("Error accepting new client: {}", e);
+                                    inside_messages.push(e.into());
+                                    break;
+                                }
+                                // out of file descriptors, memory...: wait and retry
+                                _ => {
+                                    log::error!(
+                                        "Error accepting new client: {}; retrying in {:?}",
+                                        e,
+                                        backoff
+                                    );
+                                    thread::sleep(backoff);
+                                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                                    continue;
                                 }
                             }
-                        }));
+                        }
+                    };
+
+                    if inside_active.load(Ordering::Acquire) >= limits.max_connections {
+                        refused += 1;
+                        // at most one line per second, however many are refused
+                        if last_refusal_log.map_or(true, |t| t.elapsed() >= Duration::from_secs(1))
+                        {
+                            log::warn!(
+                                "{} open connections (max_connections): refused {} new one(s)",
+                                limits.max_connections,
+                                refused
+                            );
+                            last_refusal_log = Some(Instant::now());
+                            refused = 0;
+                        }
+                        refuse_busy(sock);
+                        continue;
+                    }
+                    let slot = util::ConnectionSlot::new(inside_active.clone());
+
+                    if let Err(e) = configure_socket(&sock, &limits, ssl.is_some()) {
+                        log::debug!("Dropping a connection that cannot be set up: {}", e);
+                        continue;
                     }
 
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
+                    use util::RefinedTcpStream;
+                    let (read_closable, write_closable) = match ssl {
+                        None => {
+                            let timer =
+                                util::ReadTimer::new(limits.read_timeout, limits.read_tick());
+                            RefinedTcpStream::new(sock, Some(timer), Some(slot))
+                        }
+                        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+                        Some(ref ssl) => {
+                            // trying to apply SSL over the connection
+                            // if an error occurs, we just close the socket and resume listening
+                            let sock = match ssl.accept(sock) {
+                                Ok(s) => s,
+                                Err(_) => continue,
+                            };
+
+                            RefinedTcpStream::new(sock, None, Some(slot))
+                        }
+                        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+                        Some(ref _ssl) => unreachable!(),
+                    };
+
+                    let client = ClientConnection::new(write_closable, read_closable, peer, limits);
+                    let messages = inside_messages.clone();
+                    let close = inside_close_trigger.clone();
+                    let mut client = Some(client);
+                    tasks_pool.spawn(Box::new(move || {
+                        if let Some(client) = client.take() {
+                            serve_connection(client, &messages, &close);
+                        }
+                    }));
                 }
-            }
-            log::debug!("Terminating accept thread");
-        });
+                log::debug!("Terminating accept thread");
+            })?;
 
         // result
         Ok(Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            active_connections,
         })
     }
 
@@ -372,8 +455,7 @@ impl Server {
 
     /// Returns the number of clients currently connected to the server.
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.active_connections.load(Ordering::Acquire)
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
@@ -408,6 +490,74 @@ impl Server {
     /// This method allows graceful shutdown of server.
     pub fn unblock(&self) {
         self.messages.unblock();
+    }
+}
+
+/// Sets up an accepted socket: blocking, with the limits' timeouts.
+fn configure_socket(sock: &Connection, limits: &Limits, tls: bool) -> IoResult<()> {
+    // Accepted sockets inherit O_NONBLOCK from the listener on some systems.
+    sock.set_nonblocking(false)?;
+    // Plain connections wake up every tick to check their deadlines (see `ReadTimer`); TLS
+    // streams cannot retry a timed-out read, so they only get the per-read timeout (which
+    // also bounds the handshake).
+    let read_timeout = if tls {
+        limits.read_timeout
+    } else {
+        limits.read_tick()
+    };
+    sock.set_read_timeout(Some(read_timeout))?;
+    sock.set_write_timeout(Some(limits.write_timeout))
+}
+
+/// Answers a connection over the `max_connections` limit with a 503, without blocking, and
+/// closes it.
+fn refuse_busy(mut sock: Connection) {
+    if sock.set_nonblocking(true).is_ok() {
+        let _ = sock.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\
+              Connection: close\r\nRetry-After: 1\r\n\r\n",
+        );
+    }
+    let _ = sock.shutdown(Shutdown::Write);
+}
+
+/// Reads the requests of one connection and queues them for `Server::recv`.
+fn serve_connection(
+    client: ClientConnection,
+    messages: &MessagesQueue<Message>,
+    close: &AtomicBool,
+) {
+    let secure = client.secure();
+    let (sender, receiver) = mpsc::channel();
+    // Waits for the answer to the request queued last; false if the server is gone (then
+    // nobody will take that request from the queue).
+    let wait_for_answer = || loop {
+        match receiver.recv_timeout(Duration::from_millis(500)) {
+            Ok(()) => return true,
+            Err(mpsc::RecvTimeoutError::Timeout) if !close.load(Relaxed) => (),
+            Err(_) => return false,
+        }
+    };
+    // A request is queued only once the previous one from this connection has been
+    // answered: a client pipelining requests without reading the responses can neither fill
+    // the queue (at most one request queued, and one parsed, per connection) nor occupy
+    // several threads with responses that wait for each other. A client that waits for each
+    // response never waits here.
+    let mut unanswered = false;
+    for rq in client {
+        if unanswered && !wait_for_answer() {
+            return;
+        }
+        messages.push(rq.with_notify_sender(sender.clone()).into());
+        unanswered = true;
+        // Synchronization is needed for HTTPS requests to avoid a deadlock: the TLS stream
+        // cannot be read while the response is being written.
+        if secure {
+            if !wait_for_answer() {
+                return;
+            }
+            unanswered = false;
+        }
     }
 }
 

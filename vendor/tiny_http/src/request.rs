@@ -1,15 +1,15 @@
 use std::io::Error as IoError;
 use std::io::{self, Cursor, ErrorKind, Read, Write};
 
+use std::convert::TryFrom;
 use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
 
-use crate::util::{EqualReader, FusedReader};
+use crate::limits::PREREAD_BODY_BYTES;
+use crate::util::{ChunkedBody, ChunkedDecoder, DrainPolicy, EqualReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
 
 /// Represents an HTTP request made by a client.
 ///
@@ -21,20 +21,12 @@ use chunked_transfer::Decoder;
 ///
 /// # Pipelining
 ///
-/// If a client sends multiple requests in a row (without waiting for the response), then you will
-/// get multiple `Request` objects simultaneously. This is called *requests pipelining*.
-/// Tiny-http automatically reorders the responses so that you don't need to worry about the order
-/// in which you call `respond` or `into_writer`.
-///
-/// This mechanic is disabled if:
-///
-///  - The body of a request is large enough (handling requires pipelining requires storing the
-///    body of the request in a buffer ; if the body is too big, tiny-http will avoid doing that)
-///  - A request sends a `Expect: 100-continue` header (which means that the client waits to
-///    know whether its body will be processed before sending it)
-///  - A request sends a `Connection: close` header or `Connection: upgrade` header (used for
-///    websockets), which indicates that this is the last request that will be received on this
-///    connection
+/// If a client sends multiple requests in a row (without waiting for the response), this is
+/// called *requests pipelining*. In this patched tiny_http, a connection's next request is
+/// handed out (by `Server::recv`) only once the previous one has been answered (`respond`,
+/// drop, or drop of the writer from `into_writer`): one client cannot fill the queue, or
+/// occupy several of your threads with responses that must wait for each other. So do not
+/// wait for another request while holding an unanswered one.
 ///
 /// # Automatic cleanup
 ///
@@ -96,7 +88,8 @@ impl<R: Write> Write for NotifyOnDrop<R> {
 }
 impl<R> Drop for NotifyOnDrop<R> {
     fn drop(&mut self) {
-        self.sender.send(()).unwrap();
+        // the connection may be gone already
+        self.sender.send(()).ok();
     }
 }
 
@@ -106,6 +99,10 @@ pub enum RequestCreationError {
     /// The client sent an `Expect` header that was not recognized by tiny-http.
     ExpectationFailed,
 
+    /// The body's framing is invalid or ambiguous (bad or conflicting `Content-Length`,
+    /// unsupported `Transfer-Encoding`, or both): the request must be refused with 400.
+    BadRequest,
+
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
 }
@@ -114,6 +111,64 @@ impl From<IoError> for RequestCreationError {
     fn from(err: IoError) -> RequestCreationError {
         RequestCreationError::CreationIoError(err)
     }
+}
+
+/// How `new_request` treats the body.
+pub(crate) struct BodyOptions {
+    /// What to do with the unread rest of the body when the request is dropped.
+    pub(crate) drain: DrainPolicy,
+}
+
+/// How the length of a request body is known (RFC 9112 section 6.3).
+enum BodyFraming {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// Finds the body's framing from the headers; `None` if it is invalid or ambiguous.
+fn body_framing(headers: &[Header]) -> Option<BodyFraming> {
+    let mut transfer_encodings = headers
+        .iter()
+        .filter(|h| h.field.equiv("Transfer-Encoding"));
+    let mut content_lengths = headers.iter().filter(|h| h.field.equiv("Content-Length"));
+
+    if let Some(te) = transfer_encodings.next() {
+        // Only "chunked" as the final coding tells where the body ends. A Content-Length
+        // as well is a request smuggling attempt or a broken client: refuse both.
+        let last = te.value.as_str().rsplit(',').next().unwrap_or("").trim();
+        if transfer_encodings.next().is_some()
+            || content_lengths.next().is_some()
+            || !last.eq_ignore_ascii_case("chunked")
+        {
+            return None;
+        }
+        return Some(BodyFraming::Chunked);
+    }
+
+    let mut length = None;
+    for h in content_lengths {
+        let value = h.value.as_str();
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let value: u64 = value.parse().ok()?;
+        if length.map_or(false, |l| l != value) {
+            return None;
+        }
+        length = Some(value);
+    }
+    Some(match length {
+        Some(0) | None => BodyFraming::None,
+        Some(l) => BodyFraming::Length(l),
+    })
+}
+
+/// Reads up to `limit` bytes (less at the end of the stream).
+fn read_up_to<R: Read>(reader: &mut R, limit: usize) -> io::Result<Vec<u8>> {
+    let mut buffer = Vec::with_capacity(limit.min(4096));
+    reader.take(limit as u64).read_to_end(&mut buffer)?;
+    Ok(buffer)
 }
 
 /// Builds a new request.
@@ -126,7 +181,7 @@ impl From<IoError> for RequestCreationError {
 ///
 /// The `Write` object will be used by the `Request` to write the response.
 #[allow(clippy::too_many_arguments)]
-pub fn new_request<R, W>(
+pub(crate) fn new_request<R, W>(
     secure: bool,
     method: Method,
     path: String,
@@ -135,27 +190,22 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
+    options: BodyOptions,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
+    let framing = body_framing(&headers).ok_or(RequestCreationError::BadRequest)?;
 
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
+    // the declared length, as `body_length()` reports it
+    let content_length = match framing {
+        BodyFraming::Length(l) => Some(usize::try_from(l).unwrap_or(usize::MAX)),
+        BodyFraming::None => headers
             .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
+            .any(|h| h.field.equiv("Content-Length"))
+            .then_some(0),
+        BodyFraming::Chunked => None,
     };
 
     // true if the client sent a `Expect: 100-continue` header
@@ -183,47 +233,54 @@ where
         }
     };
 
-    // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
-    // content-length headers
-    let reader = if connection_upgrade {
+    // We wrap `source_data` around a reader whose nature depends on the transfer-encoding and
+    // content-length headers. Small bodies are read here, by the connection's thread, so that
+    // the application's threads never wait on a slow client for them (not when the client
+    // waits for `100 Continue`, which is sent when the application asks for the body).
+    let drain = options.drain;
+    let reader: Box<dyn Read + Send + 'static> = if connection_upgrade {
         // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
-        if content_length == 0 {
-            Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
-            // if the content-length is small enough, we just read everything into a buffer
-
-            let mut buffer = vec![0; content_length];
-            let mut offset = 0;
-
-            while offset != content_length {
-                let read = source_data.read(&mut buffer[offset..])?;
-                if read == 0 {
-                    // the socket returned EOF, but we were before the expected content-length
-                    // aborting
-                    let info = "Connection has been closed before we received enough data";
-                    let err = IoError::new(ErrorKind::ConnectionAborted, info);
-                    return Err(RequestCreationError::CreationIoError(err));
-                }
-
-                offset += read;
-            }
-
-            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
-        } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
-            Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
-        }
-    } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+        Box::new(source_data)
     } else {
-        // if we have neither a Content-Length nor a Transfer-Encoding,
-        // assuming that we have no data
-        // TODO: could also be multipart/byteranges
-        Box::new(io::empty()) as Box<dyn Read + Send + 'static>
+        match framing {
+            BodyFraming::None => Box::new(io::empty()),
+            BodyFraming::Length(length)
+                if length <= PREREAD_BODY_BYTES as u64 && !expects_continue =>
+            {
+                let mut buffer = vec![0; length as usize];
+                source_data.read_exact(&mut buffer).map_err(|e| {
+                    if e.kind() == ErrorKind::UnexpectedEof {
+                        // the socket returned EOF, but we were before the expected length
+                        let info = "Connection has been closed before we received enough data";
+                        IoError::new(ErrorKind::ConnectionAborted, info)
+                    } else {
+                        e
+                    }
+                })?;
+                Box::new(Cursor::new(buffer))
+            }
+            BodyFraming::Length(length) => Box::new(EqualReader::new(
+                source_data,
+                length,
+                drain,
+                expects_continue,
+            )),
+            BodyFraming::Chunked if !expects_continue => {
+                let mut decoder = ChunkedDecoder::new(source_data);
+                let start = read_up_to(&mut decoder, PREREAD_BODY_BYTES)?;
+                if decoder.is_done() {
+                    Box::new(Cursor::new(start))
+                } else {
+                    let rest = ChunkedBody::new(decoder, drain, false);
+                    Box::new(Cursor::new(start).chain(rest))
+                }
+            }
+            BodyFraming::Chunked => Box::new(ChunkedBody::new(
+                ChunkedDecoder::new(source_data),
+                drain,
+                true,
+            )),
+        }
     };
 
     Ok(Request {
@@ -435,7 +492,8 @@ impl Request {
     {
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
+            // the connection may be gone already
+            sender.send(()).ok();
         }
         res
     }
@@ -490,9 +548,10 @@ impl Drop for Request {
         if self.response_writer.is_some() {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
-            if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
-            }
+        }
+        // Also when `respond` panicked: the connection's thread waits for this.
+        if let Some(sender) = self.notify_when_responded.take() {
+            sender.send(()).ok();
         }
     }
 }

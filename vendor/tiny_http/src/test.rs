@@ -1,4 +1,6 @@
-use crate::{request::new_request, HTTPVersion, Header, HeaderField, Method, Request};
+use crate::request::{new_request, BodyOptions};
+use crate::util::DrainPolicy;
+use crate::{HTTPVersion, Header, HeaderField, Method, Request};
 use ascii::AsciiString;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -73,6 +75,9 @@ impl From<TestRequest> for Request {
             Some(mock.remote_addr),
             mock.body.as_bytes(),
             std::io::sink(),
+            BodyOptions {
+                drain: DrainPolicy::new(crate::Limits::default().max_drain_bytes),
+            },
         )
         .unwrap()
     }

@@ -122,6 +122,7 @@ fn server_crash_results_in_response() {
 }
 
 #[test]
+#[ignore = "wxlogin patch: a connection's next request is handed out once the previous one is answered (PATCHES.md)"]
 fn responses_reordered() {
     let (server, mut client) = support::new_one_server_one_client();
 

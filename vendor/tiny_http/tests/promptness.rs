@@ -85,6 +85,7 @@ mod prompt_pipelining {
     }
 
     #[test]
+    #[ignore = "wxlogin patch: a connection's next request is handed out once the previous one is answered (PATCHES.md)"]
     fn empty() {
         assert_requests_parsed_promptly(5, &[], Duration::from_millis(200), move |wr| {
             for _ in 0..5 {
@@ -95,6 +96,7 @@ mod prompt_pipelining {
     }
 
     #[test]
+    #[ignore = "wxlogin patch: a connection's next request is handed out once the previous one is answered (PATCHES.md)"]
     fn content_length_short() {
         let body = &[65u8; 100]; // short but not trivial
         assert_requests_parsed_promptly(5, body, Duration::from_millis(200), move |wr| {
@@ -108,6 +110,7 @@ mod prompt_pipelining {
     }
 
     #[test]
+    #[ignore = "wxlogin patch: a connection's next request is handed out once the previous one is answered (PATCHES.md)"]
     fn content_length_long() {
         let body = &[65u8; 10000]; // long enough that it won't be buffered
         assert_requests_parsed_promptly(5, body, Duration::from_millis(200), move |wr| {
@@ -121,6 +124,7 @@ mod prompt_pipelining {
     }
 
     #[test]
+    #[ignore = "wxlogin patch: a connection's next request is handed out once the previous one is answered (PATCHES.md)"]
     fn chunked() {
         let body = &[65u8; 10000];
         assert_requests_parsed_promptly(5, body, Duration::from_millis(200), move |wr| {
@@ -197,6 +201,7 @@ mod prompt_responses {
     }
 
     #[test]
+    #[ignore = "wxlogin patch: up to 16 KiB of a chunked body is read before the request is handed out (PATCHES.md)"]
     fn chunked() {
         assert_responds_promptly(Duration::from_millis(200), move |wr| {
             write!(wr, "GET / HTTP/1.1\r\n").unwrap();

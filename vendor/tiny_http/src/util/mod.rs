@@ -1,17 +1,20 @@
+pub use self::chunked::{ChunkedBody, ChunkedDecoder};
 pub use self::custom_stream::CustomStream;
+pub(crate) use self::drain::DrainPolicy;
 pub use self::equal_reader::EqualReader;
-pub use self::fused_reader::FusedReader;
 pub use self::messages_queue::MessagesQueue;
 pub use self::refined_tcp_stream::RefinedTcpStream;
+pub(crate) use self::refined_tcp_stream::{ConnectionSlot, Deadline, ReadTimer};
+pub use self::sequential::SequentialWriterBuilder;
 pub use self::sequential::{SequentialReader, SequentialReaderBuilder};
-pub use self::sequential::{SequentialWriter, SequentialWriterBuilder};
 pub use self::task_pool::TaskPool;
 
 use std::str::FromStr;
 
+mod chunked;
 mod custom_stream;
+mod drain;
 mod equal_reader;
-mod fused_reader;
 mod messages_queue;
 pub(crate) mod refined_tcp_stream;
 mod sequential;

@@ -1,13 +1,17 @@
 use std::io::Result as IoResult;
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::io::{Error as IoError, ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
 use crate::ssl::SslStream;
 
 pub(crate) enum Stream {
-    Http(Connection),
+    // Both halves share the socket: one file descriptor per connection.
+    Http(Arc<Connection>),
     #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
     Https(SslStream),
 }
@@ -15,7 +19,7 @@ pub(crate) enum Stream {
 impl Clone for Stream {
     fn clone(&self) -> Self {
         match self {
-            Stream::Http(tcp_stream) => Stream::Http(tcp_stream.try_clone().unwrap()),
+            Stream::Http(connection) => Stream::Http(connection.clone()),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => Stream::Https(ssl_stream.clone()),
         }
@@ -23,8 +27,8 @@ impl Clone for Stream {
 }
 
 impl From<Connection> for Stream {
-    fn from(tcp_stream: Connection) -> Self {
-        Stream::Http(tcp_stream)
+    fn from(connection: Connection) -> Self {
+        Stream::Http(Arc::new(connection))
     }
 }
 
@@ -37,17 +41,9 @@ impl Stream {
         }
     }
 
-    fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
-        match self {
-            Stream::Http(tcp_stream) => tcp_stream.peer_addr(),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-            Stream::Https(ssl_stream) => ssl_stream.peer_addr(),
-        }
-    }
-
     fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
         match self {
-            Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
+            Stream::Http(connection) => connection.shutdown(how),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.shutdown(how),
         }
@@ -57,7 +53,7 @@ impl Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         match self {
-            Stream::Http(tcp_stream) => tcp_stream.read(buf),
+            Stream::Http(connection) => (&**connection).read(buf),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.read(buf),
         }
@@ -67,7 +63,7 @@ impl Read for Stream {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         match self {
-            Stream::Http(tcp_stream) => tcp_stream.write(buf),
+            Stream::Http(connection) => (&**connection).write(buf),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.write(buf),
         }
@@ -75,25 +71,93 @@ impl Write for Stream {
 
     fn flush(&mut self) -> IoResult<()> {
         match self {
-            Stream::Http(tcp_stream) => tcp_stream.flush(),
+            Stream::Http(connection) => (&**connection).flush(),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.flush(),
         }
     }
 }
 
+/// One of the server's `max_connections` slots, held for as long as the connection is open
+/// (both halves of the socket share it, so it is released when the socket is closed, even if
+/// a request outlives the connection's thread).
+pub(crate) struct ConnectionSlot {
+    active: Arc<AtomicUsize>,
+}
+
+impl ConnectionSlot {
+    pub(crate) fn new(active: Arc<AtomicUsize>) -> ConnectionSlot {
+        active.fetch_add(1, Ordering::AcqRel);
+        ConnectionSlot { active }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A deadline for the current phase of reading from a connection (a request head, a body).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Deadline {
+    /// Only the per-read timeout applies.
+    None,
+    /// Starts at the next read from the socket (so time spent waiting in the server's queue,
+    /// before anyone reads, does not count).
+    After(Duration),
+    /// Reads fail with `TimedOut` once this instant has passed.
+    At(Instant),
+}
+
+/// Timeouts of the read half of a plain (non-TLS) connection.
+///
+/// The socket's `SO_RCVTIMEO` is set to a short `tick`; a read that times out is retried until
+/// the per-read timeout or the phase deadline has passed. This enforces a *total* deadline
+/// (e.g. for a request head sent one byte at a time) without a `setsockopt` call per read.
+pub(crate) struct ReadTimer {
+    read_timeout: Duration,
+    tick: Duration,
+    deadline: Deadline,
+}
+
+impl ReadTimer {
+    pub(crate) fn new(read_timeout: Duration, tick: Duration) -> ReadTimer {
+        ReadTimer {
+            read_timeout,
+            tick,
+            deadline: Deadline::None,
+        }
+    }
+}
+
+fn is_timeout(err: &IoError) -> bool {
+    // SO_RCVTIMEO expiring is reported as EAGAIN (WouldBlock) on Unix, as TimedOut on Windows.
+    matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
 pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
+    timer: Option<ReadTimer>,
+    _slot: Option<Arc<ConnectionSlot>>,
 }
 
 impl RefinedTcpStream {
-    pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
+    /// Splits a stream into its read half and its write half.
+    ///
+    /// `timer` (read half only) must match the `SO_RCVTIMEO` already set on the socket.
+    pub(crate) fn new<S>(
+        stream: S,
+        timer: Option<ReadTimer>,
+        slot: Option<ConnectionSlot>,
+    ) -> (RefinedTcpStream, RefinedTcpStream)
     where
         S: Into<Stream>,
     {
         let stream: Stream = stream.into();
+        let slot = slot.map(Arc::new);
 
         let (read, write) = (stream.clone(), stream);
 
@@ -101,12 +165,16 @@ impl RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
+            timer,
+            _slot: slot.clone(),
         };
 
         let write = RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
+            timer: None,
+            _slot: slot,
         };
 
         (read, write)
@@ -118,8 +186,44 @@ impl RefinedTcpStream {
         self.stream.secure()
     }
 
-    pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
-        self.stream.peer_addr()
+    /// Sets the deadline for the reads to come (no effect without a timer).
+    pub(crate) fn set_deadline(&mut self, deadline: Deadline) {
+        if let Some(timer) = self.timer.as_mut() {
+            timer.deadline = deadline;
+        }
+    }
+
+    fn timed_read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
+        let timer = match self.timer.as_mut() {
+            Some(timer) => timer,
+            None => return self.stream.read(buf),
+        };
+        if let Deadline::After(duration) = timer.deadline {
+            timer.deadline = match Instant::now().checked_add(duration) {
+                Some(at) => Deadline::At(at),
+                None => Deadline::None,
+            };
+        }
+        let mut blocked_since: Option<Instant> = None;
+        loop {
+            if let Deadline::At(at) = timer.deadline {
+                if Instant::now() >= at {
+                    return Err(IoError::new(ErrorKind::TimedOut, "deadline exceeded"));
+                }
+            }
+            match self.stream.read(buf) {
+                Err(ref e) if is_timeout(e) => {
+                    // One tick passed without data; the read began about a tick before this.
+                    let now = Instant::now();
+                    let since = *blocked_since
+                        .get_or_insert_with(|| now.checked_sub(timer.tick).unwrap_or(now));
+                    if now.duration_since(since) >= timer.read_timeout {
+                        return Err(IoError::new(ErrorKind::TimedOut, "read timed out"));
+                    }
+                }
+                result => return result,
+            }
+        }
     }
 }
 
@@ -137,7 +241,7 @@ impl Drop for RefinedTcpStream {
 
 impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        self.stream.read(buf)
+        self.timed_read(buf)
     }
 }
 

@@ -1,9 +1,9 @@
 use std::io::Result as IoResult;
-use std::io::{Read, Write};
+use std::io::{Error as IoError, ErrorKind, Read, Write};
 
 use std::sync::mpsc::channel;
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use std::mem;
 
@@ -110,37 +110,58 @@ impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
     }
 }
 
+impl<R: Read + Send> SequentialReader<R> {
+    /// Waits until the previous readers are done with the underlying reader, then gives
+    /// access to it.
+    pub fn inner_mut(&mut self) -> IoResult<&mut R> {
+        if let SequentialReaderInner::Waiting(ref recv) = self.inner {
+            // The previous reader always hands the stream over when dropped; an error means
+            // it was lost (e.g. leaked), so there is no stream to read from any more.
+            let reader = recv.recv().map_err(|_| {
+                IoError::new(ErrorKind::ConnectionAborted, "the connection was abandoned")
+            })?;
+            self.inner = SequentialReaderInner::MyTurn(reader);
+        }
+        match self.inner {
+            SequentialReaderInner::MyTurn(ref mut reader) => Ok(reader),
+            _ => Err(IoError::new(
+                ErrorKind::ConnectionAborted,
+                "the connection was abandoned",
+            )),
+        }
+    }
+}
+
 impl<R: Read + Send> Read for SequentialReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        let mut reader = match self.inner {
-            SequentialReaderInner::MyTurn(ref mut reader) => return reader.read(buf),
-            SequentialReaderInner::Waiting(ref mut recv) => recv.recv().unwrap(),
-            SequentialReaderInner::Empty => unreachable!(),
-        };
+        self.inner_mut()?.read(buf)
+    }
+}
 
-        let result = reader.read(buf);
-        self.inner = SequentialReaderInner::MyTurn(reader);
-        result
+impl<W: Write + Send> SequentialWriter<W> {
+    fn wait_for_turn(&mut self) {
+        if let Some(v) = self.trigger.take() {
+            // An error means the previous writer is gone without notifying: go ahead.
+            v.recv().ok();
+        }
     }
 }
 
 impl<W: Write + Send> Write for SequentialWriter<W> {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap()
-        }
-        self.trigger = None;
-
-        self.writer.lock().unwrap().write(buf)
+        self.wait_for_turn();
+        self.writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .write(buf)
     }
 
     fn flush(&mut self) -> IoResult<()> {
-        if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap()
-        }
-        self.trigger = None;
-
-        self.writer.lock().unwrap().flush()
+        self.wait_for_turn();
+        self.writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flush()
     }
 }
 
@@ -156,8 +177,9 @@ where
                 self.next.send(reader).ok();
             }
             SequentialReaderInner::Waiting(recv) => {
-                let reader = recv.recv().unwrap();
-                self.next.send(reader).ok();
+                if let Ok(reader) = recv.recv() {
+                    self.next.send(reader).ok();
+                }
             }
             SequentialReaderInner::Empty => (),
         }

@@ -1,6 +1,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -65,11 +65,21 @@ impl TaskPool {
     }
 
     /// Executes a function in a thread.
-    /// If no thread is available, spawns a new one.
+    /// If no thread is available, spawns a new one. (The number of tasks, one per
+    /// connection, is bounded by the caller: `Limits::max_connections`.)
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
-        let mut queue = self.sharing.todo.lock().unwrap();
+        let mut queue = self
+            .sharing
+            .todo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // A woken thread counts as waiting until it has taken its task from the queue, so
+        // only the waiting threads beyond the queued tasks are free. (Comparing with zero
+        // queued a burst of tasks behind a few idle threads, where they waited until some
+        // task ended: with connections as tasks, until some connection closed.) Both counts
+        // change only under this lock.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
@@ -77,10 +87,12 @@ impl TaskPool {
         }
     }
 
+    /// Starts a worker thread. If the OS refuses (too many threads), the initial task is
+    /// dropped (for a connection: it is closed) instead of panicking the caller.
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        let spawned = thread::Builder::new().spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -124,6 +136,9 @@ impl TaskPool {
                 task();
             }
         });
+        if let Err(e) = spawned {
+            log::error!("Cannot start a thread for a connection: {}", e);
+        }
     }
 }
 

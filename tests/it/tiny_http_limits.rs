@@ -1,0 +1,150 @@
+//! tiny_http's own limits, on a bare tiny_http server with short limits: the connection
+//! cap and drain-or-close. The hostile requests themselves run against wxlogin in
+//! `hardening.rs`.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use tiny_http::{Limits, Method, Request, Response, Server};
+
+use crate::hostile;
+
+const MAX_BODY: usize = 64 * 1024;
+
+/// A running server; stopped when dropped.
+struct TestServer {
+    addr: SocketAddr,
+    server: Arc<Server>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        for _ in &self.workers {
+            self.server.unblock();
+        }
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn short_limits() -> Limits {
+    Limits { header_timeout: Duration::from_secs(2), read_timeout: Duration::from_secs(2), ..Limits::default() }
+}
+
+fn start(limits: Limits) -> TestServer {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Arc::new(Server::from_listener_with_limits(listener, None, limits).unwrap());
+    let workers = (0..2)
+        .map(|_| {
+            let server = Arc::clone(&server);
+            thread::spawn(move || {
+                for request in server.incoming_requests() {
+                    handle(request);
+                }
+            })
+        })
+        .collect();
+    TestServer { addr, server, workers }
+}
+
+/// POST: 413 past 64 KiB (declared, or read), 400 if the body cannot be read, else 200.
+/// Anything else: 200.
+fn handle(mut request: Request) {
+    let status = if *request.method() == Method::Post {
+        if request.body_length().is_some_and(|l| l > MAX_BODY) {
+            413
+        } else {
+            let mut body = Vec::new();
+            match request.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut body) {
+                Ok(_) if body.len() > MAX_BODY => 413,
+                Ok(_) => 200,
+                Err(_) => 400,
+            }
+        }
+    } else {
+        200
+    };
+    let _ = request.respond(Response::from_string("{}").with_status_code(status));
+}
+
+#[test]
+fn default_limits_serve_plain_requests() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Arc::new(Server::from_listener(listener, None).unwrap());
+    let worker = {
+        let server = Arc::clone(&server);
+        thread::spawn(move || {
+            for request in server.incoming_requests() {
+                handle(request);
+            }
+        })
+    };
+    hostile::assert_alive(addr);
+    server.unblock();
+    worker.join().unwrap();
+}
+
+/// Past `max_connections`, new connections are refused at once, and served again once
+/// connections close.
+#[test]
+fn connections_over_the_limit_are_refused() {
+    let server = start(Limits { max_connections: 4, ..short_limits() });
+    let held: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(server.addr).unwrap()).collect();
+    // the accept thread counts them as it accepts them
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.server.num_connections() < 4 {
+        assert!(Instant::now() < deadline, "connections not counted");
+        thread::sleep(Duration::from_millis(10));
+    }
+
+    let mut extra = TcpStream::connect(server.addr).unwrap();
+    extra.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut answer = String::new();
+    let _ = extra.read_to_string(&mut answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 503"), "over the limit: {answer:?}");
+
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.server.num_connections() > 0 {
+        assert!(Instant::now() < deadline, "closed connections still counted");
+        thread::sleep(Duration::from_millis(10));
+    }
+    hostile::assert_alive(server.addr);
+}
+
+/// A small unread body is discarded and the connection reused; a large one is not read,
+/// and the connection is closed after the response.
+#[test]
+fn unread_bodies_are_drained_or_the_connection_closed() {
+    use std::io::Write;
+    let server = start(short_limits());
+
+    // a 20000-byte body (over the pre-read size) ignored by a GET handler, then a
+    // second request on the same connection
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut request = b"GET /a HTTP/1.1\r\nHost: t\r\nContent-Length: 20000\r\n\r\n".to_vec();
+    request.resize(request.len() + 20000, b'x');
+    request.extend_from_slice(b"GET /b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    stream.write_all(&request).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
+
+    // a body over max_drain_bytes: one answer, then the connection is closed
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.write_all(b"GET /a HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\nxyz").unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
+}
