@@ -43,11 +43,11 @@ pub(super) fn insert(tx: &Transaction, token_hash: &[u8; 32], user_id: i64, term
     let now = terms.now;
     let max_expires_at = now + terms.max_lifetime;
     let expires_at = (now + terms.ttl).min(max_expires_at);
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at, max_expires_at)
          VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
-        params![&token_hash[..], user_id, now, expires_at, max_expires_at],
-    )?;
+    )?
+    .execute(params![&token_hash[..], user_id, now, expires_at, max_expires_at])?;
     Ok(expires_at)
 }
 

@@ -80,23 +80,18 @@ impl Store {
         let now = l.terms.now;
         self.write(|tx| {
             let existing: Option<i64> = tx
-                .query_row("SELECT id FROM users WHERE app = ?1 AND openid = ?2", params![l.app, l.openid], |r| r.get(0))
+                .prepare_cached("SELECT id FROM users WHERE app = ?1 AND openid = ?2")?
+                .query_row(params![l.app, l.openid], |r| r.get(0))
                 .optional()?;
             let user_id = match existing {
                 Some(id) => {
-                    tx.execute(
-                        "UPDATE users SET session_key = ?2, session_key_at = ?3, last_login_at = ?3,
-                                unionid = COALESCE(?4, unionid) WHERE id = ?1",
-                        params![id, l.session_key.expose(), now, l.unionid],
-                    )?;
+                    tx.prepare_cached("UPDATE users SET session_key = ?2, session_key_at = ?3, last_login_at = ?3,
+                                unionid = COALESCE(?4, unionid) WHERE id = ?1")?.execute(params![id, l.session_key.expose(), now, l.unionid])?;
                     id
                 }
                 None => {
-                    tx.execute(
-                        "INSERT INTO users (app, openid, unionid, session_key, session_key_at, created_at, last_login_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)",
-                        params![l.app, l.openid, l.unionid, l.session_key.expose(), now],
-                    )?;
+                    tx.prepare_cached("INSERT INTO users (app, openid, unionid, session_key, session_key_at, created_at, last_login_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)")?.execute(params![l.app, l.openid, l.unionid, l.session_key.expose(), now])?;
                     tx.last_insert_rowid()
                 }
             };
@@ -188,21 +183,21 @@ impl Store {
         gender: Option<i64>,
     ) -> Result<Option<User>> {
         self.write(|tx| {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE users SET nickname = COALESCE(?2, nickname), avatar_url = COALESCE(?3, avatar_url),
                         gender = COALESCE(?4, gender) WHERE id = ?1",
-                params![user_id, nickname, avatar_url, gender],
-            )?;
+            )?
+            .execute(params![user_id, nickname, avatar_url, gender])?;
             user_by_id(tx, user_id)
         })
     }
 
     pub fn update_phone(&self, user_id: i64, phone_number: &str, country_code: Option<&str>) -> Result<Option<User>> {
         self.write(|tx| {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE users SET phone_number = ?2, country_code = COALESCE(?3, country_code) WHERE id = ?1",
-                params![user_id, phone_number, country_code],
-            )?;
+            )?
+            .execute(params![user_id, phone_number, country_code])?;
             user_by_id(tx, user_id)
         })
     }
@@ -214,10 +209,10 @@ pub(super) fn user_by_id(c: &Connection, id: i64) -> Result<Option<User>> {
 }
 
 fn count_login(tx: &Transaction, app: &str, now: i64) -> Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO login_days (app, day, logins) VALUES (?1, date(?2, 'unixepoch'), 1)
          ON CONFLICT (app, day) DO UPDATE SET logins = logins + 1",
-        params![app, now],
-    )?;
+    )?
+    .execute(params![app, now])?;
     Ok(())
 }
