@@ -236,7 +236,13 @@ fn run(s: &Shared, mut rq: tiny_http::Request, route: &'static Route, meta: Meta
 pub fn call_handler(app: &App, route: &Route, req: &Req) -> Resp {
     match catch_unwind(AssertUnwindSafe(|| (route.handler)(app, req))) {
         Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => Resp::from_error(&e),
+        Ok(Err(e)) => {
+            // The operator needs the reason for a failure that is not the client's fault.
+            if e.status() >= 500 {
+                log::warn!("{} rid={}: {} {}: {}", route.name, req.request_id, e.status(), e.code(), e.message());
+            }
+            Resp::from_error(&e)
+        }
         Err(_) => {
             log::error!("handler for {} panicked (request {})", route.name, req.request_id);
             Resp::from_error(&ApiError::Internal)
