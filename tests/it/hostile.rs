@@ -292,32 +292,8 @@ pub fn slow_header(addr: SocketAddr) {
     let mut stream = connect(addr);
     stream.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
     let head = b"GET / HTTP/1.1\r\nHost: test\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
-    let mut outcome = Outcome::TimedOut;
-    for byte in head.iter().cycle() {
-        if started.elapsed() > Duration::from_secs(14) {
-            break;
-        }
-        if !send(&mut stream, std::slice::from_ref(byte)) {
-            outcome = Outcome::Closed;
-            break;
-        }
-        let mut buf = [0u8; 1024];
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                outcome = Outcome::Closed;
-                break;
-            }
-            Ok(n) => {
-                outcome = parse_status(&buf[..n]).map_or(Outcome::Closed, Outcome::Status);
-                break;
-            }
-            Err(ref e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => {
-                outcome = Outcome::Closed;
-                break;
-            }
-        }
-    }
+    let pieces = head.iter().cycle().map(std::slice::from_ref);
+    let outcome = trickle(&mut stream, pieces, started, Duration::from_secs(14));
     assert!(
         outcome == Outcome::Closed || outcome.is_status_in(400..=499),
         "a head sent one byte per second was not cut off: {outcome:?} after {:?}",
@@ -393,29 +369,8 @@ pub fn body_sent_slowly(addr: SocketAddr) {
           Content-Length: 50000\r\n\r\n",
     );
     stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    let mut outcome = Outcome::TimedOut;
-    while started.elapsed() < Duration::from_secs(40) {
-        if !send(&mut stream, &[b' '; 100]) {
-            outcome = Outcome::Closed;
-            break;
-        }
-        let mut buf = [0u8; 1024];
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                outcome = Outcome::Closed;
-                break;
-            }
-            Ok(n) => {
-                outcome = parse_status(&buf[..n]).map_or(Outcome::Closed, Outcome::Status);
-                break;
-            }
-            Err(ref e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => {
-                outcome = Outcome::Closed;
-                break;
-            }
-        }
-    }
+    let pieces = std::iter::repeat(&[b' '; 100][..]);
+    let outcome = trickle(&mut stream, pieces, started, Duration::from_secs(40));
     assert!(
         outcome == Outcome::Closed || outcome.is_status_in(400..=599),
         "a body sent slowly was not cut off: {outcome:?} after {:?}",
@@ -441,4 +396,31 @@ pub fn pipelined_flood(addr: SocketAddr) {
     sender.join().unwrap();
     drop(stream);
     assert_alive(addr);
+}
+
+/// Sends `pieces` one at a time, looking for an answer after each (the stream's read
+/// timeout sets the pace), until the server answers or closes, or `give_up` has passed
+/// since `started` (then `TimedOut`: the server let a slow client hold on).
+fn trickle<'a>(
+    stream: &mut TcpStream,
+    pieces: impl Iterator<Item = &'a [u8]>,
+    started: Instant,
+    give_up: Duration,
+) -> Outcome {
+    for piece in pieces {
+        if started.elapsed() > give_up {
+            break;
+        }
+        if !send(stream, piece) {
+            return Outcome::Closed;
+        }
+        let mut buf = [0u8; 1024];
+        match stream.read(&mut buf) {
+            Ok(0) => return Outcome::Closed,
+            Ok(n) => return parse_status(&buf[..n]).map_or(Outcome::Closed, Outcome::Status),
+            Err(ref e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return Outcome::Closed,
+        }
+    }
+    Outcome::TimedOut
 }
