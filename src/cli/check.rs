@@ -16,37 +16,35 @@ pub fn check(mut args: Args) -> Result<ExitCode> {
     let config = config::load(&path)?;
     println!("config: {} is valid ({} app(s): {})", path.display(), config.apps.len(), app_names(&config));
     let db = &config.database.path;
-    match store::inspect(db)? {
-        None => println!("database: {} does not exist yet; it will be created on first start", db.display()),
-        Some(i) if i.version > SCHEMA_VERSION => {
-            return Err(CliError::new(format!(
-                "database: {} has schema version {}, newer than this wxlogin's {SCHEMA_VERSION}: it was written by a newer wxlogin",
-                db.display(),
-                i.version
-            )))
-        }
-        Some(i) if i.quick_check != "ok" => {
-            return Err(CliError::new(format!("database: {} is damaged: {}", db.display(), i.quick_check)))
-        }
-        Some(i) => {
-            let upgrade = if i.version < SCHEMA_VERSION {
-                format!(" (will be upgraded to version {SCHEMA_VERSION} on start)")
-            } else {
-                String::new()
-            };
-            println!(
-                "database: {} is healthy, schema version {}{upgrade}, {} user(s), {} live session(s)",
-                db.display(),
-                i.version,
-                i.users,
-                i.live_sessions
-            );
-        }
-    }
+    check_database(db)?;
     if live && !check_live(&config) {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A missing database is fine (`serve` creates it); an existing one gets the same
+/// verification as a backup: integrity_check, a wxlogin schema, a version this binary
+/// knows. A newer or foreign file is an error naming the file.
+fn check_database(db: &std::path::Path) -> Result<()> {
+    if !db.exists() {
+        println!("database: {} does not exist yet; it will be created on first start", db.display());
+        return Ok(());
+    }
+    let v = store::verify(db).map_err(|e| CliError::new(format!("database: {}: {e}", db.display())))?;
+    let upgrade = if v.version < SCHEMA_VERSION {
+        format!(" (will be upgraded to version {SCHEMA_VERSION} on start)")
+    } else {
+        String::new()
+    };
+    println!(
+        "database: {} is healthy, schema version {}{upgrade}, {} user(s), {} live session(s)",
+        db.display(),
+        v.version,
+        v.users,
+        v.live_sessions
+    );
+    Ok(())
 }
 
 /// Asks WeChat for each app's access token and explains a failure in plain words.

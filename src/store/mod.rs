@@ -173,31 +173,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// What `wxlogin check` reports about a database file, read without changing it.
-pub struct Inspection {
-    pub version: i64,
-    pub quick_check: String,
-    pub users: i64,
-    pub live_sessions: i64,
-}
-
-/// Looks at the database at `path` read-only; None when there is no file yet.
-pub fn inspect(path: &Path) -> Result<Option<Inspection>> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let conn = connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let quick_check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-    let count = |sql: &str| -> Result<i64> { Ok(conn.query_row(sql, [now()], |r| r.get(0)).unwrap_or(0)) };
-    Ok(Some(Inspection {
-        users: count("SELECT count(*) FROM users WHERE ?1 IS NOT NULL")?,
-        live_sessions: count("SELECT count(*) FROM sessions WHERE expires_at > ?1")?,
-        version,
-        quick_check,
-    }))
-}
-
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)

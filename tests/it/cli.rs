@@ -157,3 +157,16 @@ fn a_database_from_a_newer_wxlogin_is_refused() {
     assert_eq!(code, 1);
     assert!(err.contains("newer"), "{err}");
 }
+
+#[test]
+fn check_refuses_a_database_that_is_not_wxlogins() {
+    let dir = TempDir::new("foreign");
+    let config = write_config(dir.path(), "http://127.0.0.1:9", "");
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("data/wxlogin.db")).unwrap();
+    db.execute_batch("CREATE TABLE notes (x)").unwrap();
+    drop(db);
+    let (code, _, err) = run(&["check", "--config", config.to_str().unwrap()], &[("WXLOGIN_SECRET_MAIN", "s")]);
+    assert_eq!(code, 1, "a foreign database must not pass as healthy");
+    assert!(err.contains("no wxlogin schema"), "{err}");
+}
