@@ -4,7 +4,7 @@
 //! it, which is exactly what makes stale open data and failing checksession calls happen
 //! in real life, so the fake rotates by default.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use super::ids;
 use super::reply::Errcode;
@@ -51,6 +51,10 @@ pub(crate) struct Sessions {
     /// Keyed by (appid, openid).
     users: HashMap<(String, String), UserRecord>,
     codes: HashMap<String, CodeRecord>,
+    /// Codes in the order they were issued, so forgetting old ones costs only the ones
+    /// forgotten. (A scan of every remembered code on each issue made the fake itself
+    /// the bottleneck of the login benchmark after some 100,000 codes.)
+    issued_order: VecDeque<(i64, String)>,
 }
 
 impl Sessions {
@@ -65,7 +69,19 @@ impl Sessions {
         rotate: bool,
         now: i64,
     ) -> IssuedCode {
-        self.codes.retain(|_, c| now - c.issued_at <= CODE_MEMORY_SECONDS);
+        self.issue(appid, user, unionid, rotate, now, ids::new_login_code())
+    }
+
+    fn issue(
+        &mut self,
+        appid: &str,
+        user: &str,
+        unionid: Option<bool>,
+        rotate: bool,
+        now: i64,
+        code: String,
+    ) -> IssuedCode {
+        self.forget_old_codes(now);
         let openid = ids::openid(appid, user);
         let record = self.users.entry((appid.to_string(), openid.clone())).or_insert_with(|| UserRecord {
             name: user.to_string(),
@@ -79,12 +95,23 @@ impl Sessions {
             record.unionid_override = unionid;
         }
         let unionid = unionid_of(record);
-        let code = ids::new_login_code();
+        self.issued_order.push_back((now, code.clone()));
         self.codes.insert(
             code.clone(),
             CodeRecord { appid: appid.to_string(), openid: openid.clone(), issued_at: now, redeemed: false },
         );
         IssuedCode { code, openid, unionid }
+    }
+
+    fn forget_old_codes(&mut self, now: i64) {
+        while let Some((issued_at, _)) = self.issued_order.front() {
+            if now - issued_at <= CODE_MEMORY_SECONDS {
+                break;
+            }
+            if let Some((_, code)) = self.issued_order.pop_front() {
+                self.codes.remove(&code);
+            }
+        }
     }
 
     /// `jscode2session`'s core: a code is good once, for its own app, for five minutes,
@@ -110,9 +137,9 @@ impl Sessions {
     pub(crate) fn redeem_mock(&mut self, appid: &str, code: &str, rotate: bool, now: i64) -> UserSession {
         let rest = &code["mock-".len().min(code.len())..];
         let user = rest.rsplit_once('-').map_or(rest, |(user, _)| user);
-        let issued = self.issue_code(appid, user, None, rotate, now);
-        if let Some(record) = self.codes.remove(&issued.code) {
-            self.codes.insert(code.to_string(), CodeRecord { redeemed: true, ..record });
+        let issued = self.issue(appid, user, None, rotate, now, code.to_string());
+        if let Some(record) = self.codes.get_mut(&issued.code) {
+            record.redeemed = true;
         }
         UserSession {
             session_key: self.by_name(appid, user).map(|s| s.session_key).unwrap_or_default(),
@@ -211,6 +238,22 @@ mod tests {
         assert_eq!(a.openid, b.openid);
         assert_ne!(a.session_key, b.session_key);
         assert_eq!(s.redeem("wx1", "mock-ann-1", T0), Err(40163));
+    }
+
+    #[test]
+    fn codes_are_remembered_for_an_hour_then_forgotten() {
+        let mut s = Sessions::default();
+        let issued = s.issue_code("wx1", "alice", None, true, T0);
+        s.redeem("wx1", &issued.code, T0).expect("redeems");
+        s.redeem_mock("wx1", "mock-bob-1", true, T0);
+        assert_eq!(s.redeem("wx1", &issued.code, T0 + 10), Err(40163));
+        assert_eq!(s.redeem("wx1", "mock-bob-1", T0 + 10), Err(40163));
+        s.issue_code("wx1", "carol", None, true, T0 + 3600);
+        assert_eq!(s.codes.len(), 3);
+        // An issue forgets what is older than the memory: here both of the first two.
+        let last = s.issue_code("wx1", "dave", None, true, T0 + 3601);
+        assert_eq!(s.codes.len(), 2);
+        assert!(s.codes.contains_key(&last.code));
     }
 
     #[test]
