@@ -82,13 +82,14 @@ impl Store {
     /// Slides the idle expiry to `now + ttl` (never past the absolute cap); returns the new expiry.
     pub fn touch_session(&self, token_hash: &[u8; 32], now: i64, ttl: i64) -> Result<i64> {
         self.write(|tx| {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE sessions SET last_seen_at = ?2, expires_at = MIN(?2 + ?3, max_expires_at)
                  WHERE token_hash = ?1 AND expires_at > ?2",
-                params![&token_hash[..], now, ttl],
-            )?;
+            )?
+            .execute(params![&token_hash[..], now, ttl])?;
             Ok(tx
-                .query_row("SELECT expires_at FROM sessions WHERE token_hash = ?1", [&token_hash[..]], |r| r.get(0))
+                .prepare_cached("SELECT expires_at FROM sessions WHERE token_hash = ?1")?
+                .query_row([&token_hash[..]], |r| r.get(0))
                 .optional()?
                 .unwrap_or(now))
         })
