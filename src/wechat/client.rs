@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::resolver::CachingResolver;
 use super::WeChatError;
 use crate::config::WeChatConfig;
 use crate::metrics::Metrics;
@@ -39,7 +40,7 @@ pub enum Call<'a> {
 impl WeChat {
     pub fn new(cfg: &WeChatConfig, metrics: Metrics) -> WeChat {
         let timeout = Duration::from_millis(cfg.timeout_ms);
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .timeout_connect(Some(timeout.min(Duration::from_secs(3))))
             .http_status_as_error(false)
@@ -49,8 +50,12 @@ impl WeChat {
             .max_idle_connections(256)
             .max_idle_connections_per_host(256)
             .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            CachingResolver::default(),
+        );
         WeChat { agent, base: cfg.api_base.trim_end_matches('/').to_string(), retries: cfg.retries, metrics }
     }
 
