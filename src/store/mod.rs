@@ -6,6 +6,7 @@
 //! connections, which WAL lets run beside the writer.
 
 mod admin;
+mod group_commit;
 mod migrate;
 mod sessions;
 pub mod tokens;
@@ -88,6 +89,7 @@ pub struct Store {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    logins: group_commit::LoginQueue,
 }
 
 impl Store {
@@ -106,7 +108,12 @@ impl Store {
         }
         writer.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
         migrate::migrate(&mut writer)?;
-        Ok(Store { path: path.to_path_buf(), writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+        Ok(Store {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            logins: group_commit::LoginQueue::default(),
+        })
     }
 
     /// Opens an existing database for an admin command, without creating anything.

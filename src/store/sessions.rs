@@ -1,7 +1,7 @@
 //! Sessions: stored as SHA-256 of the token, with a sliding idle expiry under an
 //! absolute cap.
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::users::{Terms, User};
 use super::{Result, Store};
@@ -39,7 +39,7 @@ pub struct SessionRow {
     pub expires_at: i64,
 }
 
-pub(super) fn insert(tx: &Transaction, token_hash: &[u8; 32], user_id: i64, terms: &Terms) -> Result<i64> {
+pub(super) fn insert(tx: &Connection, token_hash: &[u8; 32], user_id: i64, terms: &Terms) -> Result<i64> {
     let now = terms.now;
     let max_expires_at = now + terms.max_lifetime;
     let expires_at = (now + terms.ttl).min(max_expires_at);

@@ -1,6 +1,6 @@
 //! Users, keyed by (app, openid), and the login transaction that creates them.
 
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{sessions, Result, Store};
 use crate::secrets::Secret;
@@ -75,41 +75,11 @@ pub struct LoginOutcome {
 impl Store {
     /// Upserts the user (newest session_key wins, unionid kept), records the used code
     /// for the replay window and issues the session, all in one transaction: a crash
-    /// leaves either all of it or none.
+    /// leaves either all of it or none. Concurrent logins share a transaction (see
+    /// `group_commit`), each in a savepoint of its own.
     pub fn record_login(&self, l: &NewLogin) -> Result<LoginOutcome> {
-        let now = l.terms.now;
-        self.write(|tx| {
-            let existing: Option<i64> = tx
-                .prepare_cached("SELECT id FROM users WHERE app = ?1 AND openid = ?2")?
-                .query_row(params![l.app, l.openid], |r| r.get(0))
-                .optional()?;
-            let user_id = match existing {
-                Some(id) => {
-                    tx.prepare_cached("UPDATE users SET session_key = ?2, session_key_at = ?3, last_login_at = ?3,
-                                unionid = COALESCE(?4, unionid) WHERE id = ?1")?.execute(params![id, l.session_key.expose(), now, l.unionid])?;
-                    id
-                }
-                None => {
-                    tx.prepare_cached("INSERT INTO users (app, openid, unionid, session_key, session_key_at, created_at, last_login_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)")?.execute(params![l.app, l.openid, l.unionid, l.session_key.expose(), now])?;
-                    tx.last_insert_rowid()
-                }
-            };
-            let new_user = existing.is_none();
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO used_codes (app, code_hash, user_id, new_user, used_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![l.app, &l.code_hash[..], user_id, new_user, now])?;
-            let expires_at = sessions::insert(tx, &l.token_hash, user_id, &l.terms)?;
-            count_login(tx, l.app, now)?;
-            Ok(LoginOutcome {
-                user: user_by_id(tx, user_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?,
-                new_user,
-                expires_at,
-            })
-        })
+        self.commit_login(l)
     }
-
     /// A code exchanged successfully within `window` seconds: issue another session for
     /// the same user instead of asking WeChat again (which would answer 40163).
     pub fn replay_login(
@@ -202,6 +172,45 @@ impl Store {
     }
 }
 
+/// One login's writes, on the writer inside an open transaction.
+pub(super) fn write_login(tx: &Connection, l: &NewLogin) -> Result<LoginOutcome> {
+    let now = l.terms.now;
+    let existing: Option<i64> = tx
+        .prepare_cached("SELECT id FROM users WHERE app = ?1 AND openid = ?2")?
+        .query_row(params![l.app, l.openid], |r| r.get(0))
+        .optional()?;
+    let user_id = match existing {
+        Some(id) => {
+            tx.prepare_cached(
+                "UPDATE users SET session_key = ?2, session_key_at = ?3, last_login_at = ?3,
+                            unionid = COALESCE(?4, unionid) WHERE id = ?1",
+            )?
+            .execute(params![id, l.session_key.expose(), now, l.unionid])?;
+            id
+        }
+        None => {
+            tx.prepare_cached(
+                "INSERT INTO users (app, openid, unionid, session_key, session_key_at, created_at, last_login_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)",
+            )?
+            .execute(params![l.app, l.openid, l.unionid, l.session_key.expose(), now])?;
+            tx.last_insert_rowid()
+        }
+    };
+    let new_user = existing.is_none();
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO used_codes (app, code_hash, user_id, new_user, used_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![l.app, &l.code_hash[..], user_id, new_user, now])?;
+    let expires_at = sessions::insert(tx, &l.token_hash, user_id, &l.terms)?;
+    count_login(tx, l.app, now)?;
+    Ok(LoginOutcome {
+        user: user_by_id(tx, user_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?,
+        new_user,
+        expires_at,
+    })
+}
+
 fn used_code(c: &Connection, app: &str, code_hash: &[u8; 32], since: i64) -> Result<Option<(i64, bool)>> {
     Ok(c.prepare_cached("SELECT user_id, new_user FROM used_codes WHERE app = ?1 AND code_hash = ?2 AND used_at > ?3")?
         .query_row(params![app, &code_hash[..], since], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -213,7 +222,7 @@ pub(super) fn user_by_id(c: &Connection, id: i64) -> Result<Option<User>> {
     Ok(st.query_row([id], |r| user_from_row(r, 0)).optional()?)
 }
 
-fn count_login(tx: &Transaction, app: &str, now: i64) -> Result<()> {
+fn count_login(tx: &Connection, app: &str, now: i64) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO login_days (app, day, logins) VALUES (?1, date(?2, 'unixepoch'), 1)
          ON CONFLICT (app, day) DO UPDATE SET logins = logins + 1",

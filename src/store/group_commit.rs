@@ -1,0 +1,257 @@
+//! Group commit for logins: logins that wait for the writer at the same moment share
+//! one transaction.
+//!
+//! Every login waits on the writer lock anyway. Instead of each committing alone, a
+//! login queues its ticket first; whoever gets the writer takes every queued ticket,
+//! writes each in a savepoint of its own (so one failing login does not undo the
+//! others), commits once, and leaves each ticket its outcome before it lets go of the
+//! writer. A login that then gets the writer and finds its outcome there is done. Under
+//! load this turns N commits, N turns of the lock and N sets of WAL frames for the
+//! shared pages into one. No ticket is answered before the commit that holds it has
+//! returned, so a 200 still means the login is on disk (as far as WAL promises).
+//!
+//! Invariant: tickets are only taken from the queue by a thread that holds the writer,
+//! and that thread answers all it took before releasing it.
+
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::users::write_login;
+use super::{lock, LoginOutcome, NewLogin, Result, Store, StoreError, Terms};
+use crate::secrets::Secret;
+
+/// At most this many logins share one transaction, so that one commit stays short.
+const MAX_BATCH: usize = 128;
+
+#[derive(Default)]
+pub(super) struct LoginQueue {
+    waiting: Mutex<Vec<Arc<Ticket>>>,
+}
+
+/// A login waiting for the writer, and, once written, its outcome.
+struct Ticket {
+    login: OwnedLogin,
+    outcome: Mutex<Option<Result<LoginOutcome>>>,
+}
+
+/// [`NewLogin`] with its own copies, so that another thread can write it.
+struct OwnedLogin {
+    app: String,
+    openid: String,
+    unionid: Option<String>,
+    session_key: Secret,
+    code_hash: [u8; 32],
+    token_hash: [u8; 32],
+    terms: Terms,
+}
+
+impl OwnedLogin {
+    fn of(l: &NewLogin) -> OwnedLogin {
+        OwnedLogin {
+            app: l.app.to_string(),
+            openid: l.openid.to_string(),
+            unionid: l.unionid.map(str::to_string),
+            session_key: l.session_key.clone(),
+            code_hash: l.code_hash,
+            token_hash: l.token_hash,
+            terms: l.terms,
+        }
+    }
+
+    fn view(&self) -> NewLogin<'_> {
+        NewLogin {
+            app: &self.app,
+            openid: &self.openid,
+            unionid: self.unionid.as_deref(),
+            session_key: &self.session_key,
+            code_hash: self.code_hash,
+            token_hash: self.token_hash,
+            terms: self.terms,
+        }
+    }
+}
+
+impl Ticket {
+    fn take(&self) -> Option<Result<LoginOutcome>> {
+        lock(&self.outcome).take()
+    }
+
+    fn answer(&self, outcome: Result<LoginOutcome>) {
+        *lock(&self.outcome) = Some(outcome);
+    }
+}
+
+impl Store {
+    pub(super) fn commit_login(&self, l: &NewLogin) -> Result<LoginOutcome> {
+        let ticket = Arc::new(Ticket { login: OwnedLogin::of(l), outcome: Mutex::new(None) });
+        lock(&self.logins.waiting).push(ticket.clone());
+        loop {
+            let mut conn = lock(&self.writer);
+            if let Some(outcome) = ticket.take() {
+                return outcome;
+            }
+            let batch = {
+                let mut waiting = lock(&self.logins.waiting);
+                let n = waiting.len().min(MAX_BATCH);
+                waiting.drain(..n).collect::<Vec<_>>()
+            };
+            write_batch(&mut conn, &batch);
+            drop(conn);
+            // Ours was in this batch unless more than MAX_BATCH were queued before it.
+            if let Some(outcome) = ticket.take() {
+                return outcome;
+            }
+        }
+    }
+}
+
+/// Writes `batch` in one transaction and answers every ticket in it.
+fn write_batch(conn: &mut Connection, batch: &[Arc<Ticket>]) {
+    match write_all(conn, batch) {
+        Ok(outcomes) => {
+            for (ticket, outcome) in batch.iter().zip(outcomes) {
+                ticket.answer(outcome);
+            }
+        }
+        Err(e) => {
+            for ticket in batch {
+                ticket.answer(Err(e.duplicate()));
+            }
+        }
+    }
+}
+
+/// The outer error is the transaction's (nothing was committed); the inner ones are
+/// each login's own (that login alone was rolled back).
+fn write_all(conn: &mut Connection, batch: &[Arc<Ticket>]) -> Result<Vec<Result<LoginOutcome>>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let outcomes = if let [one] = batch {
+        // Alone: its failure is the transaction's, and no savepoint is needed.
+        vec![Ok(write_login(&tx, &one.login.view())?)]
+    } else {
+        batch.iter().map(|t| in_savepoint(&tx, |c| write_login(c, &t.login.view()))).collect()
+    };
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+fn in_savepoint<T>(c: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    c.prepare_cached("SAVEPOINT login")?.execute([])?;
+    let out = f(c);
+    if out.is_err() {
+        c.prepare_cached("ROLLBACK TO login")?.execute([])?;
+    }
+    c.prepare_cached("RELEASE login")?.execute([])?;
+    out
+}
+
+impl StoreError {
+    /// The same failure for another login of the batch it failed (rusqlite's errors
+    /// cannot be cloned; the message and the HTTP mapping stay the same).
+    fn duplicate(&self) -> StoreError {
+        match self {
+            StoreError::Busy => StoreError::Busy,
+            StoreError::ReadOnly => StoreError::ReadOnly,
+            StoreError::Newer { found, supported } => StoreError::Newer { found: *found, supported: *supported },
+            StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+            StoreError::Io(m) => StoreError::Io(m.clone()),
+            StoreError::Sqlite(e) => StoreError::Io(format!("SQLite: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Lookup;
+
+    fn temp_store() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("wxlogin-group-{}", crate::secrets::random_id(6)));
+        (Store::open(&dir.join("wxlogin.db")).expect("opens"), dir)
+    }
+
+    fn ticket(openid: &str, code: u8, token: [u8; 32]) -> Arc<Ticket> {
+        let key = Secret::new(format!("key-{openid}"));
+        let terms = Terms { now: 1_000, ttl: 100, max_lifetime: 1_000 };
+        let l = NewLogin {
+            app: "main",
+            openid,
+            unionid: None,
+            session_key: &key,
+            code_hash: [code; 32],
+            token_hash: token,
+            terms,
+        };
+        Arc::new(Ticket { login: OwnedLogin::of(&l), outcome: Mutex::new(None) })
+    }
+
+    fn logins_today(store: &Store) -> i64 {
+        store
+            .read(|c| Ok(c.query_row("SELECT coalesce(sum(logins), 0) FROM login_days", [], |r| r.get(0))?))
+            .expect("reads")
+    }
+
+    #[test]
+    fn a_failing_login_is_rolled_back_alone() {
+        let (store, dir) = temp_store();
+        // The second reuses the first's token hash: its session insert fails.
+        let batch = [ticket("o1", 1, [1; 32]), ticket("o2", 2, [1; 32]), ticket("o3", 3, [3; 32])];
+        write_batch(&mut lock(&store.writer), &batch);
+        let [a, b, c] = batch.map(|t| t.take().expect("every ticket is answered"));
+        assert_eq!(a.expect("first").user.openid, "o1");
+        assert!(b.is_err(), "the duplicate token fails");
+        assert_eq!(c.expect("third").user.openid, "o3");
+        // Nothing of the failed one stayed: not its user, not its code, not its count.
+        assert!(store.user_by_openid("o2").expect("reads").is_empty());
+        let terms = Terms { now: 1_010, ttl: 100, max_lifetime: 1_000 };
+        assert!(store.replay_login("main", &[2; 32], &[9; 32], 60, &terms).expect("reads").is_none());
+        assert_eq!(logins_today(&store), 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn concurrent_logins_each_get_their_own_outcome() {
+        let (store, dir) = temp_store();
+        let store = Arc::new(store);
+        let threads: Vec<_> = (0..8u8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..40u8 {
+                        let openid = format!("o{t}-{}", i % 5);
+                        let token = [
+                            t, i, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+                            7, 7,
+                        ];
+                        let key = Secret::new("k");
+                        let terms = Terms { now: 1_000, ttl: 100, max_lifetime: 1_000 };
+                        let code = [t.wrapping_mul(41).wrapping_add(i); 32];
+                        let l = NewLogin {
+                            app: "main",
+                            openid: &openid,
+                            unionid: None,
+                            session_key: &key,
+                            code_hash: code,
+                            token_hash: token,
+                            terms,
+                        };
+                        let outcome = store.record_login(&l).expect("login");
+                        assert_eq!(outcome.user.openid, openid);
+                        assert_eq!(outcome.new_user, i < 5);
+                        match store.lookup_session(&token, 1_001).expect("reads") {
+                            Lookup::Live(s) => assert_eq!(s.user.openid, openid),
+                            _ => panic!("the session of a login answered Ok is there"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("no thread failed");
+        }
+        assert_eq!(logins_today(&store), 8 * 40);
+        assert_eq!(store.list_users(None, 1_000).expect("reads").len(), 8 * 5);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
