@@ -72,6 +72,15 @@ pub fn random_id(bytes: usize) -> String {
     hex(&buf)
 }
 
+/// An id that must be unique, not secret (request ids): from the thread's own generator
+/// (seeded from the OS), because a system call per request showed up on the verify path.
+pub fn unique_id(bytes: usize) -> String {
+    use rand::Rng;
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex(&buf)
+}
+
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(data).into()
 }

@@ -148,7 +148,7 @@ pub fn request_id(sent: Option<&str>) -> String {
         {
             id.to_string()
         }
-        _ => crate::secrets::random_id(8),
+        _ => crate::secrets::unique_id(8),
     }
 }
 
