@@ -1,9 +1,9 @@
 //! GET/DELETE /v1/session and GET /v1/auth: the verify path. One hash, one indexed
 //! read, and a write only when the sliding window is due.
 
-use serde_json::json;
+use serde::Serialize;
 
-use super::user_json;
+use super::UserView;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Req, Resp};
@@ -31,9 +31,16 @@ pub fn authenticate(app: &App, req: &Req) -> Result<SessionInfo, ApiError> {
     Ok(info)
 }
 
+#[derive(Serialize)]
+struct SessionView<'a> {
+    user: UserView<'a>,
+    app: &'a str,
+    expires_at: i64,
+}
+
 pub fn get(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let s = authenticate(app, req)?;
-    Ok(Resp::ok(json!({"user": user_json(app, &s.user), "app": s.user.app, "expires_at": s.expires_at})))
+    Ok(Resp::ok_typed(&SessionView { user: UserView::of(app, &s.user), app: &s.user.app, expires_at: s.expires_at }))
 }
 
 /// Ends the presented session; 204 also when it was already gone, so that a client can

@@ -7,7 +7,12 @@ use crate::error::ApiError;
 #[derive(Debug)]
 pub enum Body {
     Json(Value),
-    Text { content_type: &'static str, text: String },
+    /// JSON already serialized from a typed value (the hot paths skip building a `Value`).
+    JsonBytes(Vec<u8>),
+    Text {
+        content_type: &'static str,
+        text: String,
+    },
     Empty,
 }
 
@@ -25,6 +30,18 @@ impl Resp {
 
     pub fn ok(value: Value) -> Resp {
         Resp::json(200, value)
+    }
+
+    /// 200 with `value` serialized straight to bytes.
+    pub fn ok_typed(value: &impl serde::Serialize) -> Resp {
+        match serde_json::to_vec(value) {
+            Ok(bytes) => Resp { status: 200, headers: Vec::new(), body: Body::JsonBytes(bytes) },
+            // Our own response types always serialize; if one ever does not, say so.
+            Err(e) => {
+                log::error!("a response could not be serialized: {e}");
+                Resp::from_error(&ApiError::Internal)
+            }
+        }
     }
 
     pub fn empty(status: u16) -> Resp {
@@ -48,6 +65,7 @@ impl Resp {
     pub fn into_bytes(self) -> (Option<&'static str>, Vec<u8>) {
         match self.body {
             Body::Json(v) => (Some("application/json"), v.to_string().into_bytes()),
+            Body::JsonBytes(bytes) => (Some("application/json"), bytes),
             Body::Text { content_type, text } => (Some(content_type), text.into_bytes()),
             Body::Empty => (None, Vec::new()),
         }
