@@ -4,6 +4,8 @@
 //! `access_token`), so no URL is ever logged or put into an error here, and the `ureq`
 //! log target is capped at `info` in `logging.rs` because ureq logs full URLs at trace.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -17,9 +19,18 @@ use crate::secrets::Secret;
 /// Replies are small JSON objects; anything bigger is not WeChat.
 const MAX_REPLY_BYTES: u64 = 1024 * 1024;
 
+/// ureq's pool walks all of an agent's idle connections on every checkout and return
+/// (with the lane's 64 connections in one agent, 8% of a login's CPU went there, and its
+/// lock was shared by every lane worker). Each thread sticks to one of a few agents.
+const AGENT_SHARDS: usize = 8;
+/// Idle connections kept, over all shards: room for every WeChat-lane worker's
+/// connection. With ureq's default total of 10, 64 concurrent calls at 100 ms churned
+/// the pool and about 2% of calls failed with "connection closed" (bench/run).
+const IDLE_CONNECTIONS: usize = 256;
+
 #[derive(Clone)]
 pub struct WeChat {
-    agent: ureq::Agent,
+    agents: Arc<[ureq::Agent]>,
     base: String,
     retries: u32,
     metrics: Metrics,
@@ -39,29 +50,15 @@ pub enum Call<'a> {
 
 impl WeChat {
     pub fn new(cfg: &WeChatConfig, metrics: Metrics) -> WeChat {
-        let timeout = Duration::from_millis(cfg.timeout_ms);
-        let config = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .timeout_connect(Some(timeout.min(Duration::from_secs(3))))
-            .http_status_as_error(false)
-            // Room for every WeChat-lane worker's connection: with ureq's default total of
-            // 10, 64 concurrent calls at 100 ms churned the pool and about 2% of calls
-            // failed with "connection closed" (measured with bench/run).
-            .max_idle_connections(256)
-            .max_idle_connections_per_host(256)
-            // WeChat's requests and replies are a few hundred bytes. ureq's default buffers
-            // (128 KiB each way, zero-filled) kept 256 KiB resident per pooled connection:
-            // some 20 MB with the lane's connections, half the server's memory.
-            .input_buffer_size(16 * 1024)
-            .output_buffer_size(16 * 1024)
-            .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
-            .build();
-        let agent = ureq::Agent::with_parts(
-            config,
-            ureq::unversioned::transport::DefaultConnector::default(),
-            CachingResolver::default(),
-        );
-        WeChat { agent, base: cfg.api_base.trim_end_matches('/').to_string(), retries: cfg.retries, metrics }
+        let agents = (0..AGENT_SHARDS).map(|_| agent(cfg)).collect();
+        WeChat { agents, base: cfg.api_base.trim_end_matches('/').to_string(), retries: cfg.retries, metrics }
+    }
+
+    /// This thread's agent.
+    fn agent(&self) -> &ureq::Agent {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! { static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed); }
+        &self.agents[SLOT.with(|s| *s) % self.agents.len()]
     }
 
     /// `sns/jscode2session`: the code for openid, unionid and session_key. Needs no access token.
@@ -113,14 +110,14 @@ impl WeChat {
     fn attempt(&self, call: &Call) -> Result<Value, WeChatError> {
         let response = match call {
             Call::Get { path, query } => {
-                let mut req = self.agent.get(format!("{}{path}", self.base));
+                let mut req = self.agent().get(format!("{}{path}", self.base));
                 for (k, v) in query {
                     req = req.query(*k, *v);
                 }
                 req.call()
             }
             Call::Post { path, query, body } => {
-                let mut req = self.agent.post(format!("{}{path}", self.base));
+                let mut req = self.agent().post(format!("{}{path}", self.base));
                 for (k, v) in query {
                     req = req.query(*k, *v);
                 }
@@ -140,6 +137,25 @@ impl WeChat {
         let text = response.body_mut().with_config().limit(MAX_REPLY_BYTES).read_to_string().map_err(classify)?;
         parse_reply(&text)
     }
+}
+
+fn agent(cfg: &WeChatConfig) -> ureq::Agent {
+    let timeout = Duration::from_millis(cfg.timeout_ms);
+    let idle = IDLE_CONNECTIONS / AGENT_SHARDS;
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout.min(Duration::from_secs(3))))
+        .http_status_as_error(false)
+        .max_idle_connections(idle)
+        .max_idle_connections_per_host(idle)
+        // WeChat's requests and replies are a few hundred bytes. ureq's default buffers
+        // (128 KiB each way, zero-filled) kept 256 KiB resident per pooled connection:
+        // some 20 MB with the lane's connections, half the server's memory.
+        .input_buffer_size(16 * 1024)
+        .output_buffer_size(16 * 1024)
+        .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
+        .build();
+    ureq::Agent::with_parts(config, ureq::unversioned::transport::DefaultConnector::default(), CachingResolver::default())
 }
 
 /// Parses a reply body: a JSON object whose errcode, when present and non-zero, is an error.
