@@ -2,18 +2,23 @@
 //! one transaction.
 //!
 //! Every login waits on the writer lock anyway. Instead of each committing alone, a
-//! login queues its ticket first; whoever gets the writer takes every queued ticket,
-//! writes each in a savepoint of its own (so one failing login does not undo the
-//! others), commits once, and leaves each ticket its outcome before it lets go of the
-//! writer. A login that then gets the writer and finds its outcome there is done. Under
-//! load this turns N commits, N turns of the lock and N sets of WAL frames for the
-//! shared pages into one. No ticket is answered before the commit that holds it has
-//! returned, so a 200 still means the login is on disk (as far as WAL promises).
+//! login queues its ticket and tries the writer: whoever gets it takes every queued
+//! ticket, writes each in a savepoint of its own (so one failing login does not undo the
+//! others), commits once, and answers each ticket, waking its thread. The others sleep
+//! on their own tickets, not on the writer's lock (queued there, each would have had to
+//! take the lock in turn only to find its answer). Under load this turns N commits and
+//! N sets of WAL frames for the shared pages into one. No ticket is answered before the
+//! commit that holds it has returned, so a 200 still means the login is written.
 //!
-//! Invariant: tickets are only taken from the queue by a thread that holds the writer,
-//! and that thread answers all it took before releasing it.
+//! Invariants: tickets are only taken from the queue by a thread that holds the writer,
+//! and that thread answers all it took. Every thread queues its ticket before it tries
+//! the writer, and whoever lets go of the writer nudges the oldest queued ticket's
+//! thread to try again: so no ticket waits long with the writer free.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, TryLockError};
+use std::time::Duration;
+
+use std::sync::MutexGuard;
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -23,6 +28,8 @@ use crate::secrets::Secret;
 
 /// At most this many logins share one transaction, so that one commit stays short.
 const MAX_BATCH: usize = 128;
+/// A waiting login tries the writer at least this often, nudged or not.
+const RECHECK: Duration = Duration::from_millis(20);
 
 #[derive(Default)]
 pub(super) struct LoginQueue {
@@ -32,7 +39,15 @@ pub(super) struct LoginQueue {
 /// A login waiting for the writer, and, once written, its outcome.
 struct Ticket {
     login: OwnedLogin,
-    outcome: Mutex<Option<Result<LoginOutcome>>>,
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    outcome: Option<Result<LoginOutcome>>,
+    /// The writer came free with this ticket still queued: its thread should try it.
+    nudged: bool,
 }
 
 /// [`NewLogin`] with its own copies, so that another thread can write it.
@@ -73,35 +88,74 @@ impl OwnedLogin {
 }
 
 impl Ticket {
+    fn new(l: &NewLogin) -> Ticket {
+        Ticket { login: OwnedLogin::of(l), state: Mutex::new(State::default()), wake: Condvar::new() }
+    }
+
     fn take(&self) -> Option<Result<LoginOutcome>> {
-        lock(&self.outcome).take()
+        lock(&self.state).outcome.take()
     }
 
     fn answer(&self, outcome: Result<LoginOutcome>) {
-        *lock(&self.outcome) = Some(outcome);
+        lock(&self.state).outcome = Some(outcome);
+        self.wake.notify_one();
+    }
+
+    fn nudge(&self) {
+        lock(&self.state).nudged = true;
+        self.wake.notify_one();
+    }
+
+    /// Sleeps until answered, nudged, or [`RECHECK`] has passed.
+    fn wait(&self) {
+        let state = lock(&self.state);
+        let (mut state, _) = self
+            .wake
+            .wait_timeout_while(state, RECHECK, |s| s.outcome.is_none() && !s.nudged)
+            .unwrap_or_else(|p| p.into_inner());
+        state.nudged = false;
     }
 }
 
 impl Store {
     pub(super) fn commit_login(&self, l: &NewLogin) -> Result<LoginOutcome> {
-        let ticket = Arc::new(Ticket { login: OwnedLogin::of(l), outcome: Mutex::new(None) });
+        let ticket = Arc::new(Ticket::new(l));
         lock(&self.logins.waiting).push(ticket.clone());
         loop {
-            let mut conn = lock(&self.writer);
             if let Some(outcome) = ticket.take() {
                 return outcome;
             }
-            let batch = {
-                let mut waiting = lock(&self.logins.waiting);
-                let n = waiting.len().min(MAX_BATCH);
-                waiting.drain(..n).collect::<Vec<_>>()
+            let conn = match self.writer.try_lock() {
+                Ok(conn) => conn,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    ticket.wait();
+                    continue;
+                }
             };
+            self.write_queued(conn);
+        }
+    }
+
+    /// Writes one batch from the queue, lets go of the writer, and nudges whoever is
+    /// next in line.
+    fn write_queued(&self, mut conn: MutexGuard<'_, Connection>) {
+        let batch = {
+            let mut waiting = lock(&self.logins.waiting);
+            let n = waiting.len().min(MAX_BATCH);
+            waiting.drain(..n).collect::<Vec<_>>()
+        };
+        if !batch.is_empty() {
             write_batch(&mut conn, &batch);
-            drop(conn);
-            // Ours was in this batch unless more than MAX_BATCH were queued before it.
-            if let Some(outcome) = ticket.take() {
-                return outcome;
-            }
+        }
+        drop(conn);
+        self.nudge_next_login();
+    }
+
+    /// Called by every holder of the writer right after it lets go.
+    pub(super) fn nudge_next_login(&self) {
+        if let Some(next) = lock(&self.logins.waiting).first() {
+            next.nudge();
         }
     }
 }
@@ -183,7 +237,7 @@ mod tests {
             token_hash: token,
             terms,
         };
-        Arc::new(Ticket { login: OwnedLogin::of(&l), outcome: Mutex::new(None) })
+        Arc::new(Ticket::new(&l))
     }
 
     fn logins_today(store: &Store) -> i64 {
@@ -247,11 +301,25 @@ mod tests {
                 })
             })
             .collect();
+        // Other writes take the writer meanwhile; logins queued behind them still finish.
+        let first = store.record_login(&NewLogin {
+            app: "other",
+            openid: "o-other",
+            unionid: None,
+            session_key: &Secret::new("k"),
+            code_hash: [255; 32],
+            token_hash: [255; 32],
+            terms: Terms { now: 1_000, ttl: 100, max_lifetime: 1_000 },
+        });
+        let id = first.expect("login").user.id;
+        for i in 0..50 {
+            store.update_profile(id, Some(&format!("n{i}")), None, None).expect("writes");
+        }
         for t in threads {
             t.join().expect("no thread failed");
         }
-        assert_eq!(logins_today(&store), 8 * 40);
-        assert_eq!(store.list_users(None, 1_000).expect("reads").len(), 8 * 5);
+        assert_eq!(logins_today(&store), 8 * 40 + 1);
+        assert_eq!(store.list_users(Some("main"), 1_000).expect("reads").len(), 8 * 5);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -161,11 +161,16 @@ impl Store {
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer; commits if it succeeds.
     pub fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        let out = (|| {
+            let mut conn = lock(&self.writer);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        // Logins queued meanwhile sleep on their tickets, not on this lock.
+        self.nudge_next_login();
+        out
     }
 
     /// Answers whether the database can be read (for /healthz).

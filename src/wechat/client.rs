@@ -155,7 +155,11 @@ fn agent(cfg: &WeChatConfig) -> ureq::Agent {
         .output_buffer_size(16 * 1024)
         .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
         .build();
-    ureq::Agent::with_parts(config, ureq::unversioned::transport::DefaultConnector::default(), CachingResolver::default())
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        CachingResolver::default(),
+    )
 }
 
 /// Parses a reply body: a JSON object whose errcode, when present and non-zero, is an error.
