@@ -5,12 +5,12 @@
 //! through a bounded queue; when the queue is full it is answered 503 at once, so a
 //! hung WeChat costs at most the WeChat lane, never the session checks.
 
+use std::collections::VecDeque;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -35,9 +35,40 @@ struct Shared {
     http: tiny_http::Server,
     app: Arc<App>,
     in_flight: AtomicUsize,
-    lane_tx: SyncSender<Job>,
-    lane_rx: Mutex<Receiver<Job>>,
+    lane: LaneQueue,
     stop_workers: AtomicBool,
+}
+
+/// The WeChat lane's bounded queue. A plain deque under a mutex, with one condvar: a
+/// job wakes exactly one idle worker. (std's channel behind a shared `Mutex<Receiver>`
+/// woke two: the worker waiting in `recv` and, once it let go, the next one in line for
+/// the mutex.)
+struct LaneQueue {
+    jobs: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+impl LaneQueue {
+    /// Queues `job`, or gives it back when the queue is full.
+    fn push(&self, job: Job) -> Result<(), Box<Job>> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if jobs.len() >= self.capacity {
+            return Err(Box::new(job));
+        }
+        jobs.push_back(job);
+        drop(jobs);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next job, or None after [`POLL`] without one.
+    fn pop(&self) -> Option<Job> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut jobs, _) =
+            self.ready.wait_timeout_while(jobs, POLL, |j| j.is_empty()).unwrap_or_else(|p| p.into_inner());
+        jobs.pop_front()
+    }
 }
 
 /// A request on its way to the WeChat lane.
@@ -85,16 +116,10 @@ impl RunningServer {
         let http = tiny_http::Server::http_with_limits(cfg.listen.as_str(), limits)
             .map_err(|e| std::io::Error::other(format!("cannot listen on {}: {e}", cfg.listen)))?;
         let addr = http.server_addr().to_ip().ok_or_else(|| std::io::Error::other("the listener has no IP address"))?;
-        let (lane_tx, lane_rx) = sync_channel(cfg.wechat_workers);
+        let lane = LaneQueue { jobs: Mutex::new(VecDeque::new()), ready: Condvar::new(), capacity: cfg.wechat_workers };
         let (workers, wechat_workers) = (cfg.workers, cfg.wechat_workers);
-        let shared = Arc::new(Shared {
-            http,
-            app,
-            in_flight: AtomicUsize::new(0),
-            lane_tx,
-            lane_rx: Mutex::new(lane_rx),
-            stop_workers: AtomicBool::new(false),
-        });
+        let shared =
+            Arc::new(Shared { http, app, in_flight: AtomicUsize::new(0), lane, stop_workers: AtomicBool::new(false) });
         let mut threads = Vec::with_capacity(workers + wechat_workers);
         for i in 0..workers {
             let s = shared.clone();
@@ -160,19 +185,11 @@ fn local_worker(s: &Shared) {
 
 fn wechat_worker(s: &Shared) {
     while !s.stop_workers.load(Ordering::SeqCst) {
-        let job = {
-            let rx = s.lane_rx.lock().unwrap_or_else(|p| p.into_inner());
-            rx.recv_timeout(POLL)
-        };
-        match job {
-            Ok(job) => {
-                if catch_unwind(AssertUnwindSafe(|| run(s, job.rq, job.route, job.meta))).is_err() {
-                    log::error!("a request panicked outside its handler; the worker continues");
-                }
-                s.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if let Some(job) = s.lane.pop() {
+            if catch_unwind(AssertUnwindSafe(|| run(s, job.rq, job.route, job.meta))).is_err() {
+                log::error!("a request panicked outside its handler; the worker continues");
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
+            s.in_flight.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -195,11 +212,8 @@ fn dispatch(s: &Shared, rq: tiny_http::Request) {
     }
     // The WeChat lane's worker releases this count when it is done with the job.
     s.in_flight.fetch_add(1, Ordering::SeqCst);
-    if let Err(e) = s.lane_tx.try_send(Job { rq, route, meta }) {
+    if let Err(job) = s.lane.push(Job { rq, route, meta }) {
         s.in_flight.fetch_sub(1, Ordering::SeqCst);
-        let job = match e {
-            TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
-        };
         let busy = ApiError::Unavailable("every WeChat worker is busy; retry shortly");
         finish(s, job.rq, Resp::from_error(&busy), job.route.name, &job.meta);
     }
