@@ -182,7 +182,8 @@ mod props {
             let shown = e.to_string();
             prop_assert!(!shown.contains(['\n', '\r']), "more than one line: {:?}", shown);
             prop_assert!(!e.message.trim().is_empty(), "no message: {:?}", shown);
-            let key_path = e.key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            // TOML bare keys are made of A-Z a-z 0-9 _ and -, and may start with any of them.
+            let key_path = e.key.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                 && !e.key.contains(char::is_whitespace);
             prop_assert!(e.key.starts_with("appliance.toml") || key_path, "not a key path: {:?}", shown);
             prop_assert!(shown.starts_with(&format!("{}: ", e.key)), "{:?}", shown);
