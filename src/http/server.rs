@@ -1,21 +1,16 @@
-//! The listener, the workers, the WeChat lane, panic isolation and graceful shutdown.
+//! The listener, the two worker lanes, panic isolation and graceful shutdown.
 //!
-//! `workers + wechat_workers` threads all take requests from tiny_http and answer them
-//! where they are, but at most `wechat_workers` of them may be inside a route that can
-//! wait on WeChat at once: those hold a slot of the WeChat lane. A WeChat-bound request
-//! that finds every slot taken waits in a bounded queue, which a thread takes from
-//! before it gives its slot back; when the queue is full it is answered 503 at once. So
-//! a hung WeChat holds at most `wechat_workers` threads, and `workers` threads are always
-//! left for the session checks; and a login normally runs on the thread that read it,
-//! with no hand-off to another thread (a wake-up and a context switch per login: the
-//! login benchmark did about 6% more without it).
+//! Local workers pull requests from tiny_http and answer everything that stays on this
+//! machine. A request whose route may wait on WeChat is handed to the WeChat lane
+//! through a bounded queue; when the queue is full it is answered 503 at once, so a
+//! hung WeChat costs at most the WeChat lane, never the session checks.
 
 use std::collections::VecDeque;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -40,58 +35,39 @@ struct Shared {
     http: tiny_http::Server,
     app: Arc<App>,
     in_flight: AtomicUsize,
-    lane: WeChatLane,
+    lane: LaneQueue,
     stop_workers: AtomicBool,
 }
 
-/// The WeChat lane: how many slots are taken, and the requests waiting for one. One
-/// mutex over both, so that a request is queued only while every slot is taken, and
-/// every slot holder looks at the queue before it lets its slot go: none is stranded.
-struct WeChatLane {
-    state: Mutex<LaneState>,
-    slots: usize,
+/// The WeChat lane's bounded queue. A plain deque under a mutex, with one condvar: a
+/// job wakes exactly one idle worker. (std's channel behind a shared `Mutex<Receiver>`
+/// woke two: the worker waiting in `recv` and, once it let go, the next one in line for
+/// the mutex.)
+struct LaneQueue {
+    jobs: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+    capacity: usize,
 }
 
-struct LaneState {
-    busy: usize,
-    waiting: VecDeque<Job>,
-}
-
-enum Admit {
-    /// A slot is the caller's: run the job, then [`WeChatLane::next`].
-    Run(Job),
-    Queued,
-    /// Every slot taken and the queue full.
-    Full(Job),
-}
-
-impl WeChatLane {
-    fn admit(&self, job: Job) -> Admit {
-        let mut st = self.lock();
-        if st.busy < self.slots {
-            st.busy += 1;
-            Admit::Run(job)
-        } else if st.waiting.len() < self.slots {
-            st.waiting.push_back(job);
-            Admit::Queued
-        } else {
-            Admit::Full(job)
+impl LaneQueue {
+    /// Queues `job`, or gives it back when the queue is full.
+    fn push(&self, job: Job) -> Result<(), Box<Job>> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if jobs.len() >= self.capacity {
+            return Err(Box::new(job));
         }
+        jobs.push_back(job);
+        drop(jobs);
+        self.ready.notify_one();
+        Ok(())
     }
 
-    /// Called with a slot held and its job done: the next waiting job (the slot stays
-    /// the caller's), or None with the slot given back.
-    fn next(&self) -> Option<Job> {
-        let mut st = self.lock();
-        let job = st.waiting.pop_front();
-        if job.is_none() {
-            st.busy -= 1;
-        }
-        job
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// The next job, or None after [`POLL`] without one.
+    fn pop(&self) -> Option<Job> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut jobs, _) =
+            self.ready.wait_timeout_while(jobs, POLL, |j| j.is_empty()).unwrap_or_else(|p| p.into_inner());
+        jobs.pop_front()
     }
 }
 
@@ -140,17 +116,18 @@ impl RunningServer {
         let http = tiny_http::Server::http_with_limits(cfg.listen.as_str(), limits)
             .map_err(|e| std::io::Error::other(format!("cannot listen on {}: {e}", cfg.listen)))?;
         let addr = http.server_addr().to_ip().ok_or_else(|| std::io::Error::other("the listener has no IP address"))?;
-        let lane = WeChatLane {
-            state: Mutex::new(LaneState { busy: 0, waiting: VecDeque::new() }),
-            slots: cfg.wechat_workers,
-        };
+        let lane = LaneQueue { jobs: Mutex::new(VecDeque::new()), ready: Condvar::new(), capacity: cfg.wechat_workers };
         let (workers, wechat_workers) = (cfg.workers, cfg.wechat_workers);
         let shared =
             Arc::new(Shared { http, app, in_flight: AtomicUsize::new(0), lane, stop_workers: AtomicBool::new(false) });
         let mut threads = Vec::with_capacity(workers + wechat_workers);
-        for i in 0..workers + wechat_workers {
+        for i in 0..workers {
             let s = shared.clone();
-            threads.push(spawn(format!("http-{i}"), move || worker(&s))?);
+            threads.push(spawn(format!("http-{i}"), move || local_worker(&s))?);
+        }
+        for i in 0..wechat_workers {
+            let s = shared.clone();
+            threads.push(spawn(format!("wechat-{i}"), move || wechat_worker(&s))?);
         }
         Ok(RunningServer { addr, shared, threads })
     }
@@ -187,7 +164,7 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> std::io::Result<Joi
     std::thread::Builder::new().name(name).stack_size(256 * 1024).spawn(f)
 }
 
-fn worker(s: &Shared) {
+fn local_worker(s: &Shared) {
     while !s.stop_workers.load(Ordering::SeqCst) {
         match s.http.recv_timeout(POLL) {
             Ok(Some(rq)) => {
@@ -202,6 +179,17 @@ fn worker(s: &Shared) {
                 log::warn!("accepting a request failed: {e}");
                 std::thread::sleep(POLL);
             }
+        }
+    }
+}
+
+fn wechat_worker(s: &Shared) {
+    while !s.stop_workers.load(Ordering::SeqCst) {
+        if let Some(job) = s.lane.pop() {
+            if catch_unwind(AssertUnwindSafe(|| run(s, job.rq, job.route, job.meta))).is_err() {
+                log::error!("a request panicked outside its handler; the worker continues");
+            }
+            s.in_flight.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -222,28 +210,12 @@ fn dispatch(s: &Shared, rq: tiny_http::Request) {
         let _guard = InFlight::new(&s.in_flight);
         return run(s, rq, route, meta);
     }
-    // Released by whichever thread runs the job, now or once a slot is free.
+    // The WeChat lane's worker releases this count when it is done with the job.
     s.in_flight.fetch_add(1, Ordering::SeqCst);
-    match s.lane.admit(Job { rq, route, meta }) {
-        Admit::Run(job) => run_in_lane(s, job),
-        Admit::Queued => {}
-        Admit::Full(job) => {
-            s.in_flight.fetch_sub(1, Ordering::SeqCst);
-            let busy = ApiError::Unavailable("every WeChat worker is busy; retry shortly");
-            finish(s, job.rq, Resp::from_error(&busy), job.route.name, &job.meta);
-        }
-    }
-}
-
-/// Runs `job` with a slot of the WeChat lane held, then whatever queued for one meanwhile.
-fn run_in_lane(s: &Shared, first: Job) {
-    let mut next = Some(first);
-    while let Some(job) = next {
-        if catch_unwind(AssertUnwindSafe(|| run(s, job.rq, job.route, job.meta))).is_err() {
-            log::error!("a request panicked outside its handler; the worker continues");
-        }
+    if let Err(job) = s.lane.push(Job { rq, route, meta }) {
         s.in_flight.fetch_sub(1, Ordering::SeqCst);
-        next = s.lane.next();
+        let busy = ApiError::Unavailable("every WeChat worker is busy; retry shortly");
+        finish(s, job.rq, Resp::from_error(&busy), job.route.name, &job.meta);
     }
 }
 
