@@ -143,10 +143,17 @@ fn replay(app: &App, cfg: &AppConfig, key: &[u8; 32]) -> Result<Option<Issued>, 
     if session.code_replay_seconds == 0 {
         return Ok(None);
     }
-    let token = new_token();
-    let token_hash = sha256(token.expose().as_bytes());
-    let outcome = app.store.replay_login(&cfg.name, key, &token_hash, session.code_replay_seconds, &terms(app))?;
-    Ok(outcome.map(|outcome| Issued { token, outcome, session_key: None }))
+    let mut token = None;
+    let outcome = app.store.replay_login(&cfg.name, key, session.code_replay_seconds, &terms(app), || {
+        let t = new_token();
+        let hash = sha256(t.expose().as_bytes());
+        token = Some(t);
+        hash
+    })?;
+    Ok(match (outcome, token) {
+        (Some(outcome), Some(token)) => Some(Issued { token, outcome, session_key: None }),
+        _ => None,
+    })
 }
 
 fn terms(app: &App) -> Terms {

@@ -259,7 +259,7 @@ mod tests {
         // Nothing of the failed one stayed: not its user, not its code, not its count.
         assert!(store.user_by_openid("o2").expect("reads").is_empty());
         let terms = Terms { now: 1_010, ttl: 100, max_lifetime: 1_000 };
-        assert!(store.replay_login("main", &[2; 32], &[9; 32], 60, &terms).expect("reads").is_none());
+        assert!(store.replay_login("main", &[2; 32], 60, &terms, || [9; 32]).expect("reads").is_none());
         assert_eq!(logins_today(&store), 2);
         let _ = std::fs::remove_dir_all(dir);
     }

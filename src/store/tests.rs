@@ -48,11 +48,11 @@ fn replay_finds_a_recent_code_only() {
     let (store, dir) = temp_store();
     let a = login(&store, "o1", None, 7, 1, 1000);
     let terms = Terms { now: 1030, ttl: 100, max_lifetime: 1000 };
-    let again = store.replay_login("main", &[7; 32], &[9; 32], 60, &terms).unwrap().unwrap();
+    let again = store.replay_login("main", &[7; 32], 60, &terms, || [9; 32]).unwrap().unwrap();
     assert_eq!((again.user.id, again.new_user), (a.user.id, true));
     let late = Terms { now: 1100, ..terms };
-    assert!(store.replay_login("main", &[7; 32], &[10; 32], 60, &late).unwrap().is_none());
-    assert!(store.replay_login("other", &[7; 32], &[11; 32], 60, &terms).unwrap().is_none());
+    assert!(store.replay_login("main", &[7; 32], 60, &late, || [10; 32]).unwrap().is_none());
+    assert!(store.replay_login("other", &[7; 32], 60, &terms, || [11; 32]).unwrap().is_none());
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -82,13 +82,14 @@ impl Store {
     }
     /// A code exchanged successfully within `window` seconds: issue another session for
     /// the same user instead of asking WeChat again (which would answer 40163).
+    /// `new_token_hash` makes the session's token, only when there is a replay.
     pub fn replay_login(
         &self,
         app: &str,
         code_hash: &[u8; 32],
-        token_hash: &[u8; 32],
         window: i64,
         terms: &Terms,
+        new_token_hash: impl FnOnce() -> [u8; 32],
     ) -> Result<Option<LoginOutcome>> {
         let now = terms.now;
         // Nearly every login brings a fresh code: look on a reader first, so that those
@@ -99,7 +100,7 @@ impl Store {
         }
         self.write(|tx| {
             let Some((user_id, new_user)) = used_code(tx, app, code_hash, now - window)? else { return Ok(None) };
-            let expires_at = sessions::insert(tx, token_hash, user_id, terms)?;
+            let expires_at = sessions::insert(tx, &new_token_hash(), user_id, terms)?;
             count_login(tx, app, now)?;
             let user = user_by_id(tx, user_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
             Ok(Some(LoginOutcome { user, new_user, expires_at }))
