@@ -22,7 +22,7 @@ use std::sync::MutexGuard;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::users::write_login;
+use super::users::{count_logins, write_login};
 use super::{lock, LoginOutcome, NewLogin, Result, Store, StoreError, Terms};
 use crate::secrets::Secret;
 
@@ -180,12 +180,25 @@ fn write_batch(conn: &mut Connection, batch: &[Arc<Ticket>]) {
 /// each login's own (that login alone was rolled back).
 fn write_all(conn: &mut Connection, batch: &[Arc<Ticket>]) -> Result<Vec<Result<LoginOutcome>>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let outcomes = if let [one] = batch {
+    let outcomes: Vec<Result<LoginOutcome>> = if let [one] = batch {
         // Alone: its failure is the transaction's, and no savepoint is needed.
         vec![Ok(write_login(&tx, &one.login.view())?)]
     } else {
         batch.iter().map(|t| in_savepoint(&tx, |c| write_login(c, &t.login.view()))).collect()
     };
+    // The day's login count, once per app and second rather than once per login: it is
+    // the one row every login of a batch would otherwise update.
+    let mut counts: Vec<(&str, i64, i64)> = Vec::new();
+    for (ticket, _) in batch.iter().zip(&outcomes).filter(|(_, o)| o.is_ok()) {
+        let l = &ticket.login;
+        match counts.iter_mut().find(|(app, now, _)| *app == l.app && *now == l.terms.now) {
+            Some(c) => c.2 += 1,
+            None => counts.push((&l.app, l.terms.now, 1)),
+        }
+    }
+    for (app, now, n) in counts {
+        count_logins(&tx, app, now, n)?;
+    }
     tx.commit()?;
     Ok(outcomes)
 }

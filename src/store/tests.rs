@@ -40,6 +40,12 @@ fn logins_upsert_keep_unionid_and_replace_the_session_key() {
     assert_eq!(b.user.id, a.user.id);
     assert_eq!(b.user.unionid.as_deref(), Some("u1"), "a login without unionid keeps the known one");
     assert_eq!(store.session_key(a.user.id).unwrap().unwrap().expose(), "key-2", "newest key wins");
+    let c = login(&store, "o1", Some("u2"), 3, 3, 3000);
+    assert_eq!(c.user.unionid.as_deref(), Some("u2"), "a different unionid replaces the known one");
+    assert_eq!(c.user.last_login_at, 3000);
+    assert_eq!(store.user(a.user.id).unwrap().unwrap(), c.user, "the login answers the stored row");
+    let days: i64 = store.read(|c| Ok(c.query_row("SELECT sum(logins) FROM login_days", [], |r| r.get(0))?)).unwrap();
+    assert_eq!(days, 3);
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -24,7 +24,7 @@ pub struct User {
 /// time (the verify path should not format SQL on every request).
 macro_rules! user_columns {
     () => {
-        "u.id, u.app, u.openid, u.unionid, u.nickname, u.avatar_url, u.gender, u.phone_number, u.country_code, u.created_at, u.last_login_at"
+        "id, app, openid, unionid, nickname, avatar_url, gender, phone_number, country_code, created_at, last_login_at"
     };
 }
 
@@ -101,7 +101,7 @@ impl Store {
         self.write(|tx| {
             let Some((user_id, new_user)) = used_code(tx, app, code_hash, now - window)? else { return Ok(None) };
             let expires_at = sessions::insert(tx, &new_token_hash(), user_id, terms)?;
-            count_login(tx, app, now)?;
+            count_logins(tx, app, now, 1)?;
             let user = user_by_id(tx, user_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
             Ok(Some(LoginOutcome { user, new_user, expires_at }))
         })
@@ -113,11 +113,8 @@ impl Store {
 
     pub fn user_by_openid(&self, openid: &str) -> Result<Vec<User>> {
         self.read(|c| {
-            let mut st = c.prepare_cached(concat!(
-                "SELECT ",
-                user_columns!(),
-                " FROM users u WHERE u.openid = ?1 ORDER BY u.id"
-            ))?;
+            let mut st =
+                c.prepare_cached(concat!("SELECT ", user_columns!(), " FROM users WHERE openid = ?1 ORDER BY id"))?;
             let rows = st.query_map([openid], |r| user_from_row(r, 0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
@@ -128,7 +125,7 @@ impl Store {
             let mut st = c.prepare_cached(concat!(
                 "SELECT ",
                 user_columns!(),
-                " FROM users u WHERE (?1 IS NULL OR u.app = ?1) ORDER BY u.id DESC LIMIT ?2"
+                " FROM users WHERE (?1 IS NULL OR app = ?1) ORDER BY id DESC LIMIT ?2"
             ))?;
             let rows = st.query_map(params![app, limit], |r| user_from_row(r, 0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -176,40 +173,42 @@ impl Store {
 /// One login's writes, on the writer inside an open transaction.
 pub(super) fn write_login(tx: &Connection, l: &NewLogin) -> Result<LoginOutcome> {
     let now = l.terms.now;
-    let existing: Option<i64> = tx
-        .prepare_cached("SELECT id FROM users WHERE app = ?1 AND openid = ?2")?
-        .query_row(params![l.app, l.openid], |r| r.get(0))
+    let key = l.session_key.expose();
+    let existing: Option<(i64, Option<String>)> = tx
+        .prepare_cached("SELECT id, unionid FROM users WHERE app = ?1 AND openid = ?2")?
+        .query_row(params![l.app, l.openid], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let user_id = match existing {
-        Some(id) => {
-            tx.prepare_cached(
-                "UPDATE users SET session_key = ?2, session_key_at = ?3, last_login_at = ?3,
-                            unionid = COALESCE(?4, unionid) WHERE id = ?1",
-            )?
-            .execute(params![id, l.session_key.expose(), now, l.unionid])?;
-            id
-        }
-        None => {
-            tx.prepare_cached(
-                "INSERT INTO users (app, openid, unionid, session_key, session_key_at, created_at, last_login_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)",
-            )?
-            .execute(params![l.app, l.openid, l.unionid, l.session_key.expose(), now])?;
-            tx.last_insert_rowid()
-        }
-    };
     let new_user = existing.is_none();
+    let user = match existing {
+        // The unionid is set only when it changes: naming it in the UPDATE would rewrite
+        // its index entry (one more page in the WAL) on every login that carries it.
+        Some((id, known)) if l.unionid.is_some() && l.unionid != known.as_deref() => tx
+            .prepare_cached(concat!(
+                "UPDATE users SET session_key = ?2, session_key_at = ?3, last_login_at = ?3, unionid = ?4
+                 WHERE id = ?1 RETURNING ",
+                user_columns!()
+            ))?
+            .query_row(params![id, key, now, l.unionid], |r| user_from_row(r, 0))?,
+        Some((id, _)) => tx
+            .prepare_cached(concat!(
+                "UPDATE users SET session_key = ?2, session_key_at = ?3, last_login_at = ?3 WHERE id = ?1 RETURNING ",
+                user_columns!()
+            ))?
+            .query_row(params![id, key, now], |r| user_from_row(r, 0))?,
+        None => tx
+            .prepare_cached(concat!(
+                "INSERT INTO users (app, openid, unionid, session_key, session_key_at, created_at, last_login_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5) RETURNING ",
+                user_columns!()
+            ))?
+            .query_row(params![l.app, l.openid, l.unionid, key, now], |r| user_from_row(r, 0))?,
+    };
     tx.prepare_cached(
         "INSERT OR REPLACE INTO used_codes (app, code_hash, user_id, new_user, used_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![l.app, &l.code_hash[..], user_id, new_user, now])?;
-    let expires_at = sessions::insert(tx, &l.token_hash, user_id, &l.terms)?;
-    count_login(tx, l.app, now)?;
-    Ok(LoginOutcome {
-        user: user_by_id(tx, user_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?,
-        new_user,
-        expires_at,
-    })
+    .execute(params![l.app, &l.code_hash[..], user.id, new_user, now])?;
+    let expires_at = sessions::insert(tx, &l.token_hash, user.id, &l.terms)?;
+    Ok(LoginOutcome { user, new_user, expires_at })
 }
 
 fn used_code(c: &Connection, app: &str, code_hash: &[u8; 32], since: i64) -> Result<Option<(i64, bool)>> {
@@ -219,15 +218,16 @@ fn used_code(c: &Connection, app: &str, code_hash: &[u8; 32], since: i64) -> Res
 }
 
 pub(super) fn user_by_id(c: &Connection, id: i64) -> Result<Option<User>> {
-    let mut st = c.prepare_cached(concat!("SELECT ", user_columns!(), " FROM users u WHERE u.id = ?1"))?;
+    let mut st = c.prepare_cached(concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1"))?;
     Ok(st.query_row([id], |r| user_from_row(r, 0)).optional()?)
 }
 
-fn count_login(tx: &Connection, app: &str, now: i64) -> Result<()> {
+/// Adds `n` logins to the app's count for the UTC day of `now`.
+pub(super) fn count_logins(tx: &Connection, app: &str, now: i64, n: i64) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO login_days (app, day, logins) VALUES (?1, date(?2, 'unixepoch'), 1)
-         ON CONFLICT (app, day) DO UPDATE SET logins = logins + 1",
+        "INSERT INTO login_days (app, day, logins) VALUES (?1, date(?2, 'unixepoch'), ?3)
+         ON CONFLICT (app, day) DO UPDATE SET logins = logins + ?3",
     )?
-    .execute(params![app, now])?;
+    .execute(params![app, now, n])?;
     Ok(())
 }
