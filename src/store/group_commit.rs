@@ -15,10 +15,9 @@
 //! the writer, and whoever lets go of the writer nudges the oldest queued ticket's
 //! thread to try again: so no ticket waits long with the writer free.
 
-use std::sync::{Arc, Condvar, Mutex, TryLockError};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
-
-use std::sync::MutexGuard;
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -160,17 +159,25 @@ impl Store {
     }
 }
 
-/// Writes `batch` in one transaction and answers every ticket in it.
+/// Writes `batch` in one transaction and answers every ticket in it, whatever happens:
+/// a ticket taken and never answered would leave its login waiting for ever.
 fn write_batch(conn: &mut Connection, batch: &[Arc<Ticket>]) {
-    match write_all(conn, batch) {
-        Ok(outcomes) => {
+    match catch_unwind(AssertUnwindSafe(|| write_all(conn, batch))) {
+        Ok(Ok(outcomes)) => {
             for (ticket, outcome) in batch.iter().zip(outcomes) {
                 ticket.answer(outcome);
             }
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             for ticket in batch {
                 ticket.answer(Err(e.duplicate()));
+            }
+        }
+        // The transaction was dropped on the way out, which rolled it back.
+        Err(_) => {
+            log::error!("writing a batch of {} login(s) panicked; none was written", batch.len());
+            for ticket in batch {
+                ticket.answer(Err(StoreError::Io("the login could not be written (an internal error)".into())));
             }
         }
     }

@@ -76,44 +76,62 @@ fn sessions_expire_slide_and_purge() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+fn login_n(store: &Store, i: u32) {
+    let b = i.to_be_bytes();
+    let hash = |tag: u8| {
+        let mut h = [tag; 32];
+        h[..4].copy_from_slice(&b);
+        h
+    };
+    store
+        .record_login(&NewLogin {
+            app: "main",
+            openid: &format!("o{}", i % 1_000),
+            unionid: None,
+            session_key: &Secret::new("k"),
+            code_hash: hash(1),
+            token_hash: hash(2),
+            terms: Terms { now: 1_000, ttl: 100, max_lifetime: 1_000 },
+        })
+        .expect("login");
+}
+
+/// Frames in the WAL since it last started over.
+fn wal_frames(path: &std::path::Path) -> i64 {
+    let c = rusqlite::Connection::open(path).expect("opens");
+    c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1)).expect("reads")
+}
+
 #[test]
-fn folding_the_wal_beside_a_stream_of_logins_keeps_it_from_growing() {
+fn folding_the_wal_beside_a_stream_of_logins_lets_it_start_over() {
     let (store, dir) = temp_store();
+    let db = dir.join("sub/wxlogin.db");
+    for i in 0..800 {
+        login_n(&store, i);
+    }
+    // Thousands of frames, under the writer's own checkpoint threshold (10,000).
+    let before = (std::fs::metadata(db.with_extension("db-wal")).expect("a WAL").len() / (4096 + 24)) as i64;
+    assert!(before > 1_000, "{before} frames");
     let store = std::sync::Arc::new(store);
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let folder = {
-        let (store, done) = (store.clone(), done.clone());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), stop.clone());
         std::thread::spawn(move || {
-            while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                store.fold_wal().expect("folds");
-                std::thread::sleep(std::time::Duration::from_millis(5));
+            // At most 100 (some 600 frames), so that the check below cannot be swamped.
+            for i in 1_000_000..1_000_100 {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                login_n(&store, i);
             }
         })
     };
-    // Some 25,000 pages of WAL in all: past the writer's own checkpoint (10,000 pages)
-    // twice over, so without the fold the file would reach about 40 MB.
-    for i in 0..5_000u32 {
-        let b = i.to_be_bytes();
-        let hash = |tag: u8| {
-            let mut h = [tag; 32];
-            h[..4].copy_from_slice(&b);
-            h
-        };
-        store
-            .record_login(&NewLogin {
-                app: "main",
-                openid: &format!("o{}", i % 1_000),
-                unionid: None,
-                session_key: &Secret::new("k"),
-                code_hash: hash(1),
-                token_hash: hash(2),
-                terms: Terms { now: 1_000, ttl: 100, max_lifetime: 1_000 },
-            })
-            .expect("login");
-    }
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    folder.join().expect("the folder thread did not fail");
-    let wal = std::fs::metadata(dir.join("sub/wxlogin.db-wal")).expect("a WAL").len();
-    assert!(wal < 16 << 20, "the WAL restarted from its beginning as it was folded; it is {wal} bytes");
+    store.fold_wal().expect("folds");
+    // The first write after the fold starts the WAL over from its beginning.
+    login_n(&store, 999_999);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().expect("the writer did not fail");
+    let after = wal_frames(&db);
+    assert!(after < before / 2, "the WAL did not start over: {after} frames after the fold, {before} before");
     let _ = std::fs::remove_dir_all(dir);
 }
