@@ -72,6 +72,7 @@ impl Sessions {
         self.issue(appid, user, unionid, rotate, now, ids::new_login_code())
     }
 
+    /// [`Sessions::issue_code`] with the code given: a mock code brings its own.
     fn issue(
         &mut self,
         appid: &str,
