@@ -12,11 +12,12 @@
 //!
 //! Invariants: tickets are only taken from the queue by a thread that holds the writer,
 //! and that thread answers all it took. Every thread queues its ticket before it tries
-//! the writer, and whoever lets go of the writer nudges the oldest queued ticket's
-//! thread to try again: so no ticket waits long with the writer free.
+//! the writer, and letting go of the writer (dropping `Writer`, whoever held it) nudges
+//! the oldest queued ticket's thread to try again: so no ticket waits long with the
+//! writer free.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -124,34 +125,26 @@ impl Store {
             if let Some(outcome) = ticket.take() {
                 return outcome;
             }
-            let conn = match self.writer.try_lock() {
-                Ok(conn) => conn,
-                Err(TryLockError::Poisoned(p)) => p.into_inner(),
-                Err(TryLockError::WouldBlock) => {
-                    ticket.wait();
-                    continue;
-                }
-            };
-            self.write_queued(conn);
+            match self.try_writer() {
+                Some(mut conn) => self.write_queued(&mut conn),
+                None => ticket.wait(),
+            }
         }
     }
 
-    /// Writes one batch from the queue, lets go of the writer, and nudges whoever is
-    /// next in line.
-    fn write_queued(&self, mut conn: MutexGuard<'_, Connection>) {
+    /// Writes one batch from the queue on the writer the caller holds.
+    fn write_queued(&self, conn: &mut Connection) {
         let batch = {
             let mut waiting = lock(&self.logins.waiting);
             let n = waiting.len().min(MAX_BATCH);
             waiting.drain(..n).collect::<Vec<_>>()
         };
         if !batch.is_empty() {
-            write_batch(&mut conn, &batch);
+            write_batch(conn, &batch);
         }
-        drop(conn);
-        self.nudge_next_login();
     }
 
-    /// Called by every holder of the writer right after it lets go.
+    /// Called when the writer is let go (by `Writer`'s drop).
     pub(super) fn nudge_next_login(&self) {
         if let Some(next) = lock(&self.logins.waiting).first() {
             next.nudge();
@@ -271,7 +264,7 @@ mod tests {
         let (store, dir) = temp_store();
         // The second reuses the first's token hash: its session insert fails.
         let batch = [ticket("o1", 1, [1; 32]), ticket("o2", 2, [1; 32]), ticket("o3", 3, [3; 32])];
-        write_batch(&mut lock(&store.writer), &batch);
+        write_batch(&mut store.writer(), &batch);
         let [a, b, c] = batch.map(|t| t.take().expect("every ticket is answered"));
         assert_eq!(a.expect("first").user.openid, "o1");
         assert!(b.is_err(), "the duplicate token fails");

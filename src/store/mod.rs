@@ -14,7 +14,7 @@ mod users;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
@@ -176,16 +176,26 @@ impl Store {
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer; commits if it succeeds.
     pub fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
-        let out = (|| {
-            let mut conn = lock(&self.writer);
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })();
-        // Logins queued meanwhile sleep on their tickets, not on this lock.
-        self.nudge_next_login();
-        out
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// The writer connection, held until the guard is dropped.
+    fn writer(&self) -> Writer<'_> {
+        Writer { store: self, conn: Some(lock(&self.writer)) }
+    }
+
+    /// The writer if it is free now.
+    fn try_writer(&self) -> Option<Writer<'_>> {
+        let conn = match self.writer.try_lock() {
+            Ok(conn) => conn,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        Some(Writer { store: self, conn: Some(conn) })
     }
 
     /// Answers whether the database can be read (for /healthz).
@@ -215,10 +225,9 @@ impl Store {
         };
         let pages = passive(conn)?;
         if pages > 0 {
-            let _writer = lock(&self.writer);
+            let _writer = self.writer();
             passive(conn)?;
         }
-        self.nudge_next_login();
         Ok(pages)
     }
 
@@ -226,8 +235,7 @@ impl Store {
     pub fn checkpoint(&self) -> Result<()> {
         lock(&self.readers).clear();
         lock(&self.folder).take();
-        let conn = lock(&self.writer);
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        self.writer().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 
@@ -246,6 +254,35 @@ fn connect(path: &Path, flags: OpenFlags) -> Result<Connection> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
+}
+
+/// The writer connection, held. Letting go of it wakes the oldest login queued for it:
+/// those sleep on their own tickets (see `group_commit`), not on this lock, so every
+/// holder must say when it is done, and this is where all of them do.
+struct Writer<'a> {
+    store: &'a Store,
+    conn: Option<MutexGuard<'a, Connection>>,
+}
+
+impl std::ops::Deref for Writer<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_deref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Writer<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_deref_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        // Unlocked first, so that the login woken can take the writer at once.
+        drop(self.conn.take());
+        self.store.nudge_next_login();
+    }
 }
 
 /// A poisoned lock only means another thread panicked while holding it; the connection
