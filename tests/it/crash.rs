@@ -131,17 +131,6 @@ impl Setup {
     }
 }
 
-fn integrity(db: &Path) -> String {
-    let c = rusqlite::Connection::open(db).unwrap();
-    c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap()
-}
-
-fn openids(db: &Path) -> Vec<String> {
-    let c = rusqlite::Connection::open(db).unwrap();
-    let mut st = c.prepare("SELECT openid FROM users").unwrap();
-    st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-}
-
 fn no_temp_files(dir: &Path) -> bool {
     !dir.read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp"))
 }

@@ -38,17 +38,6 @@ fn admin_config(dir: &Path, db: &Path) -> PathBuf {
     path
 }
 
-fn integrity(db: &Path) -> String {
-    let c = rusqlite::Connection::open(db).unwrap();
-    c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap()
-}
-
-fn openids(db: &Path) -> Vec<String> {
-    let c = rusqlite::Connection::open(db).unwrap();
-    let mut st = c.prepare("SELECT openid FROM users ORDER BY id").unwrap();
-    st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-}
-
 fn login_url(base: &str, code: &str, xff: Option<&str>) -> Reply {
     let mut headers = vec![("Content-Type", "application/json")];
     if let Some(x) = xff {

@@ -366,3 +366,16 @@ pub fn try_send(
     let text = resp.body_mut().read_to_string().map_err(|e| format!("{method} {url}: body: {e}"))?;
     Ok(Reply { status, headers, text })
 }
+
+/// `PRAGMA integrity_check` of a database file ("ok" when sound).
+pub fn integrity(db: &Path) -> String {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap()
+}
+
+/// Every user's openid in a database file, oldest first.
+pub fn openids(db: &Path) -> Vec<String> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut st = c.prepare("SELECT openid FROM users ORDER BY id").unwrap();
+    st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
