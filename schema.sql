@@ -63,3 +63,19 @@ CREATE TABLE login_days (
     logins      INTEGER NOT NULL,
     PRIMARY KEY (app, day)
 ) WITHOUT ROWID;
+
+-- migration 2
+-- A used code may be replayed only by its first caller, and only a few times (see
+-- POST /v1/login in the API notes): the caller's Idempotency-Key as SHA-256 when it sent
+-- one (then only that key replays), else its client IP; and the replays answered so far.
+-- Records from before this migration have neither, and replay for no one.
+ALTER TABLE used_codes ADD COLUMN key_hash BLOB;
+ALTER TABLE used_codes ADD COLUMN client_ip TEXT;
+ALTER TABLE used_codes ADD COLUMN replays INTEGER NOT NULL DEFAULT 0;
+-- (No index on user_id: revoking scans this table, which holds only the last few minutes'
+-- codes, rather than every login paying for one more index.)
+
+-- A new login beyond session.max_per_user ends the user's least recently used sessions:
+-- this index finds them (and still serves every lookup by user_id, so it replaces the old one).
+CREATE INDEX sessions_user_seen ON sessions (user_id, last_seen_at);
+DROP INDEX sessions_user;

@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use wxlogin::secrets::{new_token, sha256, Secret};
-use wxlogin::store::{self, NewLogin, Store, Terms};
+use wxlogin::store::{self, Caller, NewLogin, Store, Terms};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // write during the benchmark: in real traffic a session is used many times a minute
     // and slides at most once, so the verify path is a read. (Seeding takes longer than
     // the one-minute slide interval, which would otherwise turn random verifies into writes.)
-    let terms = Terms { now: store::now() + 300, ttl: 2_592_000, max_lifetime: 7_776_000 };
+    let terms = Terms { now: store::now() + 300, ttl: 2_592_000, max_lifetime: 7_776_000, max_per_user: 50 };
     for i in 0..count {
         let token = new_token();
         store.record_login(&NewLogin {
@@ -31,6 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             code_hash: sha256(format!("seed-{i}").as_bytes()),
             token_hash: sha256(token.expose().as_bytes()),
             terms,
+            caller: Caller { key_hash: None, ip: std::net::IpAddr::from([127, 0, 0, 1]) },
         })?;
         writeln!(out, "{}", token.expose())?;
     }

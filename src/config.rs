@@ -77,6 +77,8 @@ pub struct SessionConfig {
     pub max_lifetime_seconds: i64,
     pub expose_openid: bool,
     pub code_replay_seconds: i64,
+    /// Sessions one user may hold; a login beyond it ends the least recently used.
+    pub max_per_user: i64,
 }
 
 impl Default for SessionConfig {
@@ -87,6 +89,7 @@ impl Default for SessionConfig {
             max_lifetime_seconds: 7_776_000,
             expose_openid: true,
             code_replay_seconds: 60,
+            max_per_user: 50,
         }
     }
 }
@@ -385,6 +388,9 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     if !(0..=300).contains(&c.session.code_replay_seconds) {
         return bad("session.code_replay_seconds", "must be between 0 and 300 (a wx.login code lives 5 minutes)");
+    }
+    if c.session.max_per_user < 1 {
+        return bad("session.max_per_user", "must be at least 1");
     }
     if !(c.wechat.api_base.starts_with("https://") || c.wechat.api_base.starts_with("http://")) {
         return bad("wechat.api_base", "must be an http:// or https:// URL");

@@ -1,8 +1,9 @@
 //! POST /v1/login: a `wx.login` code in, a session token out.
 //!
-//! request -> per-IP limit -> body -> app, code and open-data shape checks -> replay
-//! window -> single flight -> jscode2session -> one write transaction -> open data, if
-//! any (on failure the session just written is withdrawn) -> response.
+//! request -> per-IP limit -> Idempotency-Key, body -> app, code and open-data shape
+//! checks -> single flight -> replay window (first caller only) -> jscode2session -> one
+//! write transaction -> open data, if any (on failure the session just written is
+//! withdrawn) -> response.
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use crate::config::AppConfig;
 use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::secrets::{new_token, sha256, Secret};
-use crate::store::{self, LoginOutcome, NewLogin, Terms};
+use crate::store::{self, Caller, LoginOutcome, NewLogin, Replay, Terms};
 
 #[derive(Deserialize)]
 pub struct LoginBody {
@@ -37,6 +38,7 @@ fn login_inner(app: &App, req: &Req) -> Result<(Resp, &'static str), ApiError> {
     if let Err(retry_after) = app.login_limiter.check(req.client_ip) {
         return Err(ApiError::RateLimited { retry_after });
     }
+    let caller = caller(req)?;
     let map = req.object(true)?;
     let open_data = OpenDataFields::from_body(&map)?;
     let body: LoginBody = Req::decode(map)?;
@@ -46,7 +48,7 @@ fn login_inner(app: &App, req: &Req) -> Result<(Resp, &'static str), ApiError> {
         // Malformed open data must not spend the code.
         f.check_shape()?;
     }
-    let (mut issued, kind) = exchange(app, cfg, &body.code)?;
+    let (mut issued, kind) = exchange(app, cfg, &body.code, &caller)?;
     let decrypted = match &open_data {
         None => None,
         Some(f) => {
@@ -91,6 +93,25 @@ fn check_code(code: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Who asks, for binding the code's replays to its first caller: the `Idempotency-Key`
+/// (1 to 128 visible ASCII characters; only its hash is kept) and the client IP as
+/// the server computes it (which honours `trust_forwarded_for`).
+fn caller(req: &Req) -> Result<Caller, ApiError> {
+    let key_hash = match req.header("idempotency-key") {
+        None => None,
+        Some(k) if (1..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Some(sha256(k.as_bytes()))
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "Idempotency-Key",
+                "header must be 1 to 128 visible ASCII characters, without spaces",
+            ))
+        }
+    };
+    Ok(Caller { key_hash, ip: req.client_ip })
+}
+
 /// The token issued, what the database recorded, and the session_key WeChat just gave
 /// for the code (None for a replay, which does not ask WeChat).
 struct Issued {
@@ -99,29 +120,43 @@ struct Issued {
     session_key: Option<Secret>,
 }
 
-fn exchange(app: &App, cfg: &AppConfig, code: &str) -> Result<(Issued, &'static str), ApiError> {
+/// WeChat's answer to a used code, which a refused replay gets too: a used code tells
+/// whoever holds it nothing more than WeChat would.
+const CODE_USED: ApiError = ApiError::InvalidCode { errcode: 40163 };
+
+fn exchange(app: &App, cfg: &AppConfig, code: &str, caller: &Caller) -> Result<(Issued, &'static str), ApiError> {
     let key = sha256(format!("{}\0{code}", cfg.name).as_bytes());
     match app.code_flights.join(key) {
         Role::Leader => {
-            let result = lead(app, cfg, code, &key);
+            let result = lead(app, cfg, code, &key, caller);
             app.code_flights.land(key, result.as_ref().map(|_| ()).map_err(Clone::clone));
             result
         }
         Role::Follower(flight) => {
             flight.wait(follower_limit(app))?;
-            // The leader committed the used code before landing: replay it.
-            match replay(app, cfg, &key)? {
+            // The leader committed the used code before landing: replay it, if this is
+            // the leader's own client (a follower counts as one replay).
+            match replay(app, cfg, &key, caller)? {
                 Some(issued) => Ok((issued, "replayed")),
-                // The replay window is 0 or already over: nothing to share.
-                None => Err(ApiError::InvalidCode { errcode: 40163 }),
+                // Another client, no replays left, or a replay window of 0.
+                None => Err(CODE_USED),
             }
         }
     }
 }
 
-fn lead(app: &App, cfg: &AppConfig, code: &str, key: &[u8; 32]) -> Result<(Issued, &'static str), ApiError> {
-    if let Some(issued) = replay(app, cfg, key)? {
-        return Ok((issued, "replayed"));
+fn lead(
+    app: &App,
+    cfg: &AppConfig,
+    code: &str,
+    key: &[u8; 32],
+    caller: &Caller,
+) -> Result<(Issued, &'static str), ApiError> {
+    match replay_or_refuse(app, cfg, key, caller)? {
+        Replay::Answered(issued) => return Ok((issued, "replayed")),
+        // WeChat would answer 40163: the same, without spending a call on it.
+        Replay::Refused => return Err(CODE_USED),
+        Replay::NotFound => {}
     }
     let s = app.wechat.code2session(&cfg.appid, &cfg.secret, code)?;
     let token = new_token();
@@ -133,32 +168,44 @@ fn lead(app: &App, cfg: &AppConfig, code: &str, key: &[u8; 32]) -> Result<(Issue
         code_hash: *key,
         token_hash: sha256(token.expose().as_bytes()),
         terms: terms(app),
+        caller: *caller,
     })?;
     let kind = if outcome.new_user { "new_user" } else { "returning" };
     Ok((Issued { token, outcome, session_key: Some(s.session_key) }, kind))
 }
 
-fn replay(app: &App, cfg: &AppConfig, key: &[u8; 32]) -> Result<Option<Issued>, ApiError> {
+fn replay(app: &App, cfg: &AppConfig, key: &[u8; 32], caller: &Caller) -> Result<Option<Issued>, ApiError> {
+    Ok(match replay_or_refuse(app, cfg, key, caller)? {
+        Replay::Answered(issued) => Some(issued),
+        Replay::Refused | Replay::NotFound => None,
+    })
+}
+
+/// A new session for a code used within the replay window, if `caller` was its first
+/// caller and it has replays left (the store counts them).
+fn replay_or_refuse(app: &App, cfg: &AppConfig, key: &[u8; 32], caller: &Caller) -> Result<Replay<Issued>, ApiError> {
     let session = &app.config.session;
     if session.code_replay_seconds == 0 {
-        return Ok(None);
+        return Ok(Replay::NotFound);
     }
     let mut token = None;
-    let outcome = app.store.replay_login(&cfg.name, key, session.code_replay_seconds, &terms(app), || {
+    let outcome = app.store.replay_login(&cfg.name, key, caller, session.code_replay_seconds, &terms(app), || {
         let t = new_token();
         let hash = sha256(t.expose().as_bytes());
         token = Some(t);
         hash
     })?;
     Ok(match (outcome, token) {
-        (Some(outcome), Some(token)) => Some(Issued { token, outcome, session_key: None }),
-        _ => None,
+        (Replay::Answered(outcome), Some(token)) => Replay::Answered(Issued { token, outcome, session_key: None }),
+        (Replay::NotFound, _) => Replay::NotFound,
+        // (A replay answered without a token made cannot happen.)
+        _ => Replay::Refused,
     })
 }
 
 fn terms(app: &App) -> Terms {
     let s = &app.config.session;
-    Terms { now: store::now(), ttl: s.ttl_seconds, max_lifetime: s.max_lifetime_seconds }
+    Terms { now: store::now(), ttl: s.ttl_seconds, max_lifetime: s.max_lifetime_seconds, max_per_user: s.max_per_user }
 }
 
 /// A follower waits as long as the leader's exchange can take, with slack.

@@ -30,6 +30,7 @@ fn minimal_file_gets_every_default() {
     assert!(c.session.sliding && c.session.expose_openid);
     assert_eq!(c.session.max_lifetime_seconds, 7_776_000);
     assert_eq!(c.session.code_replay_seconds, 60);
+    assert_eq!(c.session.max_per_user, 50);
     assert_eq!(c.wechat.api_base, "https://api.weixin.qq.com");
     assert_eq!((c.wechat.timeout_ms, c.wechat.retries), (5000, 2));
     assert_eq!(c.wechat.token_api, TokenApi::Stable);
@@ -80,6 +81,7 @@ fn bad_values_name_their_key() {
         ("[server]\nmax_body_bytes = 10\n", "server.max_body_bytes"),
         ("[session]\nttl_seconds = 10\n", "session.ttl_seconds"),
         ("[session]\ncode_replay_seconds = 900\n", "session.code_replay_seconds"),
+        ("[session]\nmax_per_user = 0\n", "session.max_per_user"),
         ("[wechat]\napi_base = \"ftp://x\"\n", "wechat.api_base"),
         ("[wechat]\nretries = 50\n", "wechat.retries"),
         ("[decrypt]\nmax_age_seconds = -1\n", "decrypt.max_age_seconds"),

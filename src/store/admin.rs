@@ -187,7 +187,7 @@ fn stats_in(c: &Connection, now: i64) -> Result<Stats> {
 mod tests {
     use super::*;
     use crate::secrets::Secret;
-    use crate::store::{NewLogin, Terms};
+    use crate::store::{Caller, NewLogin, Terms};
 
     fn temp_db(tag: &str) -> (PathBuf, PathBuf) {
         let dir = std::env::temp_dir().join(format!("wxlogin-admin-{tag}-{}", crate::secrets::random_id(6)));
@@ -207,7 +207,8 @@ mod tests {
                 session_key: &key,
                 code_hash,
                 token_hash,
-                terms: Terms { now, ttl: 3600, max_lifetime: 7200 },
+                terms: Terms { now, ttl: 3600, max_lifetime: 7200, max_per_user: 50 },
+                caller: Caller { key_hash: None, ip: std::net::IpAddr::from([127, 0, 0, 1]) },
             })
             .unwrap();
     }

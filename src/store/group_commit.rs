@@ -23,7 +23,7 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::users::{count_logins, write_login};
-use super::{lock, LoginOutcome, NewLogin, Result, Store, StoreError, Terms};
+use super::{lock, Caller, LoginOutcome, NewLogin, Result, Store, StoreError, Terms};
 use crate::secrets::Secret;
 
 /// At most this many logins share one transaction, so that one commit stays short.
@@ -59,6 +59,7 @@ struct OwnedLogin {
     code_hash: [u8; 32],
     token_hash: [u8; 32],
     terms: Terms,
+    caller: Caller,
 }
 
 impl OwnedLogin {
@@ -71,6 +72,7 @@ impl OwnedLogin {
             code_hash: l.code_hash,
             token_hash: l.token_hash,
             terms: l.terms,
+            caller: l.caller,
         }
     }
 
@@ -83,6 +85,7 @@ impl OwnedLogin {
             code_hash: self.code_hash,
             token_hash: self.token_hash,
             terms: self.terms,
+            caller: self.caller,
         }
     }
 }
@@ -240,7 +243,7 @@ mod tests {
 
     fn ticket(openid: &str, code: u8, token: [u8; 32]) -> Arc<Ticket> {
         let key = Secret::new(format!("key-{openid}"));
-        let terms = Terms { now: 1_000, ttl: 100, max_lifetime: 1_000 };
+        let terms = Terms { now: 1_000, ttl: 100, max_lifetime: 1_000, max_per_user: 50 };
         let l = NewLogin {
             app: "main",
             openid,
@@ -249,6 +252,7 @@ mod tests {
             code_hash: [code; 32],
             token_hash: token,
             terms,
+            caller: Caller { key_hash: None, ip: std::net::IpAddr::from([127, 0, 0, 1]) },
         };
         Arc::new(Ticket::new(&l))
     }
@@ -271,8 +275,10 @@ mod tests {
         assert_eq!(c.expect("third").user.openid, "o3");
         // Nothing of the failed one stayed: not its user, not its code, not its count.
         assert!(store.user_by_openid("o2").expect("reads").is_empty());
-        let terms = Terms { now: 1_010, ttl: 100, max_lifetime: 1_000 };
-        assert!(store.replay_login("main", &[2; 32], 60, &terms, || [9; 32]).expect("reads").is_none());
+        let terms = Terms { now: 1_010, ttl: 100, max_lifetime: 1_000, max_per_user: 50 };
+        let caller = Caller { key_hash: None, ip: std::net::IpAddr::from([127, 0, 0, 1]) };
+        let replay = store.replay_login("main", &[2; 32], &caller, 60, &terms, || [9; 32]).expect("reads");
+        assert!(matches!(replay, crate::store::Replay::NotFound));
         assert_eq!(logins_today(&store), 2);
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -292,7 +298,7 @@ mod tests {
                             7, 7,
                         ];
                         let key = Secret::new("k");
-                        let terms = Terms { now: 1_000, ttl: 100, max_lifetime: 1_000 };
+                        let terms = Terms { now: 1_000, ttl: 100, max_lifetime: 1_000, max_per_user: 50 };
                         let code = [t.wrapping_mul(41).wrapping_add(i); 32];
                         let l = NewLogin {
                             app: "main",
@@ -302,6 +308,7 @@ mod tests {
                             code_hash: code,
                             token_hash: token,
                             terms,
+                            caller: Caller { key_hash: None, ip: std::net::IpAddr::from([127, 0, 0, 1]) },
                         };
                         let outcome = store.record_login(&l).expect("login");
                         assert_eq!(outcome.user.openid, openid);
@@ -322,7 +329,8 @@ mod tests {
             session_key: &Secret::new("k"),
             code_hash: [255; 32],
             token_hash: [255; 32],
-            terms: Terms { now: 1_000, ttl: 100, max_lifetime: 1_000 },
+            terms: Terms { now: 1_000, ttl: 100, max_lifetime: 1_000, max_per_user: 50 },
+            caller: Caller { key_hash: None, ip: std::net::IpAddr::from([127, 0, 0, 1]) },
         });
         let id = first.expect("login").user.id;
         for i in 0..50 {

@@ -95,6 +95,33 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_database_is_upgraded_and_its_codes_replay_for_no_one() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(sections()[0].1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (app, openid, created_at, last_login_at) VALUES ('main', 'o1', 1, 1);
+             INSERT INTO used_codes (app, code_hash, user_id, new_user, used_at) VALUES ('main', x'01', 1, 0, 1);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let (key, ip, replays): (Option<Vec<u8>>, Option<String>, i64) = conn
+            .query_row("SELECT key_hash, client_ip, replays FROM used_codes", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!((key, ip, replays), (None, None, 0), "bound to no caller");
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'sessions' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(indexes, ["sessions_expires", "sessions_user_seen"]);
+    }
+
+    #[test]
     fn newer_database_is_refused_and_left_unchanged() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();

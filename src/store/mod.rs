@@ -22,7 +22,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 pub use admin::{vacuum_into, verify, AppStats, ServerLock, Stats, Verified};
 pub use migrate::SCHEMA_VERSION;
 pub use sessions::{Lookup, SessionInfo, SessionRow, KEEP_EXPIRED_SECONDS, SLIDE_EVERY_SECONDS};
-pub use users::{LoginOutcome, NewLogin, Terms, User};
+pub use users::{Caller, LoginOutcome, NewLogin, Replay, Terms, User, MAX_CODE_REPLAYS};
 
 #[derive(Debug)]
 pub enum StoreError {

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::users::{Terms, User};
+use super::users::{Terms, User, MAX_CODE_REPLAYS};
 use super::{Result, Store};
 
 /// How often, at most, a session's sliding expiry is written back: a verify is a read,
@@ -48,7 +48,22 @@ pub(super) fn insert(tx: &Connection, token_hash: &[u8; 32], user_id: i64, terms
          VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
     )?
     .execute(params![&token_hash[..], user_id, now, expires_at, max_expires_at])?;
+    end_least_recently_used(tx, token_hash, user_id, terms.max_per_user)?;
     Ok(expires_at)
+}
+
+/// Keeps the user to `max` sessions, the new one and the most recently used others,
+/// counting expired ones too (they go first, being the least recently used). "Recently"
+/// is as exact as `last_seen_at`, which sliding writes at most once a minute. One
+/// statement on the (user_id, last_seen_at) index, which covers it.
+fn end_least_recently_used(tx: &Connection, new: &[u8; 32], user_id: i64, max: i64) -> Result<()> {
+    tx.prepare_cached(
+        "DELETE FROM sessions WHERE token_hash IN
+         (SELECT token_hash FROM sessions WHERE user_id = ?1 AND token_hash <> ?2
+          ORDER BY last_seen_at DESC LIMIT -1 OFFSET ?3)",
+    )?
+    .execute(params![user_id, &new[..], (max - 1).max(0)])?;
+    Ok(())
 }
 
 impl Store {
@@ -100,12 +115,20 @@ impl Store {
         self.write(|tx| Ok(tx.execute("DELETE FROM sessions WHERE token_hash = ?1", [&token_hash[..]])? > 0))
     }
 
-    /// Revokes every session of a user, or of everyone; returns how many.
+    /// Revokes every session of a user, or of everyone; returns how many. The replays
+    /// left of their recently used codes are spent in the same transaction: otherwise a
+    /// used code would bring a revoked user back for the rest of its window.
     pub fn revoke_sessions(&self, user_id: Option<i64>) -> Result<usize> {
         self.write(|tx| {
             Ok(match user_id {
-                Some(id) => tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?,
-                None => tx.execute("DELETE FROM sessions", [])?,
+                Some(id) => {
+                    tx.execute("UPDATE used_codes SET replays = ?2 WHERE user_id = ?1", params![id, MAX_CODE_REPLAYS])?;
+                    tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?
+                }
+                None => {
+                    tx.execute("UPDATE used_codes SET replays = ?1", [MAX_CODE_REPLAYS])?;
+                    tx.execute("DELETE FROM sessions", [])?
+                }
             })
         })
     }

@@ -15,7 +15,8 @@ fn login(store: &Store, openid: &str, unionid: Option<&str>, code: u8, token: u8
             session_key: &Secret::new(format!("key-{code}")),
             code_hash: [code; 32],
             token_hash: [token; 32],
-            terms: Terms { now, ttl: 100, max_lifetime: 1000 },
+            terms: terms_at(now),
+            caller: local(),
         })
         .unwrap()
 }
@@ -49,16 +50,125 @@ fn logins_upsert_keep_unionid_and_replace_the_session_key() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+fn local() -> Caller {
+    Caller { key_hash: None, ip: std::net::IpAddr::from([127, 0, 0, 1]) }
+}
+
+fn terms_at(now: i64) -> Terms {
+    Terms { now, ttl: 100, max_lifetime: 1000, max_per_user: 50 }
+}
+
+/// A replay of code `code` by `caller` at `now`, with token hash `[token; 32]`.
+fn replay(store: &Store, code: u8, caller: &Caller, now: i64, token: u8) -> Replay {
+    store.replay_login("main", &[code; 32], caller, 60, &terms_at(now), || [token; 32]).unwrap()
+}
+
+fn answered(r: Replay) -> LoginOutcome {
+    match r {
+        Replay::Answered(o) => o,
+        other => panic!("expected a replay, got {other:?}"),
+    }
+}
+
 #[test]
 fn replay_finds_a_recent_code_only() {
     let (store, dir) = temp_store();
     let a = login(&store, "o1", None, 7, 1, 1000);
-    let terms = Terms { now: 1030, ttl: 100, max_lifetime: 1000 };
-    let again = store.replay_login("main", &[7; 32], 60, &terms, || [9; 32]).unwrap().unwrap();
+    let again = answered(replay(&store, 7, &local(), 1030, 9));
     assert_eq!((again.user.id, again.new_user), (a.user.id, true));
-    let late = Terms { now: 1100, ..terms };
-    assert!(store.replay_login("main", &[7; 32], 60, &late, || [10; 32]).unwrap().is_none());
-    assert!(store.replay_login("other", &[7; 32], 60, &terms, || [11; 32]).unwrap().is_none());
+    assert!(matches!(replay(&store, 7, &local(), 1100, 10), Replay::NotFound));
+    let other = store.replay_login("other", &[7; 32], &local(), 60, &terms_at(1030), || [11; 32]).unwrap();
+    assert!(matches!(other, Replay::NotFound));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn login_as(store: &Store, openid: &str, code: u8, token: u8, caller: Caller, terms: Terms) -> LoginOutcome {
+    store
+        .record_login(&NewLogin {
+            app: "main",
+            openid,
+            unionid: None,
+            session_key: &Secret::new("k"),
+            code_hash: [code; 32],
+            token_hash: [token; 32],
+            terms,
+            caller,
+        })
+        .unwrap()
+}
+
+#[test]
+fn replays_answer_only_the_first_caller_and_at_most_three_times() {
+    let (store, dir) = temp_store();
+    let ip = |last: u8| std::net::IpAddr::from([10, 0, 0, last]);
+    let keyed = Caller { key_hash: Some([42; 32]), ip: ip(1) };
+    login_as(&store, "o1", 1, 1, keyed, terms_at(1000));
+    // With a key, the key decides: another key, or none, from the same address is refused.
+    assert!(matches!(replay(&store, 1, &Caller { key_hash: Some([43; 32]), ..keyed }, 1001, 2), Replay::Refused));
+    assert!(matches!(replay(&store, 1, &Caller { key_hash: None, ..keyed }, 1001, 3), Replay::Refused));
+    // Refused attempts do not count: the first caller still has three, from anywhere.
+    for (i, token) in [4u8, 5, 6].into_iter().enumerate() {
+        answered(replay(&store, 1, &Caller { ip: ip(9 + i as u8), ..keyed }, 1002, token));
+    }
+    assert!(matches!(replay(&store, 1, &keyed, 1003, 7), Replay::Refused), "a fourth");
+    assert!(matches!(store.lookup_session(&[7; 32], 1003).unwrap(), Lookup::Unknown));
+    assert!(matches!(store.lookup_session(&[3; 32], 1003).unwrap(), Lookup::Unknown));
+
+    // Without a key, the client IP decides.
+    let plain = Caller { key_hash: None, ip: ip(1) };
+    login_as(&store, "o2", 2, 20, plain, terms_at(1000));
+    assert!(matches!(replay(&store, 2, &Caller { ip: ip(2), ..plain }, 1001, 21), Replay::Refused));
+    answered(replay(&store, 2, &plain, 1001, 22));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn concurrent_replays_spend_no_more_than_three() {
+    let (store, dir) = temp_store();
+    login(&store, "o1", None, 1, 1, 1000);
+    let store = std::sync::Arc::new(store);
+    let threads: Vec<_> = (0..12u8)
+        .map(|i| {
+            let store = store.clone();
+            std::thread::spawn(move || matches!(replay(&store, 1, &local(), 1001, 100 + i), Replay::Answered(_)))
+        })
+        .collect();
+    let answered = threads.into_iter().map(|t| t.join().unwrap()).filter(|a| *a).count();
+    assert_eq!(answered, MAX_CODE_REPLAYS as usize);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn revoking_sessions_ends_the_replays_of_their_codes() {
+    let (store, dir) = temp_store();
+    let a = login(&store, "o1", None, 1, 1, 1000);
+    login(&store, "o2", None, 2, 2, 1000);
+    assert_eq!(store.revoke_sessions(Some(a.user.id)).unwrap(), 1);
+    assert!(matches!(replay(&store, 1, &local(), 1001, 3), Replay::Refused));
+    answered(replay(&store, 2, &local(), 1001, 4));
+    assert_eq!(store.revoke_sessions(None).unwrap(), 2);
+    assert!(matches!(replay(&store, 2, &local(), 1001, 5), Replay::Refused));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_login_beyond_the_cap_ends_the_least_recently_used_sessions() {
+    let (store, dir) = temp_store();
+    let capped = |now| Terms { max_per_user: 3, ..terms_at(now) };
+    let live = |store: &Store, token: u8| matches!(store.lookup_session(&[token; 32], 1010).unwrap(), Lookup::Live(_));
+    for (i, now) in [1000, 1001, 1002].into_iter().enumerate() {
+        login_as(&store, "o1", 10 + i as u8, 1 + i as u8, local(), capped(now));
+    }
+    login_as(&store, "o2", 20, 20, local(), capped(1002));
+    // The oldest session is used (slid), then two more logins: the unused ones go.
+    store.touch_session(&[1; 32], 1003, 100).unwrap();
+    login_as(&store, "o1", 13, 4, local(), capped(1004));
+    assert!(!live(&store, 2) && live(&store, 1) && live(&store, 3));
+    // A replay is a login too, and keeps to the cap.
+    answered(store.replay_login("main", &[13; 32], &local(), 60, &capped(1005), || [5; 32]).unwrap());
+    let alive: Vec<u8> = (1..=5).filter(|t| live(&store, *t)).collect();
+    assert_eq!(alive, [1, 4, 5]);
+    assert!(live(&store, 20), "another user's sessions are not counted");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -91,7 +201,8 @@ fn login_n(store: &Store, i: u32) {
             session_key: &Secret::new("k"),
             code_hash: hash(1),
             token_hash: hash(2),
-            terms: Terms { now: 1_000, ttl: 100, max_lifetime: 1_000 },
+            terms: Terms { now: 1_000, ttl: 100, max_lifetime: 1_000, max_per_user: 50 },
+            caller: Caller { key_hash: None, ip: std::net::IpAddr::from([127, 0, 0, 1]) },
         })
         .expect("login");
 }

@@ -1,5 +1,7 @@
 //! Users, keyed by (app, openid), and the login transaction that creates them.
 
+use std::net::IpAddr;
+
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{sessions, Result, Store};
@@ -53,6 +55,34 @@ pub struct NewLogin<'a> {
     pub code_hash: [u8; 32],
     pub token_hash: [u8; 32],
     pub terms: Terms,
+    /// Who exchanged the code: the only caller its replays will answer.
+    pub caller: Caller,
+}
+
+/// A login's caller, as far as replays of its code are concerned. With a key, only the
+/// same key replays (a client behind a changing address still gets its answer); without
+/// one, only the same client IP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// SHA-256 of the request's `Idempotency-Key`, when it sent one.
+    pub key_hash: Option<[u8; 32]>,
+    pub ip: IpAddr,
+}
+
+/// Replays answered per used code, at most: enough for a client that lost an answer or
+/// two, too few for a used code to be worth stealing.
+pub const MAX_CODE_REPLAYS: i64 = 3;
+
+/// What a retried code gets (`T`: what a replay brings; the API layer adds the token).
+#[derive(Debug)]
+pub enum Replay<T = LoginOutcome> {
+    /// No successful exchange of the code inside the window: WeChat decides.
+    NotFound,
+    /// There was one, but not for this caller, or its replays are spent (also by revoking
+    /// the user's sessions): to be answered as WeChat's 40163 would be.
+    Refused,
+    /// A new session for the code's user.
+    Answered(T),
 }
 
 /// When a new session starts and how long it may live.
@@ -63,6 +93,8 @@ pub struct Terms {
     pub ttl: i64,
     /// Absolute lifetime from login.
     pub max_lifetime: i64,
+    /// Sessions a user may hold; a new one beyond it ends the least recently used.
+    pub max_per_user: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -81,29 +113,33 @@ impl Store {
         self.commit_login(l)
     }
     /// A code exchanged successfully within `window` seconds: issue another session for
-    /// the same user instead of asking WeChat again (which would answer 40163).
+    /// the same user instead of asking WeChat again (which would answer 40163), if
+    /// `caller` is the code's first caller and it has replays left.
     /// `new_token_hash` makes the session's token, only when there is a replay.
     pub fn replay_login(
         &self,
         app: &str,
         code_hash: &[u8; 32],
+        caller: &Caller,
         window: i64,
         terms: &Terms,
         new_token_hash: impl FnOnce() -> [u8; 32],
-    ) -> Result<Option<LoginOutcome>> {
+    ) -> Result<Replay> {
         let now = terms.now;
         // Nearly every login brings a fresh code: look on a reader first, so that those
         // do not take the writer (measured: a tenth of a login's CPU went to an empty
         // write transaction). The writer looks again, as the truth.
         if self.read(|c| used_code(c, app, code_hash, now - window))?.is_none() {
-            return Ok(None);
+            return Ok(Replay::NotFound);
         }
         self.write(|tx| {
-            let Some((user_id, new_user)) = used_code(tx, app, code_hash, now - window)? else { return Ok(None) };
+            let Some((user_id, new_user)) = spend_replay(tx, app, code_hash, caller, now - window)? else {
+                return Ok(Replay::Refused);
+            };
             let expires_at = sessions::insert(tx, &new_token_hash(), user_id, terms)?;
             count_logins(tx, app, now, 1)?;
             let user = user_by_id(tx, user_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-            Ok(Some(LoginOutcome { user, new_user, expires_at }))
+            Ok(Replay::Answered(LoginOutcome { user, new_user, expires_at }))
         })
     }
 
@@ -204,9 +240,18 @@ pub(super) fn write_login(tx: &Connection, l: &NewLogin) -> Result<LoginOutcome>
             .query_row(params![l.app, l.openid, l.unionid, key, now], |r| user_from_row(r, 0))?,
     };
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO used_codes (app, code_hash, user_id, new_user, used_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT OR REPLACE INTO used_codes (app, code_hash, user_id, new_user, used_at, key_hash, client_ip, replays)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
     )?
-    .execute(params![l.app, &l.code_hash[..], user.id, new_user, now])?;
+    .execute(params![
+        l.app,
+        &l.code_hash[..],
+        user.id,
+        new_user,
+        now,
+        l.caller.key_hash.as_ref().map(|k| &k[..]),
+        l.caller.ip.to_string()
+    ])?;
     let expires_at = sessions::insert(tx, &l.token_hash, user.id, &l.terms)?;
     Ok(LoginOutcome { user, new_user, expires_at })
 }
@@ -214,6 +259,37 @@ pub(super) fn write_login(tx: &Connection, l: &NewLogin) -> Result<LoginOutcome>
 fn used_code(c: &Connection, app: &str, code_hash: &[u8; 32], since: i64) -> Result<Option<(i64, bool)>> {
     Ok(c.prepare_cached("SELECT user_id, new_user FROM used_codes WHERE app = ?1 AND code_hash = ?2 AND used_at > ?3")?
         .query_row(params![app, &code_hash[..], since], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// Counts one replay of the code for `caller`, in the write transaction and only while
+/// fewer than [`MAX_CODE_REPLAYS`] have been answered, so that concurrent replays cannot
+/// overspend it; None when it is not this caller's or has none left.
+fn spend_replay(
+    tx: &Connection,
+    app: &str,
+    code_hash: &[u8; 32],
+    caller: &Caller,
+    since: i64,
+) -> Result<Option<(i64, bool)>> {
+    Ok(tx
+        .prepare_cached(
+            "UPDATE used_codes SET replays = replays + 1
+             WHERE app = ?1 AND code_hash = ?2 AND used_at > ?3 AND replays < ?4
+               AND CASE WHEN key_hash IS NULL THEN client_ip = ?6 ELSE key_hash = ?5 END
+             RETURNING user_id, new_user",
+        )?
+        .query_row(
+            params![
+                app,
+                &code_hash[..],
+                since,
+                MAX_CODE_REPLAYS,
+                caller.key_hash.as_ref().map(|k| &k[..]),
+                caller.ip.to_string()
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?)
 }
 

@@ -60,7 +60,8 @@ fn simultaneous_requests_with_one_code_share_one_exchange() {
     let s = Arc::new(TestServer::start());
     s.fake_behaviour(json!({"latency_ms": 300}));
     let code = s.code("dave");
-    let handles: Vec<_> = (0..6)
+    // One exchange and the three replays a code allows, all from the same client.
+    let handles: Vec<_> = (0..1 + wxlogin::store::MAX_CODE_REPLAYS)
         .map(|_| {
             let (s, code) = (s.clone(), code.clone());
             std::thread::spawn(move || s.post("/v1/login", None, &json!({"code": code})))
@@ -73,6 +74,123 @@ fn simultaneous_requests_with_one_code_share_one_exchange() {
     }
     let ids: std::collections::HashSet<String> = replies.iter().map(|r| r.json()["user"]["id"].to_string()).collect();
     assert_eq!(ids.len(), 1);
+    assert_eq!(s.fake_calls("jscode2session"), 1);
+}
+
+/// A server that takes the client IP from `X-Forwarded-For`, so that tests can speak
+/// from several addresses.
+fn behind_proxy() -> TestServer {
+    TestServer::start_with(|c| c.server.trust_forwarded_for = true)
+}
+
+/// POST /v1/login with `code`, from client `ip` (through X-Forwarded-For), with an
+/// Idempotency-Key when `key` is given.
+fn login_from(s: &TestServer, code: &str, ip: &str, key: Option<&str>) -> Reply {
+    let mut headers = vec![("Content-Type", "application/json"), ("X-Forwarded-For", ip)];
+    if let Some(k) = key {
+        headers.push(("Idempotency-Key", k));
+    }
+    send(&s.url("/v1/login"), "POST", None, Some(json!({"code": code}).to_string()), &headers)
+}
+
+/// 401 invalid_code with WeChat's 40163, exactly as a used code outside the window.
+fn assert_code_used(r: &Reply, what: &str) {
+    assert_eq!((r.status, r.error_code()), (401, "invalid_code".to_string()), "{what}: {}", r.text);
+    assert_eq!(r.json()["error"]["wechat_errcode"], 40163, "{what}");
+}
+
+#[test]
+fn a_replay_from_another_ip_is_invalid_code() {
+    let s = behind_proxy();
+    let code = s.code("rita");
+    let first = login_from(&s, &code, "203.0.113.5", None);
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_code_used(&login_from(&s, &code, "198.51.100.9", None), "another IP");
+    // The first caller still gets its replay: the refusal did not spend it.
+    let again = login_from(&s, &code, "203.0.113.5", None);
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json()["user"]["id"], first.json()["user"]["id"]);
+    assert_eq!(s.fake_calls("jscode2session"), 1, "a refused replay does not ask WeChat either");
+}
+
+#[test]
+fn a_replay_needs_the_same_idempotency_key_and_is_answered_three_times() {
+    let s = behind_proxy();
+    let code = s.code("kim");
+    let first = login_from(&s, &code, "203.0.113.5", Some("key-1"));
+    assert_eq!(first.status, 200, "{}", first.text);
+    let user = first.json()["user"]["id"].clone();
+    assert_code_used(&login_from(&s, &code, "203.0.113.5", Some("key-2")), "another key");
+    assert_code_used(&login_from(&s, &code, "203.0.113.5", None), "no key, same IP");
+    let mut tokens = std::collections::HashSet::new();
+    // The key decides, wherever the client now is (a phone moving from Wi-Fi to 4G).
+    for ip in ["203.0.113.5", "198.51.100.9", "192.0.2.1"] {
+        let r = login_from(&s, &code, ip, Some("key-1"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["user"]["id"], user);
+        assert_eq!(r.json()["new_user"], first.json()["new_user"]);
+        tokens.insert(r.json()["token"].as_str().unwrap().to_string());
+    }
+    assert_eq!(tokens.len(), 3, "each replay is a new session");
+    assert_code_used(&login_from(&s, &code, "203.0.113.5", Some("key-1")), "a fourth replay");
+    assert_eq!(s.fake_calls("jscode2session"), 1);
+}
+
+#[test]
+fn malformed_idempotency_keys_are_refused_naming_the_header() {
+    let s = TestServer::start();
+    let long = "k".repeat(129);
+    for bad in ["has space", long.as_str()] {
+        let r = send(
+            &s.url("/v1/login"),
+            "POST",
+            None,
+            Some(json!({"code": s.code("lee")}).to_string()),
+            &[("Content-Type", "application/json"), ("Idempotency-Key", bad)],
+        );
+        assert_eq!((r.status, r.error_code()), (400, "invalid_request".into()), "{bad:?}: {}", r.text);
+        assert!(r.json()["error"]["message"].as_str().unwrap().contains("Idempotency-Key"), "{}", r.text);
+    }
+    assert_eq!(s.fake_calls("jscode2session"), 0, "a refused request does not spend the code");
+    let ok = "k".repeat(128);
+    let r = login_from(&s, &s.code("lee"), "127.0.0.1", Some(&ok));
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[test]
+fn a_shared_exchange_answers_only_the_first_caller_and_at_most_three_followers() {
+    let s = Arc::new(TestServer::start_with(|c| {
+        c.server.trust_forwarded_for = true;
+        c.wechat.timeout_ms = 10_000;
+    }));
+    s.fake_behaviour(json!({"latency_ms": 1500}));
+    let code = s.code("nia");
+    let spawn = |ip: &'static str, key: &'static str| {
+        let (s, code) = (s.clone(), code.clone());
+        std::thread::spawn(move || login_from(&s, &code, ip, Some(key)))
+    };
+    let leader = spawn("203.0.113.5", "first");
+    // Generous: the leader only has to reach the exchange, which then takes 1.5 s.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mine: Vec<_> = (0..4).map(|_| spawn("203.0.113.5", "first")).collect();
+    let others: Vec<_> = [("198.51.100.9", "first-guess"), ("198.51.100.9", "other"), ("203.0.113.5", "other")]
+        .into_iter()
+        .map(|(ip, key)| spawn(ip, key))
+        .collect();
+    let leader = leader.join().unwrap();
+    assert_eq!(leader.status, 200, "{}", leader.text);
+    let mine: Vec<Reply> = mine.into_iter().map(|h| h.join().unwrap()).collect();
+    let answered: Vec<&Reply> = mine.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(answered.len(), 3, "three of the first caller's four followers: {mine:?}");
+    for r in answered {
+        assert_eq!(r.json()["user"]["id"], leader.json()["user"]["id"]);
+    }
+    for r in mine.iter().filter(|r| r.status != 200) {
+        assert_code_used(r, "the first caller's fourth follower");
+    }
+    for h in others {
+        assert_code_used(&h.join().unwrap(), "another caller's follower");
+    }
     assert_eq!(s.fake_calls("jscode2session"), 1);
 }
 

@@ -11,7 +11,7 @@ use serde_json::json;
 use wxlogin::app::{App, RateLimiter};
 use wxlogin::fake_wechat::{FakeOptions, FakeWeChat};
 use wxlogin::http::RunningServer;
-use wxlogin::store::{NewLogin, Terms, SCHEMA_VERSION};
+use wxlogin::store::{Caller, NewLogin, Terms, SCHEMA_VERSION};
 
 use crate::support::*;
 
@@ -243,6 +243,33 @@ fn ops_admin_commands_work_against_a_serving_instance() {
     assert_eq!(s.get("/v1/session", Some(&ben)).status, 401);
 }
 
+#[test]
+fn ops_revoking_a_users_sessions_ends_the_replays_of_their_codes() {
+    let s = TestServer::start();
+    let dir = TempDir::new("revoke");
+    let config = admin_config(dir.path(), s.app().store.path());
+    let cfg = config.to_str().unwrap();
+    let login = |code: &str| s.post("/v1/login", None, &json!({"code": code}));
+    let (ann_code, ben_code) = (s.code("ann"), s.code("ben"));
+    let ann = login(&ann_code).json();
+    assert_eq!(login(&ben_code).status, 200);
+    let ann_id = ann["user"]["id"].as_i64().unwrap().to_string();
+    let (code, out, err) = run(&["sessions", "revoke", "--user", &ann_id, "--config", cfg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("revoked 1 session(s)"), "{out}");
+    // The same client, inside the window: the code no longer brings ann back.
+    let r = login(&ann_code);
+    assert_eq!((r.status, r.error_code()), (401, "invalid_code".into()), "{}", r.text);
+    assert_eq!(r.json()["error"]["wechat_errcode"], 40163);
+    // Ben's sessions were not revoked: his code still replays, until everyone's are.
+    assert_eq!(login(&ben_code).status, 200);
+    let (code, _, err) = run(&["sessions", "revoke", "--all", "--config", cfg]);
+    assert_eq!(code, 0, "{err}");
+    let r = login(&ben_code);
+    assert_eq!((r.status, r.error_code()), (401, "invalid_code".into()), "{}", r.text);
+    assert_eq!(s.fake_calls("jscode2session"), 2, "refusals do not ask WeChat");
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -299,7 +326,8 @@ fn ops_maintenance_purges_in_the_background_and_the_limiter_forgets_old_clients(
                 session_key: &key,
                 code_hash: wxlogin::secrets::sha256(openid.as_bytes()),
                 token_hash: wxlogin::secrets::sha256(format!("t-{openid}").as_bytes()),
-                terms: Terms { now: at, ttl: 3600, max_lifetime: 7200 },
+                terms: Terms { now: at, ttl: 3600, max_lifetime: 7200, max_per_user: 50 },
+                caller: Caller { key_hash: None, ip: std::net::IpAddr::from([127, 0, 0, 1]) },
             })
             .unwrap();
     }

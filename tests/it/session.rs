@@ -29,6 +29,36 @@ fn session_answers_the_user_and_expiry() {
 }
 
 #[test]
+fn a_login_beyond_max_per_user_ends_the_least_recently_used_sessions() {
+    let s = TestServer::start_with(|c| c.session.max_per_user = 3);
+    // Each login is made to look 100 s older than the next, so that "last used" is
+    // unambiguous (it is kept to the second, and slid at most once a minute).
+    let age = || {
+        db(&s)
+            .execute("UPDATE sessions SET last_seen_at = last_seen_at - 100, created_at = created_at - 100", [])
+            .unwrap();
+    };
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        tokens.push(s.login("max").0);
+        age();
+    }
+    // The oldest is used now (its expiry slides, which records the use)...
+    assert_eq!(s.get("/v1/session", Some(&tokens[0])).status, 200);
+    // ...so two more logins end the second and the third, which were not.
+    tokens.push(s.login("max").0);
+    age();
+    tokens.push(s.login("max").0);
+    let status: Vec<u16> = tokens.iter().map(|t| s.get("/v1/session", Some(t)).status).collect();
+    assert_eq!(status, [200, 401, 401, 200, 200]);
+    assert_eq!(s.get("/v1/session", Some(&tokens[1])).error_code(), "unauthorized");
+    // Another user's sessions are theirs alone.
+    let (other, _) = s.login("other");
+    assert_eq!(s.get("/v1/session", Some(&other)).status, 200);
+    assert_eq!(s.get("/v1/session", Some(&tokens[0])).status, 200);
+}
+
+#[test]
 fn missing_or_unknown_tokens_are_unauthorized() {
     let s = TestServer::start();
     for token in [None, Some("not-a-token"), Some("")] {
