@@ -231,7 +231,27 @@ fn respond(app: &App, issued: &Issued, decrypted: Option<Value>) -> Resp {
 
 #[cfg(test)]
 mod tests {
-    use super::check_code;
+    use super::{caller, check_code};
+    use crate::http::{Method, Req};
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii_and_kept_only_as_a_hash() {
+        let with = |key: &str| {
+            let mut req = Req::new(Method::Post, "/v1/login");
+            req.headers.push(("idempotency-key".into(), key.into()));
+            caller(&req)
+        };
+        let c = with("3f2a-\u{7e}!").expect("visible ASCII");
+        assert_eq!(c.key_hash, Some(crate::secrets::sha256(b"3f2a-~!")));
+        assert!(with(&"k".repeat(128)).is_ok());
+        for bad in ["", "a b", "tab\there", "caf\u{e9}", "nul\0", &"k".repeat(129)] {
+            let e = with(bad).expect_err(bad);
+            assert_eq!(e.code(), "invalid_request");
+            assert!(e.to_string().contains("`Idempotency-Key`"), "{e}");
+        }
+        let none = caller(&Req::new(Method::Post, "/v1/login")).expect("a key is optional");
+        assert_eq!((none.key_hash, none.ip), (None, std::net::IpAddr::from([127, 0, 0, 1])));
+    }
 
     #[test]
     fn codes_are_checked_before_wechat_is_asked() {

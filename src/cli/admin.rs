@@ -156,11 +156,11 @@ fn sessions_revoke(mut args: Args) -> Result<ExitCode> {
                 return Err(CliError::new(format!("no user with ID {id}")));
             }
             let n = store.revoke_sessions(Some(id))?;
-            println!("revoked {n} session(s) of user {id}");
+            println!("revoked {n} session(s) of user {id}; their recent login codes no longer replay");
         }
         (None, true) => {
             let n = store.revoke_sessions(None)?;
-            println!("revoked all {n} session(s); every user must log in again");
+            println!("revoked all {n} session(s); every user must log in again with a new code");
         }
         _ => return Err(CliError::usage("sessions revoke needs exactly one of --user ID or --all")),
     }

@@ -163,15 +163,15 @@ fn a_shared_exchange_answers_only_the_first_caller_and_at_most_three_followers()
         c.server.trust_forwarded_for = true;
         c.wechat.timeout_ms = 10_000;
     }));
-    s.fake_behaviour(json!({"latency_ms": 1500}));
+    s.fake_behaviour(json!({"latency_ms": 3000}));
     let code = s.code("nia");
     let spawn = |ip: &'static str, key: &'static str| {
         let (s, code) = (s.clone(), code.clone());
         std::thread::spawn(move || login_from(&s, &code, ip, Some(key)))
     };
     let leader = spawn("203.0.113.5", "first");
-    // Generous: the leader only has to reach the exchange, which then takes 1.5 s.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Generous: the leader only has to reach the exchange, which then takes 3 s.
+    std::thread::sleep(std::time::Duration::from_millis(1000));
     let mine: Vec<_> = (0..4).map(|_| spawn("203.0.113.5", "first")).collect();
     let others: Vec<_> = [("198.51.100.9", "first-guess"), ("198.51.100.9", "other"), ("203.0.113.5", "other")]
         .into_iter()
