@@ -36,7 +36,6 @@ fn demo_config(listen: &str, dir: &Path, fake_url: &str) -> Result<config::Confi
         r#"
 [server]
 listen = "{listen}"
-workers = 4
 wechat_workers = 16
 
 [database]

@@ -21,7 +21,8 @@ fn parse_err(text: &str) -> String {
 fn minimal_file_gets_every_default() {
     let c = parse(MINIMAL, Path::new("/etc/wxlogin"), &no_env).unwrap();
     assert_eq!(c.server.listen, "127.0.0.1:8080");
-    assert_eq!(c.server.workers, 16);
+    assert_eq!(c.server.workers, 0);
+    assert!(c.server.local_workers() >= 4);
     assert_eq!(c.server.wechat_workers, 64);
     assert_eq!(c.server.max_body_bytes, 65536);
     assert!(!c.server.metrics_public && !c.server.trust_forwarded_for);
@@ -77,7 +78,7 @@ fn missing_required_key_names_it() {
 fn bad_values_name_their_key() {
     for (snippet, key) in [
         ("[server]\nlisten = \"localhost\"\n", "server.listen"),
-        ("[server]\nworkers = 0\n", "server.workers"),
+        ("[server]\nworkers = 1025\n", "server.workers"),
         ("[server]\nmax_body_bytes = 10\n", "server.max_body_bytes"),
         ("[session]\nttl_seconds = 10\n", "session.ttl_seconds"),
         ("[session]\ncode_replay_seconds = 900\n", "session.code_replay_seconds"),
@@ -151,7 +152,7 @@ fn admin_commands_tolerate_a_missing_secret_but_nothing_else() {
     assert!(parse_with(text, Path::new("."), &env, Secrets::Optional).is_ok());
     let env = |k: &str| (k == "WXLOGIN_SECRET_MAIN").then(|| "from-env".to_string());
     assert_eq!(parse_with(text, Path::new("."), &env, Secrets::Optional).unwrap().apps[0].secret.expose(), "from-env");
-    let bad = "[server]\nworkers = 0\n[[apps]]\nname = \"main\"\nappid = \"wx1234567890\"\n";
+    let bad = "[server]\nworkers = 2000\n[[apps]]\nname = \"main\"\nappid = \"wx1234567890\"\n";
     assert!(parse_with(bad, Path::new("."), &no_env, Secrets::Optional)
         .unwrap_err()
         .to_string()

@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::access_log::{self, AccessLog};
 use super::request::{client_ip, request_id};
 use super::router::{self, Found, Lane, Route};
 use super::{Method, Req, Resp};
@@ -37,6 +38,7 @@ struct Shared {
     in_flight: AtomicUsize,
     lane: LaneQueue,
     stop_workers: AtomicBool,
+    access_log: AccessLog,
 }
 
 /// The WeChat lane's bounded queue. A plain deque under a mutex, with one condvar: a
@@ -117,9 +119,16 @@ impl RunningServer {
             .map_err(|e| std::io::Error::other(format!("cannot listen on {}: {e}", cfg.listen)))?;
         let addr = http.server_addr().to_ip().ok_or_else(|| std::io::Error::other("the listener has no IP address"))?;
         let lane = LaneQueue { jobs: Mutex::new(VecDeque::new()), ready: Condvar::new(), capacity: cfg.wechat_workers };
-        let (workers, wechat_workers) = (cfg.workers, cfg.wechat_workers);
-        let shared =
-            Arc::new(Shared { http, app, in_flight: AtomicUsize::new(0), lane, stop_workers: AtomicBool::new(false) });
+        let (workers, wechat_workers) = (cfg.local_workers(), cfg.wechat_workers);
+        let access_log = AccessLog::start(Box::new(std::io::stderr()))?;
+        let shared = Arc::new(Shared {
+            http,
+            app,
+            in_flight: AtomicUsize::new(0),
+            lane,
+            stop_workers: AtomicBool::new(false),
+            access_log,
+        });
         let mut threads = Vec::with_capacity(workers + wechat_workers);
         for i in 0..workers {
             let s = shared.clone();
@@ -324,14 +333,17 @@ fn finish(s: &Shared, rq: tiny_http::Request, mut resp: Resp, route: &'static st
     let elapsed = meta.started.elapsed();
     s.app.metrics.request(route, status, elapsed);
     let level = if status >= 500 { log::Level::Warn } else { log::Level::Info };
-    log::log!(
-        level,
-        "{} {} {status} {:.1}ms rid={}",
-        method_name(meta.method),
-        meta.path,
-        elapsed.as_secs_f64() * 1000.0,
-        meta.request_id
-    );
+    if AccessLog::enabled(level) {
+        s.access_log.push(access_log::Line {
+            at: std::time::SystemTime::now(),
+            level,
+            method: method_name(meta.method),
+            path: meta.path.clone(),
+            status,
+            elapsed,
+            request_id: meta.request_id.clone(),
+        });
+    }
 }
 
 fn method_name(m: Method) -> &'static str {

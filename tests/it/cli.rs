@@ -170,3 +170,35 @@ fn check_refuses_a_database_that_is_not_wxlogins() {
     assert_eq!(code, 1, "a foreign database must not pass as healthy");
     assert!(err.contains("no wxlogin schema"), "{err}");
 }
+
+/// The access log is written off the request path, in batches: a clean stop must still
+/// write every line, the last requests' included, each once and whole.
+#[test]
+fn a_clean_stop_writes_every_access_line() {
+    let dir = TempDir::new("access");
+    let config = write_config(dir.path(), "http://127.0.0.1:9", "");
+    let log = dir.path().join("stderr.log");
+    let (mut child, addr) = spawn_listening(
+        &["serve", "--config", config.to_str().unwrap()],
+        &[("WXLOGIN_SECRET_MAIN", "s"), ("RUST_LOG", "info")],
+        &log,
+    );
+    const N: usize = 300;
+    for i in 0..N {
+        let r =
+            send(&format!("http://{addr}/v1/session"), "GET", None, None, &[("X-Request-Id", &format!("probe{i}"))]);
+        assert_eq!(r.status, 401);
+    }
+    // No pause: the last lines are still queued when SIGTERM arrives.
+    assert!(sigterm_and_wait(&mut child, Duration::from_secs(10)).success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let ids: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" wxlogin::access] GET /v1/session 401 "))
+        .filter_map(|l| l.rsplit("rid=").next())
+        .collect();
+    let expected: Vec<String> = (0..N).map(|i| format!("probe{i}")).collect();
+    assert_eq!(ids, expected, "every request has its access line, in order:\n{text}");
+    let stopped = text.find("stopped cleanly").expect("the stop is logged");
+    assert!(text.rfind("wxlogin::access]").unwrap() < stopped, "access lines are written before the stop is reported");
+}
