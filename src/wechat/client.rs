@@ -1,8 +1,9 @@
 //! The WeChat HTTP client: one ureq agent, a timeout on every call, bounded retries.
 //!
 //! Secrets travel in query strings (jscode2session's `secret`, other APIs'
-//! `access_token`), so no URL is ever logged or put into an error here, and the `ureq`
-//! log target is capped at `info` in `logging.rs` because ureq logs full URLs at trace.
+//! `access_token`), so no URL is ever logged or put into an error here, and the HTTP
+//! stack's log records (ureq, ureq_proto, rustls) are held at `info` by `logging.rs`
+//! because they carry full URLs and request bytes above it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -87,7 +88,10 @@ impl WeChat {
             let result = self.attempt(call);
             self.metrics.wechat_call(api, outcome_label(&result));
             let err = match result {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    log::debug!("wechat {api}: answered (attempt {})", attempt + 1);
+                    return Ok(v);
+                }
                 Err(e) => e,
             };
             // A retry of a code exchange whose first attempt may have reached WeChat finds

@@ -9,6 +9,7 @@ mod decrypt;
 mod hardening;
 mod hostile;
 mod js_client;
+mod log_guard;
 mod login;
 mod ops;
 mod session;
