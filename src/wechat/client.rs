@@ -20,6 +20,9 @@ use crate::secrets::Secret;
 /// Replies are small JSON objects; anything bigger is not WeChat.
 const MAX_REPLY_BYTES: u64 = 1024 * 1024;
 
+/// The longest openid or unionid accepted; WeChat's are 28 characters.
+const MAX_ID_CHARS: usize = 64;
+
 /// ureq's pool walks all of an agent's idle connections on every checkout and return
 /// (with the lane's 64 connections in one agent, 8% of a login's CPU went there, and its
 /// lock was shared by every lane worker). Each thread sticks to one of a few agents.
@@ -75,7 +78,17 @@ impl WeChat {
         let (Some(openid), Some(session_key)) = (field("openid"), field("session_key")) else {
             return Err(WeChatError::BadReply("jscode2session answered without openid or session_key".into()));
         };
-        Ok(Code2Session { openid, unionid: field("unionid"), session_key: Secret::new(session_key) })
+        // The IDs go on to the database and into response headers (`/v1/auth`'s
+        // X-OpenId): whatever sits at `wechat.api_base` must not get CR/LF or anything
+        // else there. The value itself is never echoed.
+        if !is_wechat_id(&openid) {
+            return Err(WeChatError::BadReply("jscode2session answered an openid that is not in WeChat's form".into()));
+        }
+        let unionid = field("unionid");
+        if unionid.as_deref().is_some_and(|u| !is_wechat_id(u)) {
+            return Err(WeChatError::BadReply("jscode2session answered a unionid that is not in WeChat's form".into()));
+        }
+        Ok(Code2Session { openid, unionid, session_key: Secret::new(session_key) })
     }
 
     /// Performs `call` with up to `retries` extra attempts for transient failures (-1,
@@ -180,6 +193,11 @@ pub fn parse_reply(text: &str) -> Result<Value, WeChatError> {
     }
 }
 
+/// WeChat's openids and unionids: 1 to 64 of `[A-Za-z0-9_-]` (28 characters in practice).
+fn is_wechat_id(id: &str) -> bool {
+    (1..=MAX_ID_CHARS).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 fn is_transient(e: &WeChatError) -> bool {
     match e {
         WeChatError::Timeout | WeChatError::Transport(_) => true,
@@ -244,6 +262,16 @@ mod tests {
         );
         assert!(matches!(parse_reply("<html>"), Err(WeChatError::BadReply(_))));
         assert!(matches!(parse_reply("[1]"), Err(WeChatError::BadReply(_))));
+    }
+
+    #[test]
+    fn only_wechat_shaped_ids_are_accepted() {
+        for good in ["oVBkZ0aYgDMDIywRdgPW8-joxXc4", "o6_bmasdasdsad6_2sgVt7hMZOPfL", "a", &"x".repeat(64)] {
+            assert!(is_wechat_id(good), "{good}");
+        }
+        for bad in ["", "abc\r\nX-Evil: 1", "a b", "a\u{0}", "\u{e9}t\u{e9}", "a;b", &"x".repeat(65)] {
+            assert!(!is_wechat_id(bad), "{bad:?}");
+        }
     }
 
     #[test]

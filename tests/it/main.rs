@@ -8,6 +8,7 @@ mod crash;
 mod decrypt;
 mod hardening;
 mod hostile;
+mod hostile_wechat;
 mod js_client;
 mod log_guard;
 mod login;
