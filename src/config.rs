@@ -22,6 +22,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub internal: InternalConfig,
     pub apps: Vec<AppConfig>,
+    /// The `_FILE` secrets that were read, for the warning when others can read them.
+    pub secret_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -283,8 +285,9 @@ pub fn parse_with(
 ) -> Result<Config, ConfigError> {
     let raw = deserialize(text)?;
     let mut apps = Vec::with_capacity(raw.apps.len());
+    let mut secret_files = Vec::new();
     for (i, app) in raw.apps.into_iter().enumerate() {
-        apps.push(match resolve_app(i, &app, base, env) {
+        apps.push(match resolve_app(i, &app, base, env, &mut secret_files) {
             Err(_) if secrets == Secrets::Optional => {
                 AppConfig { name: app.name, appid: app.appid, secret: Secret::new(String::new()) }
             }
@@ -304,6 +307,7 @@ pub fn parse_with(
         rate_limit: raw.rate_limit,
         internal: InternalConfig { api_keys },
         apps,
+        secret_files,
     };
     if config.database.path.is_relative() {
         config.database.path = base.join(&config.database.path);
@@ -340,6 +344,7 @@ fn resolve_app(
     app: &RawApp,
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    secret_files: &mut Vec<PathBuf>,
 ) -> Result<AppConfig, ConfigError> {
     let key = format!("apps[{i}]");
     let var = secret_var(&app.name);
@@ -351,6 +356,7 @@ fn resolve_app(
         let path = base.join(&file);
         let s = std::fs::read_to_string(&path)
             .map_err(|e| ConfigError::new(format!("{var}_FILE"), format!("cannot read {}: {e}", path.display())))?;
+        secret_files.push(path);
         s.trim().to_string()
     } else {
         return Err(ConfigError::new(

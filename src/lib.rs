@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fake_wechat;
+pub mod files;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -110,6 +110,8 @@ pub fn restore(mut args: Args) -> Result<ExitCode> {
         }
         let aside = with_suffix(&db, &format!(".before-restore-{}", store::now()));
         std::fs::rename(&db, &aside)?;
+        // It holds session keys too; an older wxlogin may have left it open to others.
+        let _ = crate::files::tighten(&aside);
         kept = Some(aside);
     }
     for stale in [with_suffix(&db, "-wal"), with_suffix(&db, "-shm"), with_suffix(&db, "-journal")] {

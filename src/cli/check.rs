@@ -15,6 +15,9 @@ pub fn check(mut args: Args) -> Result<ExitCode> {
     args.finish()?;
     let config = config::load(&path)?;
     println!("config: {} is valid ({} app(s): {})", path.display(), config.apps.len(), app_names(&config));
+    for warning in super::readable_secret_files(&path, &config) {
+        println!("warning: {warning}");
+    }
     let db = &config.database.path;
     check_database(db)?;
     if live && !check_live(&config) {

@@ -117,6 +117,14 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     }
 }
 
+/// One warning per file with secrets in it (the configuration file, `_FILE` secrets)
+/// that every user can read. Not a failure: the operator may share it on purpose.
+fn readable_secret_files(config_path: &std::path::Path, config: &crate::config::Config) -> Vec<String> {
+    let config_file = crate::files::readable_by_others(config_path, "the configuration file");
+    let secrets = config.secret_files.iter().filter_map(|p| crate::files::readable_by_others(p, "the secret file"));
+    config_file.into_iter().chain(secrets).collect()
+}
+
 /// Prints the line scripts and tests wait for, and flushes it at once.
 fn announce(addr: std::net::SocketAddr) {
     use std::io::Write;

@@ -21,6 +21,9 @@ pub fn serve(mut args: Args) -> Result<ExitCode> {
     args.finish()?;
     crate::logging::init();
     let config = config::load(&path)?;
+    for warning in super::readable_secret_files(&path, &config) {
+        log::warn!("{warning}");
+    }
     run_until_signal(config, |_| {})
 }
 

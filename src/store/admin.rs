@@ -1,12 +1,13 @@
 //! What the operator's commands need from the database: the server lock, online backup,
 //! verification of a database file, and counts for `wxlogin stats`.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OpenFlags};
 
 use super::{connect, Result, Store, StoreError, SCHEMA_VERSION};
+use crate::files;
 
 /// An exclusive advisory lock on `<db>.lock`, held by `wxlogin serve` for its whole life
 /// and by `wxlogin restore` while it swaps the file.
@@ -36,16 +37,14 @@ impl ServerLock {
     /// Takes the lock, or fails at once when another process holds it.
     pub fn acquire(db: &Path) -> Result<ServerLock> {
         if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
+            files::create_private_dir_all(dir)
                 .map_err(|e| StoreError::Io(format!("cannot create the database folder {}: {e}", dir.display())))?;
         }
         let path = ServerLock::path_for(db);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
+        let file = files::open_private(&path)
             .map_err(|e| StoreError::Io(format!("cannot open the lock file {}: {e}", path.display())))?;
+        // An older wxlogin left it 0644; it holds nothing, but it tells who runs the server.
+        let _ = files::tighten(&path);
         match file.try_lock() {
             Ok(()) => Ok(ServerLock { _file: file, path }),
             Err(TryLockError::WouldBlock) => Err(StoreError::Io(format!(
@@ -115,9 +114,15 @@ pub fn verify(path: &Path) -> Result<Verified> {
 /// the snapshot at its start, and the server's writer is never blocked (WAL). The copy
 /// is a single self-contained file (`journal_mode=delete`, no `-wal`). Returns the
 /// source's schema version, for the caller to compare with the copy's.
+///
+/// `dest` is created here, empty and 0600 (`VACUUM INTO` takes an empty file), so that
+/// the copy's session keys are never readable by others, whatever the umask. On an
+/// error the caller removes it.
 pub fn vacuum_into(db: &Path, dest: &Path) -> Result<i64> {
-    let dest = dest.to_str().ok_or_else(|| StoreError::Io(format!("{} is not a UTF-8 path", dest.display())))?;
+    let dest_str = dest.to_str().ok_or_else(|| StoreError::Io(format!("{} is not a UTF-8 path", dest.display())))?;
     let conn = connect(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    files::create_new_private(dest).map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dest.display())))?;
+    let dest = dest_str;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     conn.execute("VACUUM INTO ?1", params![dest])?;
     Ok(version)

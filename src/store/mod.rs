@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
+use crate::files;
+
 pub use admin::{vacuum_into, verify, AppStats, ServerLock, Stats, Verified};
 pub use migrate::SCHEMA_VERSION;
 pub use sessions::{Lookup, SessionInfo, SessionRow, KEEP_EXPIRED_SECONDS, SLIDE_EVERY_SECONDS};
@@ -102,13 +104,36 @@ pub struct Store {
     folder: Mutex<Option<Connection>>,
 }
 
+/// Before SQLite opens the database: creates the file 0600 when it is absent (SQLite
+/// would create it 0644 and give its `-wal` and `-shm` the same mode), and tightens the
+/// file and its companions to 0600 when an older wxlogin left them open to others.
+fn make_private(path: &Path) -> Result<()> {
+    files::open_private(path)
+        .map_err(|e| StoreError::Io(format!("cannot create the database {}: {e}", path.display())))?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_os_string();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        match files::tighten(&file) {
+            Ok(None) => {}
+            Ok(Some(was)) => log::warn!(
+                "{} was open to group or others (mode {was:03o}); made it 0600: it holds session keys",
+                file.display()
+            ),
+            Err(e) => log::warn!("{} is open to group or others and could not be made 0600: {e}", file.display()),
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating the file and its folder if needed) and migrates the database.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
+            files::create_private_dir_all(dir)
                 .map_err(|e| StoreError::Io(format!("cannot create the database folder {}: {e}", dir.display())))?;
         }
+        make_private(path)?;
         let mut writer = connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
         let mode: String = writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
