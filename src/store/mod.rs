@@ -108,8 +108,14 @@ pub struct Store {
 /// would create it 0644 and give its `-wal` and `-shm` the same mode), and tightens the
 /// file and its companions to 0600 when an older wxlogin left them open to others.
 fn make_private(path: &Path) -> Result<()> {
-    files::open_private(path)
-        .map_err(|e| StoreError::Io(format!("cannot create the database {}: {e}", path.display())))?;
+    // An existing file is left for SQLite to open (and to refuse, naming the problem,
+    // when it is read-only).
+    match files::create_new_private(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(StoreError::Io(format!("cannot create the database {}: {e}", path.display())))
+        }
+        _ => {}
+    }
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut name = path.as_os_str().to_os_string();
         name.push(suffix);
