@@ -43,7 +43,8 @@ impl ServerLock {
         let path = ServerLock::path_for(db);
         let file = files::open_private(&path)
             .map_err(|e| StoreError::Io(format!("cannot open the lock file {}: {e}", path.display())))?;
-        // An older wxlogin left it 0644; it holds nothing, but it tells who runs the server.
+        // An older wxlogin left it 0644. It holds nothing, but whoever can open it can
+        // flock it, and so keep `serve` from starting and `restore` from running.
         let _ = files::tighten(&path);
         match file.try_lock() {
             Ok(()) => Ok(ServerLock { _file: file, path }),
