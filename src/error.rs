@@ -213,19 +213,44 @@ impl From<WeChatError> for ApiError {
                 40029 | 40163 | 41008 => ApiError::InvalidCode { errcode },
                 40226 => ApiError::UserBlocked { errcode },
                 45011 => ApiError::WeChatRateLimited { errcode },
-                _ => ApiError::WeChatError {
-                    errcode: Some(errcode),
-                    message: format!("WeChat answered errcode {errcode}: {}", crate::wechat::strip_rid(&errmsg)),
-                },
+                _ => {
+                    log_errmsg(errcode, &errmsg);
+                    ApiError::WeChatError {
+                        errcode: Some(errcode),
+                        message: format!(
+                            "WeChat refused the request (errcode {errcode}); the server's log has the details."
+                        ),
+                    }
+                }
             },
             // Whatever went wrong at the token API, the caller's request could not be made:
             // a 502 that says so, with the token API's errcode.
             WeChatError::AccessToken(inner) => ApiError::WeChatError {
                 errcode: inner.errcode(),
-                message: format!("The WeChat access token could not be obtained ({inner}); retry later."),
+                message: format!("The WeChat access token could not be obtained ({}); retry later.", own_words(&inner)),
             },
         }
     }
+}
+
+/// A failure in our words: an errcode stands for itself, its errmsg goes to the log.
+fn own_words(e: &WeChatError) -> String {
+    match e {
+        WeChatError::Api { errcode, errmsg } => {
+            log_errmsg(*errcode, errmsg);
+            format!("WeChat answered errcode {errcode}")
+        }
+        WeChatError::AccessToken(inner) => own_words(inner),
+        other => other.to_string(),
+    }
+}
+
+/// WeChat's own `errmsg` is for the operator, never the client: 40164's names this
+/// server's outbound IP. It goes to the log, on one line, without the request id.
+fn log_errmsg(errcode: i64, errmsg: &str) {
+    let words: String =
+        crate::wechat::strip_rid(errmsg).chars().map(|c| if c.is_control() { ' ' } else { c }).take(200).collect();
+    log::warn!("WeChat answered errcode {errcode}: {words}");
 }
 
 impl From<OpenDataError> for ApiError {

@@ -296,3 +296,25 @@ fn token_users_check_key_and_no_access_token_in_the_log() {
     assert!(!text.contains("access_token="), "a URL with the access token reached the log");
     assert!(!text.contains(SECRET));
 }
+
+/// 40164's errmsg names this server's outbound IP: it goes to the log, not to clients.
+#[test]
+fn wechat_errmsg_never_reaches_the_client() {
+    let s = TestServer::start_with(|c| c.internal.api_keys = vec![Secret::from("internal-key-0123456789")]);
+    let (token, _) = s.login("erin");
+    let leaks = |r: &Reply| r.text.contains("127.0.0.1") || r.text.contains("whitelist");
+    for api in ["getuserphonenumber", "stable_token"] {
+        s.fake_behaviour(json!({"fail": {"api": api, "errcode": 40164, "times": 1}, "invalidate_tokens": true}));
+        let r = phone(&s, &token, "erin");
+        assert_eq!((r.status, r.json()["error"]["wechat_errcode"].as_i64()), (502, Some(40164)), "{}", r.text);
+        assert!(!leaks(&r), "{api}: {}", r.text);
+    }
+    s.fake_behaviour(json!({"fail": {"api": "stable_token", "errcode": 40164, "times": 1}, "invalidate_tokens": true}));
+    let r = internal(&s, "GET", Some("internal-key-0123456789"), None);
+    assert_eq!(r.status, 502, "{}", r.text);
+    assert!(!leaks(&r), "{}", r.text);
+    s.fake_behaviour(json!({"fail": {"api": "jscode2session", "errcode": 40164, "times": 1}}));
+    let r = s.post("/v1/login", None, &json!({"code": s.code("erin")}));
+    assert_eq!((r.status, r.error_code()), (502, "wechat_error".into()), "{}", r.text);
+    assert!(!leaks(&r), "{}", r.text);
+}
