@@ -295,8 +295,12 @@ pub fn parse_with(
         });
     }
     let mut api_keys: Vec<Secret> = raw.internal.api_keys.into_iter().map(Secret::new).collect();
+    check_api_keys("internal.api_keys", &api_keys)?;
     if let Some(keys) = env("WXLOGIN_INTERNAL_KEYS") {
-        api_keys.extend(keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(Secret::from));
+        let from_env: Vec<Secret> =
+            keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(Secret::from).collect();
+        check_api_keys("WXLOGIN_INTERNAL_KEYS", &from_env)?;
+        api_keys.extend(from_env);
     }
     let mut config = Config {
         server: raw.server,
@@ -316,23 +320,82 @@ pub fn parse_with(
     Ok(config)
 }
 
+/// The shortest internal API key accepted: a guessable key opens the access token.
+pub const MIN_API_KEY_CHARS: usize = 16;
+
+/// Refuses short keys, naming where the key came from and its position, never the key.
+fn check_api_keys(source: &str, keys: &[Secret]) -> Result<(), ConfigError> {
+    match keys.iter().position(|k| k.expose().chars().count() < MIN_API_KEY_CHARS) {
+        Some(i) => Err(ConfigError::new(
+            format!("{source}[{i}]"),
+            format!("is shorter than {MIN_API_KEY_CHARS} characters; use a long random key (`openssl rand -hex 24` makes one)"),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn deserialize(text: &str) -> Result<RawConfig, ConfigError> {
     let de = toml::Deserializer::parse(text).map_err(|e| syntax_error(text, &e))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let key = if path.is_empty() || path == "." { "appliance.toml".to_string() } else { path };
-        ConfigError::new(key, one_line(inner.message()))
+        ConfigError::new(key, without_value(&one_line(inner.message())))
     })
 }
 
+/// serde's messages quote the offending value (`invalid type: string "my-secret..."`),
+/// and the value may be a secret: only its kind and what was expected are kept.
+fn without_value(message: &str) -> String {
+    const NAMES_A_KEY: [&str; 3] = ["unknown field ", "missing field ", "duplicate field "];
+    const QUOTES_A_VALUE: [&str; 4] = ["invalid type: ", "invalid value: ", "invalid length ", "unknown variant "];
+    if NAMES_A_KEY.iter().any(|p| message.starts_with(p)) {
+        return message.to_string();
+    }
+    let expected = match message.rfind(", expected ") {
+        Some(i) if QUOTES_A_VALUE.iter().any(|p| message.starts_with(p)) => i,
+        _ => message.len(),
+    };
+    let (head, tail) = message.split_at(expected);
+    let head = head.find(['`', '"', '\'']).map_or(head, |q| &head[..q]).trim_end();
+    format!("{head}{tail}")
+}
+
+/// A syntax error names the line; the parser's message names the grammar it expected,
+/// and any quoted text from that line is cut, in case the line holds a secret.
 fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
     let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
     let key = match line {
         Some(l) => format!("appliance.toml line {l}"),
         None => "appliance.toml".to_string(),
     };
-    ConfigError::new(key, one_line(e.message()))
+    let source_line = line.and_then(|l| text.lines().nth(l - 1)).unwrap_or(text);
+    ConfigError::new(key, without_quoted_source(&one_line(e.message()), source_line))
+}
+
+/// `message` with every quoted piece longer than one character that also appears in
+/// `source` replaced by `(value not shown)`, and an unclosed quote cut; one-character
+/// pieces are grammar (`]`, `=`).
+fn without_quoted_source(message: &str, source: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find(['`', '"', '\'']) {
+        let quote = rest[open..].chars().next().unwrap_or('`');
+        let Some(len) = rest[open + 1..].find(quote) else {
+            rest = &rest[..open];
+            break;
+        };
+        let inner = &rest[open + 1..open + 1 + len];
+        out.push_str(&rest[..open]);
+        if inner.chars().count() > 1 && source.contains(inner) {
+            out.push_str("(value not shown)");
+        } else {
+            out.push_str(&rest[open..open + len + 2]);
+        }
+        rest = &rest[open + len + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn one_line(s: &str) -> String {

@@ -130,10 +130,10 @@ fn secret_from_environment_and_file() {
 
 #[test]
 fn internal_keys_from_environment() {
-    let env = |k: &str| (k == "WXLOGIN_INTERNAL_KEYS").then(|| "a, b,".to_string());
+    let env = |k: &str| (k == "WXLOGIN_INTERNAL_KEYS").then(|| "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb,".to_string());
     let c = parse(MINIMAL, Path::new("."), &env).unwrap();
     let keys: Vec<_> = c.internal.api_keys.iter().map(|k| k.expose()).collect();
-    assert_eq!(keys, ["a", "b"]);
+    assert_eq!(keys, ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"]);
 }
 
 #[test]
@@ -289,4 +289,71 @@ mod props {
             check(&text)?;
         }
     }
+}
+
+const SECRET_LOOKING: &str = "my-secret-value-1234";
+
+fn assert_no_value(e: &str) {
+    assert!(!e.contains(SECRET_LOOKING) && !e.contains("my-secret"), "the value leaks: {e}");
+}
+
+#[test]
+fn type_errors_name_the_key_and_the_expected_type_but_not_the_value() {
+    let e = parse_err(&format!("[internal]\napi_keys = \"{SECRET_LOOKING}\"\n{MINIMAL}"));
+    assert_eq!(e, "internal.api_keys: invalid type: string, expected a sequence");
+    let e = parse_err(&format!("[internal]\napi_keys = [\"{SECRET_LOOKING}\", 5]\n{MINIMAL}"));
+    assert_eq!(e, "internal.api_keys[1]: invalid type: integer, expected a string");
+    let e = parse_err("[[apps]]\nname = \"main\"\nappid = \"wx4f4bc4dec97d474b\"\nsecret = 12345678901234567890123\n");
+    assert!(e.starts_with("apps[0].secret: invalid type: integer, expected a string"), "{e}");
+    assert!(!e.contains("1234567890"), "{e}");
+    let e = parse_err(&format!("[server]\nworkers = 1.5\n{MINIMAL}"));
+    assert_eq!(e, "server.workers: invalid type: floating point, expected usize");
+}
+
+#[test]
+fn invalid_values_and_variants_are_not_echoed() {
+    let e = parse_err(&format!("[rate_limit]\nlogin_per_ip_per_minute = 98765432109\n{MINIMAL}"));
+    assert_eq!(e, "rate_limit.login_per_ip_per_minute: invalid value: integer, expected u32");
+    let e = parse_err(&format!("[wechat]\ntoken_api = \"{SECRET_LOOKING}\"\n{MINIMAL}"));
+    assert_eq!(e, "wechat.token_api: unknown variant, expected `stable` or `classic`");
+}
+
+#[test]
+fn syntax_errors_name_the_line_but_not_its_text() {
+    for (line, text) in [
+        (4, format!("[[apps]]\nname = \"main\"\nappid = \"wx4f4bc4dec97d474b\"\nsecret = {SECRET_LOOKING}\n")),
+        (
+            4,
+            format!("[[apps]]\nname = \"main\"\nappid = \"wx4f4bc4dec97d474b\"\nsecret = \"x\" \"{SECRET_LOOKING}\"\n"),
+        ),
+        (2, format!("[internal]\napi_keys = [\"{SECRET_LOOKING}\n")),
+        (2, format!("[internal]\napi_keys = \'\'\'{SECRET_LOOKING}\n")),
+        (1, format!("{SECRET_LOOKING}\n")),
+    ] {
+        let e = parse_err(&text);
+        assert!(e.starts_with(&format!("appliance.toml line {line}: ")), "{e}");
+        assert_no_value(&e);
+    }
+}
+
+#[test]
+fn quoted_source_text_is_cut_from_parser_messages() {
+    let source = "secret = \"my-secret-value-1234";
+    assert_eq!(
+        without_quoted_source("bad `my-secret-value-1234`, expected `=`", source),
+        "bad (value not shown), expected `=`"
+    );
+    assert_eq!(without_quoted_source("expected `\"`, `'`", source), "expected `\"`, `'`");
+    assert_eq!(without_quoted_source("bad \"my-secret-value", source), "bad ");
+}
+
+#[test]
+fn short_internal_keys_are_refused_without_printing_them() {
+    let e = parse_err(&format!("[internal]\napi_keys = [\"{}\", \"short-key-123\"]\n{MINIMAL}", "k".repeat(16)));
+    assert!(e.starts_with("internal.api_keys[1]: is shorter than 16 characters"), "{e}");
+    assert!(!e.contains("short-key-123"), "{e}");
+    let env = |k: &str| (k == "WXLOGIN_INTERNAL_KEYS").then(|| "short-key-456".to_string());
+    let e = parse(MINIMAL, Path::new("."), &env).unwrap_err().to_string();
+    assert!(e.starts_with("WXLOGIN_INTERNAL_KEYS[0]: is shorter than 16 characters"), "{e}");
+    assert!(!e.contains("short-key-456"), "{e}");
 }
