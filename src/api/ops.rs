@@ -21,14 +21,21 @@ pub fn healthz(app: &App, _req: &Req) -> Result<Resp, ApiError> {
     }
 }
 
-/// Private by default: decided from the TCP peer, never from a forwarded header.
+/// Private by default: served to a caller on loopback only.
 pub fn metrics(app: &App, req: &Req) -> Result<Resp, ApiError> {
-    if !app.config.server.metrics_public && !req.peer_is_loopback {
+    if !app.config.server.metrics_public && !caller_is_local(req) {
         return Err(ApiError::NotFound);
     }
     let live = app.store.live_sessions(crate::store::now()).unwrap_or(-1);
     let ages = token_ages(app);
     Ok(Resp::text("text/plain; version=0.0.4", app.metrics.render(live, &ages)))
+}
+
+/// The TCP peer must be on loopback; behind a same-host proxy (`trust_forwarded_for`)
+/// that is the proxy, so the forwarded client (`client_ip`) must be on loopback too.
+/// Without `trust_forwarded_for`, `client_ip` is the peer and the header counts for nothing.
+fn caller_is_local(req: &Req) -> bool {
+    req.peer_is_loopback && req.client_ip.to_canonical().is_loopback()
 }
 
 fn token_ages(app: &App) -> Vec<(String, i64)> {
@@ -69,6 +76,12 @@ mod tests {
         assert!(matches!(metrics(&private, &remote), Err(ApiError::NotFound)));
         let local = metrics(&private, &Req::new(Method::Get, "/metrics")).unwrap();
         assert_eq!(local.status, 200);
+        // Through a proxy on this host (trust_forwarded_for): the forwarded client decides.
+        let mut proxied = Req::new(Method::Get, "/metrics");
+        proxied.client_ip = std::net::IpAddr::from([203, 0, 113, 9]);
+        assert!(matches!(metrics(&private, &proxied), Err(ApiError::NotFound)));
+        proxied.client_ip = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(metrics(&private, &proxied).unwrap().status, 200);
         drop(private);
 
         let public = app(&dir, true);

@@ -489,3 +489,26 @@ fn ops_metrics_parse_as_prometheus_text() {
     assert_eq!(*buckets.last().unwrap(), count);
     assert!(count >= 5.0);
 }
+
+/// Behind a proxy on the same host every TCP peer is loopback: with
+/// `trust_forwarded_for`, the forwarded client decides.
+#[test]
+fn ops_metrics_behind_a_same_host_proxy_follow_the_forwarded_client() {
+    let metrics = |s: &TestServer, xff: Option<&str>| {
+        let headers: Vec<(&str, &str)> = xff.map(|x| ("X-Forwarded-For", x)).into_iter().collect();
+        send(&s.url("/metrics"), "GET", None, None, &headers)
+    };
+    let s = TestServer::start_with(|c| c.server.trust_forwarded_for = true);
+    let r = metrics(&s, Some("203.0.113.9"));
+    assert_eq!((r.status, r.error_code()), (404, "not_found".into()), "a remote client behind the proxy");
+    assert_eq!(metrics(&s, Some("127.0.0.1, 203.0.113.9")).status, 404, "only the last entry counts");
+    assert_eq!(metrics(&s, Some("2001:db8::9")).status, 404);
+    assert_eq!(metrics(&s, None).status, 200, "no proxy: the loopback peer");
+    assert_eq!(metrics(&s, Some("127.0.0.1")).status, 200, "a loopback client through the proxy");
+    assert_eq!(metrics(&s, Some("::1")).status, 200);
+    drop(s);
+
+    // Not trusted: the header changes nothing.
+    let s = TestServer::start();
+    assert_eq!(metrics(&s, Some("203.0.113.9")).status, 200);
+}
