@@ -1,13 +1,14 @@
 //! [`App`]: the state every handler sees, built once by `serve` (or `demo`, or a test).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{AppConfig, Config};
 use crate::error::ApiError;
+pub use crate::limits::RateLimiter;
+use crate::limits::UserLimits;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::wechat::{AccessTokens, WeChat};
@@ -21,6 +22,8 @@ pub struct App {
     pub metrics: Metrics,
     pub code_flights: CodeFlights,
     pub login_limiter: RateLimiter,
+    /// Per-user limits on WeChat-costly calls (phone lookups, checksession).
+    pub user_limits: UserLimits,
     stopping: AtomicBool,
 }
 
@@ -34,6 +37,7 @@ impl App {
             tokens: AccessTokens::new(&config, wechat.clone(), store.clone()),
             wechat,
             login_limiter: RateLimiter::new(config.rate_limit.login_per_ip_per_minute, Duration::from_secs(60)),
+            user_limits: UserLimits::new(config.rate_limit.phone_per_user_per_hour),
             code_flights: CodeFlights::default(),
             metrics,
             store,
@@ -84,6 +88,7 @@ impl App {
                         Err(e) => log::warn!("maintenance: purge failed: {e}"),
                     }
                     app.login_limiter.prune();
+                    app.user_limits.prune();
                     next = Instant::now() + every;
                 }
                 std::thread::sleep(FOLD_EVERY);
@@ -96,65 +101,6 @@ impl App {
 /// logins a second that is some 4,000 pages each time, well under the writer's own
 /// checkpoint threshold, which then never comes due while the server runs.
 const FOLD_EVERY: Duration = Duration::from_millis(200);
-
-/// A fixed-window counter per client IP. Memory is bounded: windows that have ended are
-/// pruned, and when the table is full of live windows the oldest are dropped first.
-pub struct RateLimiter {
-    limit: u32,
-    window: Duration,
-    max_entries: usize,
-    entries: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-}
-
-impl RateLimiter {
-    pub fn new(limit: u32, window: Duration) -> RateLimiter {
-        RateLimiter::with_capacity(limit, window, 100_000)
-    }
-
-    pub fn with_capacity(limit: u32, window: Duration, max_entries: usize) -> RateLimiter {
-        RateLimiter { limit, window, max_entries, entries: Mutex::new(HashMap::new()) }
-    }
-
-    /// Counts one attempt; Err carries the seconds until the client may retry.
-    pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
-        let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= self.max_entries && !entries.contains_key(&ip) {
-            entries.retain(|_, (start, _)| now.duration_since(*start) < self.window);
-            if entries.len() >= self.max_entries {
-                let oldest = entries.iter().min_by_key(|(_, (start, _))| *start).map(|(ip, _)| *ip);
-                if let Some(oldest) = oldest {
-                    entries.remove(&oldest);
-                }
-            }
-        }
-        let entry = entries.entry(ip).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
-        }
-        if entry.1 >= self.limit {
-            let left = self.window.saturating_sub(now.duration_since(entry.0));
-            return Err(left.as_secs().max(1));
-        }
-        entry.1 += 1;
-        Ok(())
-    }
-
-    /// Forgets clients whose window has ended.
-    pub fn prune(&self) {
-        let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.retain(|_, (start, _)| now.duration_since(*start) < self.window);
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// Exchanges in progress, keyed by (app, code hash), so that two requests with the same
 /// code at the same moment share one call to WeChat (a second call would get 40163).
@@ -222,28 +168,6 @@ impl Flight {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn limiter_counts_per_ip_and_resets_after_the_window() {
-        let l = RateLimiter::new(2, Duration::from_millis(200));
-        let a = IpAddr::from([1, 1, 1, 1]);
-        assert!(l.check(a).is_ok() && l.check(a).is_ok());
-        assert_eq!(l.check(a), Err(1));
-        assert!(l.check(IpAddr::from([2, 2, 2, 2])).is_ok());
-        std::thread::sleep(Duration::from_millis(250));
-        assert!(l.check(a).is_ok());
-        l.prune();
-        assert_eq!(l.len(), 1);
-    }
-
-    #[test]
-    fn limiter_memory_is_bounded() {
-        let l = RateLimiter::with_capacity(5, Duration::from_secs(60), 100);
-        for i in 0..1000u32 {
-            let _ = l.check(IpAddr::from(i.to_be_bytes()));
-        }
-        assert!(l.len() <= 100);
-    }
 
     #[test]
     fn followers_get_the_leaders_outcome() {

@@ -147,11 +147,13 @@ pub struct DecryptConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     pub login_per_ip_per_minute: u32,
+    /// Extension: POST /v1/me/phone per user per hour (each costs a WeChat call).
+    pub phone_per_user_per_hour: u32,
 }
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        RateLimitConfig { login_per_ip_per_minute: 30 }
+        RateLimitConfig { login_per_ip_per_minute: 30, phone_per_user_per_hour: 10 }
     }
 }
 
@@ -489,6 +491,9 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     if c.rate_limit.login_per_ip_per_minute == 0 {
         return bad("rate_limit.login_per_ip_per_minute", "must be at least 1");
+    }
+    if !(1..=10_000).contains(&c.rate_limit.phone_per_user_per_hour) {
+        return bad("rate_limit.phone_per_user_per_hour", "must be between 1 and 10000");
     }
     validate_apps(&c.apps)
 }

@@ -52,6 +52,10 @@ pub enum ApiError {
     RateLimited {
         retry_after: u64,
     },
+    /// 429: this user's budget of phone lookups (`rate_limit.phone_per_user_per_hour`).
+    PhoneBudgetSpent {
+        retry_after: u64,
+    },
     /// 429: WeChat 45011.
     WeChatRateLimited {
         errcode: i64,
@@ -85,7 +89,7 @@ impl ApiError {
             SessionKeyStale { .. } => 409,
             BodyTooLarge { .. } => 413,
             InvalidField(_) | SignatureMismatch | WatermarkMismatch | StaleData { .. } => 422,
-            RateLimited { .. } | WeChatRateLimited { .. } => 429,
+            RateLimited { .. } | PhoneBudgetSpent { .. } | WeChatRateLimited { .. } => 429,
             Internal => 500,
             WeChatError { .. } => 502,
             Unavailable(_) => 503,
@@ -110,7 +114,7 @@ impl ApiError {
             SignatureMismatch => "signature_mismatch",
             WatermarkMismatch => "watermark_mismatch",
             StaleData { .. } => "stale_data",
-            RateLimited { .. } => "rate_limited",
+            RateLimited { .. } | PhoneBudgetSpent { .. } => "rate_limited",
             WeChatRateLimited { .. } => "wechat_rate_limited",
             WeChatError { .. } => "wechat_error",
             WeChatTimeout => "wechat_timeout",
@@ -135,7 +139,9 @@ impl ApiError {
         match self {
             Unauthorized | SessionExpired | BadApiKey => vec![("WWW-Authenticate", "Bearer".into())],
             MethodNotAllowed { allow } => vec![("Allow", allow.to_string())],
-            RateLimited { retry_after } => vec![("Retry-After", retry_after.to_string())],
+            RateLimited { retry_after } | PhoneBudgetSpent { retry_after } => {
+                vec![("Retry-After", retry_after.to_string())]
+            }
             WeChatRateLimited { .. } => vec![("Retry-After", "60".into())],
             _ => Vec::new(),
         }
@@ -161,6 +167,9 @@ impl ApiError {
             WatermarkMismatch => "The decrypted data's watermark names another appid; it was made for a different mini-program.".into(),
             StaleData { max_age } => format!("The data's watermark is older than {max_age} seconds; fetch it again."),
             RateLimited { retry_after } => format!("Too many logins from this address; retry in {retry_after} seconds."),
+            PhoneBudgetSpent { retry_after } => {
+                format!("Too many phone number lookups for this user; retry in {retry_after} seconds.")
+            }
             WeChatRateLimited { .. } => "WeChat's per-minute limit was reached (45011); retry after a minute.".into(),
             WeChatError { message, .. } => message.clone(),
             WeChatTimeout => "WeChat did not answer in time; retry shortly.".into(),

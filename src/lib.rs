@@ -10,6 +10,7 @@ pub mod error;
 pub mod fake_wechat;
 pub mod files;
 pub mod http;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod secrets;

@@ -229,18 +229,22 @@ pub fn decrypt(app: &App, req: &Req) -> Result<Resp, ApiError> {
 }
 
 /// The bytes did not decrypt: asks WeChat (`wxa/checksession`) whether the stored key
-/// is still the user's, so the message can say which of the two usual causes it is.
+/// is still the user's (an answer is remembered a while, see `limits::UserLimits`), so the message can say which of the two usual causes it is.
 /// The answer is 409 either way; only the explanation changes.
 fn diagnose_stale(app: &App, user: &User) -> ApiError {
     let key = match app.store.session_key(user.id) {
         Ok(Some(key)) => key,
         _ => return ApiError::SessionKeyStale { detail: "no session_key is stored for this user" },
     };
-    let detail = match app.tokens.check_session_key(&user.app, &user.openid, &key) {
-        Ok(false) => "WeChat confirms the stored session_key has expired or was replaced by a newer wx.login",
-        Ok(true) => {
+    // Remembered per (user, key): repeated failed decrypts cost WeChat one call.
+    let answer =
+        app.user_limits.checksession(user.id, &key, || app.tokens.check_session_key(&user.app, &user.openid, &key));
+    let detail = match answer {
+        Ok(Some(false)) => "WeChat confirms the stored session_key has expired or was replaced by a newer wx.login",
+        Ok(Some(true)) => {
             "WeChat says the stored session_key is still valid, so the data was made after a wx.login this server has not seen, or was damaged on the way"
         }
+        Ok(None) => "it does not decrypt with the session_key stored for this user",
         Err(e) => {
             log::warn!("checksession for user {} could not be asked: {e}", user.id);
             "it does not decrypt with the session_key stored for this user"

@@ -24,6 +24,8 @@ pub fn phone(app: &App, req: &Req) -> Result<Resp, ApiError> {
             "must be the printable characters that the getPhoneNumber button returned, without spaces",
         ));
     }
+    // Each lookup costs a call against the app's WeChat quota, shared by every user.
+    app.user_limits.phone_lookup(s.user.id).map_err(|retry_after| ApiError::PhoneBudgetSpent { retry_after })?;
     // With the openid, WeChat also checks that the code was made for this very user.
     let p = app.tokens.phone_number(&s.user.app, &body.code, Some(&s.user.openid))?;
     app.store.update_phone(s.user.id, &p.phone_number, p.country_code.as_deref())?.ok_or(ApiError::Unauthorized)?;

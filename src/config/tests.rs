@@ -37,6 +37,7 @@ fn minimal_file_gets_every_default() {
     assert_eq!(c.wechat.token_api, TokenApi::Stable);
     assert_eq!(c.decrypt.max_age_seconds, 0);
     assert_eq!(c.rate_limit.login_per_ip_per_minute, 30);
+    assert_eq!(c.rate_limit.phone_per_user_per_hour, 10);
     assert!(c.internal.api_keys.is_empty());
     assert_eq!(c.apps[0].secret.expose(), "s3cret");
 }
@@ -86,6 +87,7 @@ fn bad_values_name_their_key() {
         ("[wechat]\napi_base = \"ftp://x\"\n", "wechat.api_base"),
         ("[wechat]\nretries = 50\n", "wechat.retries"),
         ("[decrypt]\nmax_age_seconds = -1\n", "decrypt.max_age_seconds"),
+        ("[rate_limit]\nphone_per_user_per_hour = 0\n", "rate_limit.phone_per_user_per_hour"),
     ] {
         let e = parse_err(&format!("{snippet}{MINIMAL}"));
         assert!(e.starts_with(&format!("{key}: ")), "{snippet:?} gave {e}");

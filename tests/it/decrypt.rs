@@ -408,3 +408,24 @@ fn a_failed_decrypt_asks_wechat_which_kind_of_stale_it_is() {
     assert_eq!(status, 409);
     assert!(message.contains("still valid"), "{message}");
 }
+
+/// Each failed decrypt would otherwise cost a checksession call against the app's quota.
+#[test]
+fn repeated_failed_decrypts_ask_wechat_once() {
+    let s = TestServer::start();
+    let (token, _) = s.login("lou");
+    let _unseen_code = s.code("lou");
+    for _ in 0..5 {
+        let fresh = open_data(&s, "lou", "user_info", json!({}));
+        let (status, code, message) = error(&decrypt(&s, &token, &fresh));
+        assert_eq!((status, code.as_str()), (409, "session_key_stale"));
+        assert!(message.contains("expired or was replaced"), "the remembered answer: {message}");
+    }
+    assert_eq!(s.fake_calls("checksession"), 1);
+    // A new login stores a new key, which is asked about afresh.
+    let (token, _) = s.login("lou");
+    let _unseen_code = s.code("lou");
+    let fresh = open_data(&s, "lou", "user_info", json!({}));
+    assert_eq!(decrypt(&s, &token, &fresh).status, 409);
+    assert_eq!(s.fake_calls("checksession"), 2);
+}

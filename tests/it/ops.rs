@@ -512,3 +512,32 @@ fn ops_metrics_behind_a_same_host_proxy_follow_the_forwarded_client() {
     let s = TestServer::start();
     assert_eq!(metrics(&s, Some("203.0.113.9")).status, 200);
 }
+
+/// One subscriber holds a whole IPv6 /64: varying the low 64 bits must not buy more
+/// attempts at WeChat.
+#[test]
+fn ops_rate_limit_counts_an_ipv6_64_as_one_client() {
+    let s = TestServer::start_with(|c| {
+        c.rate_limit.login_per_ip_per_minute = 30;
+        c.server.trust_forwarded_for = true;
+    });
+    for i in 0..35u32 {
+        let xff = format!("2001:db8:aa:bb:{:x}:{:x}:{:x}:{:x}", i * 7919 % 65536, i, 65535 - i, i + 1);
+        let r = login_url(&s.base, &format!("bad-code-{i}"), Some(&xff));
+        if i < 30 {
+            assert_eq!((r.status, r.error_code()), (401, "invalid_code".into()), "attempt {i}: {}", r.text);
+        } else {
+            assert_eq!((r.status, r.error_code()), (429, "rate_limited".into()), "attempt {i}: {}", r.text);
+            let retry: u64 = r.header("Retry-After").expect("Retry-After").parse().unwrap();
+            assert!((1..=60).contains(&retry), "{retry}");
+        }
+    }
+    assert_eq!(s.fake_calls("jscode2session"), 30, "nothing past the limit reached WeChat");
+    // The neighbouring /64 is another client.
+    assert_eq!(login_url(&s.base, "bad-code-x", Some("2001:db8:aa:bc::1")).status, 401);
+    // An IPv4 client written as IPv4-mapped IPv6 is the same client.
+    for _ in 0..30 {
+        assert_eq!(login_url(&s.base, "bad-code-y", Some("198.51.100.20")).status, 401);
+    }
+    assert_eq!(login_url(&s.base, "bad-code-z", Some("::ffff:198.51.100.20")).status, 429);
+}

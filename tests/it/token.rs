@@ -58,8 +58,12 @@ fn token_phone_errors_are_mapped_like_login() {
 
 #[test]
 fn token_concurrent_requests_after_invalidation_share_one_refresh() {
-    // Enough WeChat workers that all 32 are in flight at once (the lane sheds load otherwise).
-    let s = Arc::new(TestServer::start_with(|c| c.server.wechat_workers = 40));
+    // Enough WeChat workers that all 32 are in flight at once (the lane sheds load
+    // otherwise), and a phone budget for 33 lookups by one user.
+    let s = Arc::new(TestServer::start_with(|c| {
+        c.server.wechat_workers = 40;
+        c.rate_limit.phone_per_user_per_hour = 100;
+    }));
     let (token, _) = s.login("bob");
     assert_phone_ok(&phone(&s, &token, "bob"));
     assert_eq!(s.fake_calls("stable_token"), 1);
@@ -317,4 +321,25 @@ fn wechat_errmsg_never_reaches_the_client() {
     let r = s.post("/v1/login", None, &json!({"code": s.code("erin")}));
     assert_eq!((r.status, r.error_code()), (502, "wechat_error".into()), "{}", r.text);
     assert!(!leaks(&r), "{}", r.text);
+}
+
+/// Every lookup costs a call against the app's quota: each user has a budget.
+#[test]
+fn phone_lookups_have_a_per_user_budget() {
+    let s = TestServer::start_with(|c| c.rate_limit.phone_per_user_per_hour = 3);
+    let (token, _) = s.login("fay");
+    for _ in 0..3 {
+        assert_phone_ok(&phone(&s, &token, "fay"));
+    }
+    let r = phone(&s, &token, "fay");
+    assert_eq!((r.status, r.error_code()), (429, "rate_limited".into()), "{}", r.text);
+    let retry: u64 = r.header("Retry-After").expect("Retry-After").parse().unwrap();
+    assert!((3000..=3600).contains(&retry), "the budget frees when the hour is over: {retry}");
+    assert_eq!(s.fake_calls("getuserphonenumber"), 3, "the refused lookup never reached WeChat");
+    // Another session of the same user shares the budget; another user has their own.
+    let (again, _) = s.login("fay");
+    assert_eq!(phone(&s, &again, "fay").status, 429);
+    let (other, _) = s.login("gil");
+    assert_phone_ok(&phone(&s, &other, "gil"));
+    assert_eq!(s.fake_calls("getuserphonenumber"), 4);
 }
