@@ -1,4 +1,4 @@
-//! Bounded memory of recent clients and users: the per-IP login limit, the per-user
+//! Bounded memory of recent clients and users: the per-client login limit, the per-user
 //! budget of WeChat-costly calls, and remembered `checksession` answers.
 //!
 //! All three are an [`ExpiringMap`]: entries live for a fixed time from insertion, kept
@@ -16,8 +16,8 @@ use crate::secrets::{sha256, Secret};
 
 const MAX_SHARDS: usize = 16;
 
-/// A map whose entries expire `ttl` after insertion, holding at most about `capacity`
-/// (when full, the oldest live entry is dropped). Every operation is O(1) amortized:
+/// A map whose entries expire `ttl` after insertion, holding at most `capacity` (when a
+/// shard is full, its oldest live entry is dropped). Every operation is O(1) amortized:
 /// each entry is pushed onto its shard's queue once and popped once.
 pub struct ExpiringMap<K, V> {
     shards: Box<[Mutex<Shard<K, V>>]>,
@@ -44,9 +44,14 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 
-    fn pop_oldest(&mut self) {
-        if let Some((_, key)) = self.order.pop_front() {
-            self.map.remove(&key);
+    /// False when there is nothing left to pop.
+    fn pop_oldest(&mut self) -> bool {
+        match self.order.pop_front() {
+            Some((_, key)) => {
+                self.map.remove(&key);
+                true
+            }
+            None => false,
         }
     }
 }
@@ -74,9 +79,7 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
         let now = Instant::now();
         shard.expire(now, self.ttl);
         if !shard.map.contains_key(&key) {
-            while shard.map.len() >= self.shard_capacity {
-                shard.pop_oldest();
-            }
+            while shard.map.len() >= self.shard_capacity && shard.pop_oldest() {}
             shard.order.push_back((now, key.clone()));
         }
         let (at, value) = shard.map.entry(key).or_insert_with(|| (now, make()));
