@@ -359,3 +359,26 @@ fn short_internal_keys_are_refused_without_printing_them() {
     assert!(e.starts_with("WXLOGIN_INTERNAL_KEYS[0]: is shorter than 16 characters"), "{e}");
     assert!(!e.contains("short-key-456"), "{e}");
 }
+
+mod value_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn prop_no_config_error_quotes_the_value(value in "[A-Za-z0-9_-]{12,40}", template in 0usize..6) {
+            let text = match template {
+                0 => format!("[internal]\napi_keys = \"{value}\"\n{MINIMAL}"),
+                1 => format!("[wechat]\ntoken_api = \"{value}\"\n{MINIMAL}"),
+                2 => format!("[server]\nlisten = {value}\n{MINIMAL}"),
+                3 => format!("[server]\nworkers = \"{value}\"\n{MINIMAL}"),
+                4 => format!("[internal]\napi_keys = [\"{value}\", 7]\n{MINIMAL}"),
+                _ => format!("[[apps]]\nname = \"main\"\nappid = \"wx4f4bc4dec97d474b\"\nsecret = [{value}]\n"),
+            };
+            let e = parse(&text, Path::new("/etc/wxlogin"), &no_env).unwrap_err().to_string();
+            prop_assert!(!e.contains(&value), "{}", e);
+        }
+    }
+}
