@@ -13,6 +13,7 @@ pub mod http;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod pay;
 pub mod secrets;
 pub mod store;
 pub mod wechat;
