@@ -171,7 +171,8 @@ pub struct ApiV3Key([u8; 32]);
 
 impl ApiV3Key {
     /// Refuses anything but exactly 32 bytes: a shorter or longer key would fail every
-    /// notification, so it fails start-up instead.
+    /// notification, so it fails start-up instead. (A key read from a file arrives with
+    /// its trailing newline; the caller trims it, as it does for every secret file.)
     pub fn new(key: &[u8]) -> Result<ApiV3Key, PayCryptoError> {
         let bytes: [u8; 32] = key
             .try_into()

@@ -52,8 +52,10 @@ impl Merchant {
         nonce: &str,
     ) -> Result<String, PayCryptoError> {
         check_header_value("the nonce", nonce)?;
-        if !path_and_query.starts_with('/') || path_and_query.contains(['\n', ' ']) {
-            return Err(PayCryptoError::Sign("the path must start with / and hold no space or newline".into()));
+        if !path_and_query.starts_with('/') || path_and_query.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err(PayCryptoError::Sign(
+                "the path must start with / and be visible ASCII (percent-encoded)".into(),
+            ));
         }
         let message = request_message(method, path_and_query, timestamp, nonce, body);
         let signature = self.key.sign_base64(&message)?;

@@ -92,6 +92,7 @@ fn values_that_would_break_the_header_are_refused() {
     assert!(merchant.authorization_at("GET", "/v3/x", b"", 1, "a,b").is_err());
     assert!(merchant.authorization_at("GET", "v3/x", b"", 1, "nonce").is_err());
     assert!(merchant.authorization_at("GET", "/v3/x\nHost: evil", b"", 1, "nonce").is_err());
+    assert!(merchant.authorization_at("GET", "/v3/x?q=a b", b"", 1, "nonce").is_err());
 }
 
 // --- V2: paySign and the wx.requestPayment parameters ---------------------------------
@@ -208,6 +209,10 @@ fn malformed_headers_are_refused_as_untrusted() {
     for timestamp in ["", "-1722850421", " 1722850421", "1722850421000", "17228504.1", "١٧٢٢"] {
         let result = verifier.verify(&Signed { timestamp, ..v4() }, V4_NOW);
         assert!(matches!(result, Err(PayCryptoError::BadHeader(_))), "{timestamp:?}: {result:?}");
+    }
+    for nonce in ["", "d824f2e0\n86d3c1df", "d824 f2e0", &"n".repeat(129)] {
+        let result = verifier.verify(&Signed { nonce, ..v4() }, V4_NOW);
+        assert!(matches!(result, Err(PayCryptoError::BadHeader(_))), "{nonce:?}: {result:?}");
     }
     let result = verifier.verify(&Signed { signature: "not base64!", ..v4() }, V4_NOW);
     assert_eq!(result, Err(PayCryptoError::BadHeader("Wechatpay-Signature is not base64")));

@@ -60,6 +60,7 @@ impl PayVerifier {
         }
         let key = self.key_for(signed.serial).ok_or(PayCryptoError::UnknownSerial)?;
         check_window(parse_timestamp(signed.timestamp)?, now)?;
+        check_nonce(signed.nonce)?;
         let signature = base64::engine::general_purpose::STANDARD
             .decode(signed.signature)
             .map_err(|_| PayCryptoError::BadHeader("Wechatpay-Signature is not base64"))?;
@@ -95,6 +96,15 @@ fn check_window(timestamp: i64, now: i64) -> Result<(), PayCryptoError> {
     let skew = now.saturating_sub(timestamp);
     if skew.unsigned_abs() > WINDOW_SECONDS.unsigned_abs() {
         return Err(PayCryptoError::TimestampSkew { skew });
+    }
+    Ok(())
+}
+
+/// A nonce of visible ASCII only: one holding a newline could move the line boundaries of
+/// the signed message, turning the tail of a genuine body into a different, "signed" body.
+fn check_nonce(nonce: &str) -> Result<(), PayCryptoError> {
+    if nonce.is_empty() || nonce.len() > 128 || !nonce.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(PayCryptoError::BadHeader("Wechatpay-Nonce is not 1 to 128 visible ASCII characters"));
     }
     Ok(())
 }
