@@ -52,7 +52,7 @@ impl PayVerifier {
     }
 
     /// Checks, in order: not a probe, a serial we hold, a timestamp within
-    /// [`WINDOW_SECONDS`] of `now`, and the signature over the raw body. Any failure means
+    /// [`WINDOW_SECONDS`] of `now`, a well-formed nonce, and the signature over the raw body. Any failure means
     /// the message is not WeChat Pay's ([`PayCryptoError::is_untrusted`]).
     pub fn verify(&self, signed: &Signed<'_>, now: i64) -> Result<(), PayCryptoError> {
         if signed.signature.starts_with(PROBE_PREFIX) {
