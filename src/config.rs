@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub header_timeout_seconds: u64,
     /// Extension: connections open at once; more get 503 and are closed.
     pub max_connections: usize,
+    /// Extension: connections open at once from one address (0: no cap); not applied with
+    /// `trust_forwarded_for`, where every connection comes from the proxy.
+    pub max_connections_per_ip: usize,
 }
 
 impl ServerConfig {
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             read_timeout_seconds: 30,
             header_timeout_seconds: 10,
             max_connections: 1024,
+            max_connections_per_ip: 64,
         }
     }
 }
@@ -461,6 +465,9 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     if !(16..=100_000).contains(&c.server.max_connections) {
         return bad("server.max_connections", "must be between 16 and 100000");
+    }
+    if c.server.max_connections_per_ip > 100_000 {
+        return bad("server.max_connections_per_ip", "must be between 0 (no cap) and 100000");
     }
     if c.database.path.as_os_str().is_empty() {
         return bad("database.path", "must not be empty");

@@ -25,6 +25,7 @@ fn minimal_file_gets_every_default() {
     assert!(c.server.local_workers() >= 4);
     assert_eq!(c.server.wechat_workers, 64);
     assert_eq!(c.server.max_body_bytes, 65536);
+    assert_eq!(c.server.max_connections_per_ip, 64);
     assert!(!c.server.metrics_public && !c.server.trust_forwarded_for);
     assert_eq!(c.database.path, Path::new("/etc/wxlogin/data/wxlogin.db"));
     assert_eq!(c.session.ttl_seconds, 2_592_000);
@@ -81,6 +82,7 @@ fn bad_values_name_their_key() {
         ("[server]\nlisten = \"localhost\"\n", "server.listen"),
         ("[server]\nworkers = 1025\n", "server.workers"),
         ("[server]\nmax_body_bytes = 10\n", "server.max_body_bytes"),
+        ("[server]\nmax_connections_per_ip = 1000000\n", "server.max_connections_per_ip"),
         ("[session]\nttl_seconds = 10\n", "session.ttl_seconds"),
         ("[session]\ncode_replay_seconds = 900\n", "session.code_replay_seconds"),
         ("[session]\nmax_per_user = 0\n", "session.max_per_user"),

@@ -113,6 +113,12 @@ impl RunningServer {
             read_timeout: Duration::from_secs(cfg.read_timeout_seconds),
             header_timeout: Duration::from_secs(cfg.header_timeout_seconds),
             max_connections: cfg.max_connections,
+            // Behind a proxy every connection comes from the proxy: the cap would cap it,
+            // not a client. The proxy's own limit (nginx `limit_conn`) is the place there.
+            max_connections_per_ip: if cfg.trust_forwarded_for { 0 } else { cfg.max_connections_per_ip },
+            // Every body a handler may read arrives whole before a worker sees the request,
+            // so no worker ever waits on a client; larger ones are never read (413, close).
+            preread_body_bytes: cfg.max_body_bytes,
             ..tiny_http::Limits::default()
         };
         let http = tiny_http::Server::http_with_limits(cfg.listen.as_str(), limits)
@@ -315,10 +321,11 @@ fn finish(s: &Shared, rq: tiny_http::Request, mut resp: Resp, route: &'static st
     let extra = std::mem::take(&mut resp.headers);
     let (content_type, bytes) = resp.into_bytes();
     let mut out = tiny_http::Response::from_data(bytes).with_status_code(status);
-    let mut add = |name: &str, value: &str| {
-        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            out.add_header(h);
-        }
+    // A value with control characters (from upstream data that slipped through) cannot be
+    // a header: it is left out, never allowed to split the response.
+    let mut add = |name: &str, value: &str| match tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+        Ok(h) => out.add_header(h),
+        Err(()) => log::warn!("rid={}: response header {name} left out: invalid characters", meta.request_id),
     };
     if let Some(ct) = content_type {
         add("Content-Type", ct);

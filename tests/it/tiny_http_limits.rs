@@ -1,5 +1,5 @@
 //! tiny_http's own limits, on a bare tiny_http server with short limits: the connection
-//! cap and drain-or-close. The hostile requests themselves run against wxlogin in
+//! caps and the body pre-read. The hostile requests themselves run against wxlogin in
 //! `hardening.rs`.
 
 use std::io::Read;
@@ -119,32 +119,56 @@ fn connections_over_the_limit_are_refused() {
     hostile::assert_alive(server.addr);
 }
 
-/// A small unread body is discarded and the connection reused; a large one is not read,
-/// and the connection is closed after the response.
+/// A body up to `preread_body_bytes` is read before the handler sees the request, so one
+/// left unread costs nothing and the connection is reused; a larger one is never read: the
+/// handler's read fails at once, and the connection is closed after one answer.
 #[test]
-fn unread_bodies_are_drained_or_the_connection_closed() {
+fn bodies_are_read_first_or_never() {
     use std::io::Write;
     let server = start(short_limits());
 
-    // a 20000-byte body (over the pre-read size) ignored by a GET handler, then a
-    // second request on the same connection
+    // a 10000-byte body ignored by a GET handler, then a second request on the connection
     let mut stream = TcpStream::connect(server.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut request = b"GET /a HTTP/1.1\r\nHost: t\r\nContent-Length: 20000\r\n\r\n".to_vec();
-    request.resize(request.len() + 20000, b'x');
+    let mut request = b"GET /a HTTP/1.1\r\nHost: t\r\nContent-Length: 10000\r\n\r\n".to_vec();
+    request.resize(request.len() + 10000, b'x');
     request.extend_from_slice(b"GET /b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     stream.write_all(&request).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
 
-    // a body over max_drain_bytes: one answer, then the connection is closed
+    // a 20000-byte body (over the 16 KiB default), sent whole: not read, so the handler's
+    // read fails (400 here) at once; then the connection is closed, the next request unread
+    let started = Instant::now();
     let mut stream = TcpStream::connect(server.addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream.write_all(b"GET /a HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\nxyz").unwrap();
+    let mut request = b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 20000\r\n\r\n".to_vec();
+    request.resize(request.len() + 100, b'x');
+    stream.write_all(&request).unwrap();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
     let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+}
+
+/// `max_connections_per_ip`: past it, a new connection from the same address gets 503.
+#[test]
+fn connections_per_address_over_the_limit_are_refused() {
+    let server = start(Limits { max_connections_per_ip: 3, ..short_limits() });
+    let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(server.addr).unwrap()).collect();
+    let mut extra = TcpStream::connect(server.addr).unwrap();
+    extra.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut answer = String::new();
+    let _ = extra.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "over the limit: {answer:?}");
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.server.num_connections() > 0 {
+        assert!(Instant::now() < deadline, "closed connections still counted");
+        thread::sleep(Duration::from_millis(10));
+    }
+    hostile::assert_alive(server.addr);
 }

@@ -4,9 +4,9 @@ use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::common::{HTTPVersion, Header, HeaderField, Method};
+use crate::common::{is_token_char, HTTPVersion, Header, HeaderField, Method};
 use crate::request::{BodyOptions, RequestCreationError};
-use crate::util::{Deadline, DrainPolicy, RefinedTcpStream};
+use crate::util::{Deadline, RefinedTcpStream};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::{Limits, Request, Response, StatusCode};
 
@@ -41,10 +41,6 @@ pub struct ClientConnection {
 
     // true until the first request has been read
     first_request: bool,
-
-    // shared with the request bodies, which set it when their unread rest could not be
-    // discarded: the connection is then out of step and must be closed
-    drain: DrainPolicy,
 }
 
 /// Error that can happen when reading a request.
@@ -104,11 +100,6 @@ fn read_line<R: BufRead>(reader: &mut R, budget: &mut usize) -> Result<Vec<u8>, 
             return Ok(line);
         }
     }
-}
-
-/// A `tchar` of RFC 9110 (the characters of methods and header names).
-fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Parses a "HTTP/1.1" string.
@@ -204,7 +195,6 @@ impl ClientConnection {
             limits,
             accepted_at: Instant::now(),
             first_request: true,
-            drain: DrainPolicy::new(limits.max_drain_bytes),
         }
     }
 
@@ -219,16 +209,12 @@ impl ClientConnection {
         let limits = self.limits;
         let v11 = HTTPVersion(1, 1);
 
-        // Wait until the previous request's body has been consumed.
+        // Wait until the previous request's body has been read (always by this thread, in
+        // `new_request`, so this does not wait).
         let reader = self
             .next_header_source
             .inner_mut()
             .map_err(|_| ReadError::Close)?;
-        // Discard what the previous request left of its body (under that body's deadline,
-        // still set on the stream), or close if that is too much.
-        if !self.drain.discard_unread(&mut *reader) {
-            return Err(ReadError::Close);
-        }
 
         // The first request is due within `header_timeout` of the connection's acceptance; a
         // keep-alive connection may then stay idle for a read timeout before the next one.
@@ -286,16 +272,11 @@ impl ClientConnection {
             headers.push(parse_header(&line).ok_or_else(|| reject(400, &version))?);
         }
 
-        // The body (if any) must arrive within a read timeout of its first read; for an
-        // upgraded connection (websockets), only the per-read timeout applies.
-        let upgrade = headers.iter().any(|h| {
-            h.field.equiv("Connection") && h.value.as_str().to_ascii_lowercase().contains("upgrade")
-        });
-        reader.get_mut().set_deadline(if upgrade {
-            Deadline::None
-        } else {
-            Deadline::After(limits.read_timeout)
-        });
+        // The body (if any) must arrive within a read timeout of its first read, whatever
+        // the headers say (`Connection: upgrade` included: this server never upgrades).
+        reader
+            .get_mut()
+            .set_deadline(Deadline::After(limits.read_timeout));
 
         Ok((method, path, version, headers))
     }
@@ -329,9 +310,15 @@ impl ClientConnection {
             data_source,
             writer,
             BodyOptions {
-                drain: self.drain.clone(),
+                preread_limit: self.limits.preread_body_bytes,
             },
         )
+        .map(|new| {
+            if new.close_after {
+                self.no_more_requests = true;
+            }
+            new.request
+        })
         .map_err(|e| match e {
             RequestCreationError::CreationIoError(e) => match e.kind() {
                 ErrorKind::TimedOut | ErrorKind::WouldBlock => reject(408, &version),
@@ -340,6 +327,7 @@ impl ClientConnection {
             },
             RequestCreationError::ExpectationFailed => reject(417, &version),
             RequestCreationError::BadRequest => reject(400, &version),
+            RequestCreationError::NotImplemented => reject(501, &version),
         })
     }
 }

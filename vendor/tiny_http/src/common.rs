@@ -162,6 +162,10 @@ impl Header {
     /// ```
     /// let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"text/plain"[..]).unwrap();
     /// ```
+    ///
+    /// **Patched:** fails unless the name is a token (RFC 9110 `tchar`s) and the value is
+    /// free of control characters (anything below 0x20 but HTAB, and DEL): a CR or LF taken
+    /// from elsewhere (upstream data) could otherwise split the response.
     #[allow(clippy::result_unit_err)]
     pub fn from_bytes<B1, B2>(header: B1, value: B2) -> Result<Header, ()>
     where
@@ -170,12 +174,35 @@ impl Header {
     {
         let header = HeaderField::from_bytes(header).or(Err(()))?;
         let value = AsciiString::from_ascii(value).or(Err(()))?;
-
-        Ok(Header {
+        let header = Header {
             field: header,
             value,
-        })
+        };
+        if header.is_writable() {
+            Ok(header)
+        } else {
+            Err(())
+        }
     }
+
+    /// True if the header can be written as is: a token name and a value without control
+    /// characters. Headers built through the public fields may not be; the response writer
+    /// leaves those out.
+    pub fn is_writable(&self) -> bool {
+        let name = self.field.as_str().as_bytes();
+        !name.is_empty()
+            && name.iter().all(|&b| is_token_char(b))
+            && self
+                .value
+                .as_bytes()
+                .iter()
+                .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+    }
+}
+
+/// A `tchar` of RFC 9110 (the characters of methods and header names).
+pub(crate) fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 impl FromStr for Header {
@@ -190,7 +217,12 @@ impl FromStr for Header {
             .and_then(|v| AsciiString::from_ascii(v.trim()).ok())
             .ok_or(())?;
 
-        Ok(Header { field, value })
+        let header = Header { field, value };
+        if header.is_writable() {
+            Ok(header)
+        } else {
+            Err(())
+        }
     }
 }
 
@@ -436,5 +468,30 @@ mod test {
         assert!("Transfer-Encoding: chunked".parse::<Header>().is_ok());
         assert!("Transfer-Encoding: chunked ".parse::<Header>().is_ok());
         assert!("Transfer-Encoding:   chunked ".parse::<Header>().is_ok());
+    }
+
+    #[test]
+    fn test_header_control_characters_refused() {
+        use super::Header;
+        for value in [
+            &b"a\r\nSet-Cookie: x=1"[..],
+            b"a\nb",
+            b"a\rb",
+            b"a\x00b",
+            b"a\x1fb",
+            b"a\x7fb",
+        ] {
+            assert!(
+                Header::from_bytes(&b"X-Id"[..], value).is_err(),
+                "{:?}",
+                value
+            );
+            let text = format!("X-Id: {}", String::from_utf8_lossy(value));
+            assert!(text.parse::<Header>().is_err(), "{:?}", text);
+        }
+        assert!(Header::from_bytes(&b"X-Id"[..], &b"a\tb c"[..]).is_ok());
+        assert!(Header::from_bytes(&b"X\r\nId"[..], &b"v"[..]).is_err());
+        assert!(Header::from_bytes(&b"X Id"[..], &b"v"[..]).is_err());
+        assert!(Header::from_bytes(&b""[..], &b"v"[..]).is_err());
     }
 }

@@ -329,9 +329,10 @@ impl Server {
                 let tasks_pool = util::TaskPool::new();
                 // pause after an accept error, doubled while errors continue (EMFILE...)
                 let mut backoff = Duration::from_millis(10);
-                // connections refused over max_connections, not logged yet
-                let mut refused = 0u64;
-                let mut last_refusal_log: Option<Instant> = None;
+                let mut refusals = RefusalLog::default();
+                // open connections per client address, if limited
+                let per_ip = (limits.max_connections_per_ip > 0)
+                    .then(|| util::PerIpConnections::new(limits.max_connections_per_ip));
 
                 log::debug!("Running accept thread");
                 while !inside_close_trigger.load(Relaxed) {
@@ -373,22 +374,28 @@ impl Server {
                     };
 
                     if inside_active.load(Ordering::Acquire) >= limits.max_connections {
-                        refused += 1;
-                        // at most one line per second, however many are refused
-                        if last_refusal_log.map_or(true, |t| t.elapsed() >= Duration::from_secs(1))
-                        {
-                            log::warn!(
-                                "{} open connections (max_connections): refused {} new one(s)",
-                                limits.max_connections,
-                                refused
-                            );
-                            last_refusal_log = Some(Instant::now());
-                            refused = 0;
-                        }
+                        refusals.note(format_args!(
+                            "{} open connections (max_connections)",
+                            limits.max_connections
+                        ));
                         refuse_busy(sock);
                         continue;
                     }
-                    let slot = util::ConnectionSlot::new(inside_active.clone());
+                    let per_ip_ticket = match (&per_ip, peer) {
+                        (Some(table), Some(peer)) => match table.try_take(peer.ip()) {
+                            Some(ticket) => Some(ticket),
+                            None => {
+                                refusals.note(format_args!(
+                                    "{} open connections from one address (max_connections_per_ip)",
+                                    limits.max_connections_per_ip
+                                ));
+                                refuse_busy(sock);
+                                continue;
+                            }
+                        },
+                        _ => None,
+                    };
+                    let slot = util::ConnectionSlot::new(inside_active.clone(), per_ip_ticket);
 
                     if let Err(e) = configure_socket(&sock, &limits, ssl.is_some()) {
                         log::debug!("Dropping a connection that cannot be set up: {}", e);
@@ -509,7 +516,29 @@ fn configure_socket(sock: &Connection, limits: &Limits, tls: bool) -> IoResult<(
     sock.set_write_timeout(Some(limits.write_timeout))
 }
 
-/// Answers a connection over the `max_connections` limit with a 503, without blocking, and
+/// Logs refused connections, at most one line per second however many are refused.
+#[derive(Default)]
+struct RefusalLog {
+    // refused and not logged yet
+    refused: u64,
+    last: Option<Instant>,
+}
+
+impl RefusalLog {
+    fn note(&mut self, reason: std::fmt::Arguments<'_>) {
+        self.refused += 1;
+        if self
+            .last
+            .map_or(true, |t| t.elapsed() >= Duration::from_secs(1))
+        {
+            log::warn!("{}: refused {} new one(s)", reason, self.refused);
+            self.last = Some(Instant::now());
+            self.refused = 0;
+        }
+    }
+}
+
+/// Answers a connection over the `max_connections` (or `max_connections_per_ip`) limit with a 503, without blocking, and
 /// closes it.
 fn refuse_busy(mut sock: Connection) {
     if sock.set_nonblocking(true).is_ok() {

@@ -1,10 +1,5 @@
 use std::time::Duration;
 
-/// Bodies up to this size (declared by `Content-Length`, or the start of a chunked body) are
-/// read by the connection's own thread before the request is handed out, so that the threads
-/// calling `Server::recv` never wait on a slow client for them.
-pub(crate) const PREREAD_BODY_BYTES: usize = 16 * 1024;
-
 /// Bounds on what one client can make the server do.
 ///
 /// Every field has a default (see [`Limits::default`]); set only those you need:
@@ -54,10 +49,21 @@ pub struct Limits {
     /// socket is closed, including while its last request is being answered.
     pub max_connections: usize,
 
-    /// The most bytes of an unread request body that are read and discarded when the
-    /// request is dropped, so that the connection can be reused (default 64 KiB). When more
-    /// is left (a client can declare any length), the connection is closed instead.
-    pub max_drain_bytes: u64,
+    /// The most connections open at once from one client IP address (default 0: no limit).
+    /// Connections beyond it get the same `503 Service Unavailable` as past
+    /// `max_connections`. Behind a reverse proxy every connection comes from the proxy's
+    /// address: leave it at 0 there and limit clients in the proxy.
+    pub max_connections_per_ip: usize,
+
+    /// The largest request body read (default 16 KiB). A body up to this size (declared by
+    /// `Content-Length`, or chunked) is read whole by the connection's own thread, under the
+    /// body deadline, before the request is handed out by `Server::recv`, so that the
+    /// threads answering requests never wait on a client (`100 Continue` is sent by the
+    /// connection's thread too). A late body gets `408 Request Timeout`. A larger body is
+    /// never read: `Request::body_length` gives its declared length (a chunked one shows
+    /// as one byte more than this limit), reading it fails, and the connection is closed
+    /// after the response. Each connection holds at most this much body in memory.
+    pub preread_body_bytes: usize,
 }
 
 impl Default for Limits {
@@ -69,7 +75,8 @@ impl Default for Limits {
             max_head_bytes: 16 * 1024,
             max_headers: 100,
             max_connections: 1024,
-            max_drain_bytes: 64 * 1024,
+            max_connections_per_ip: 0,
+            preread_body_bytes: 16 * 1024,
         }
     }
 }

@@ -7,8 +7,7 @@ use std::net::SocketAddr;
 
 use std::sync::mpsc::Sender;
 
-use crate::limits::PREREAD_BODY_BYTES;
-use crate::util::{ChunkedBody, ChunkedDecoder, DrainPolicy, EqualReader};
+use crate::util::ChunkedDecoder;
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 
 /// Represents an HTTP request made by a client.
@@ -61,9 +60,6 @@ pub struct Request {
 
     body_length: Option<usize>,
 
-    // true if a `100 Continue` response must be sent when `as_reader()` is called
-    must_send_continue: bool,
-
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
 }
@@ -100,8 +96,13 @@ pub enum RequestCreationError {
     ExpectationFailed,
 
     /// The body's framing is invalid or ambiguous (bad or conflicting `Content-Length`,
-    /// unsupported `Transfer-Encoding`, or both): the request must be refused with 400.
+    /// `chunked` applied twice or not alone, `Transfer-Encoding` with `Content-Length`):
+    /// the request must be refused with 400.
     BadRequest,
+
+    /// The body is sent with a transfer coding other than `chunked`: the request must be
+    /// refused with 501 (RFC 9112 section 6.1).
+    NotImplemented,
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
@@ -115,8 +116,8 @@ impl From<IoError> for RequestCreationError {
 
 /// How `new_request` treats the body.
 pub(crate) struct BodyOptions {
-    /// What to do with the unread rest of the body when the request is dropped.
-    pub(crate) drain: DrainPolicy,
+    /// Bodies up to this size are read before the request is built (`Limits::preread_body_bytes`).
+    pub(crate) preread_limit: usize,
 }
 
 /// How the length of a request body is known (RFC 9112 section 6.3).
@@ -126,58 +127,111 @@ enum BodyFraming {
     Chunked,
 }
 
-/// Finds the body's framing from the headers; `None` if it is invalid or ambiguous.
-fn body_framing(headers: &[Header]) -> Option<BodyFraming> {
+/// Finds the body's framing from the headers.
+fn body_framing(headers: &[Header]) -> Result<BodyFraming, RequestCreationError> {
     let mut transfer_encodings = headers
         .iter()
         .filter(|h| h.field.equiv("Transfer-Encoding"));
     let mut content_lengths = headers.iter().filter(|h| h.field.equiv("Content-Length"));
 
     if let Some(te) = transfer_encodings.next() {
-        // Only "chunked" as the final coding tells where the body ends. A Content-Length
-        // as well is a request smuggling attempt or a broken client: refuse both.
-        let last = te.value.as_str().rsplit(',').next().unwrap_or("").trim();
-        if transfer_encodings.next().is_some()
-            || content_lengths.next().is_some()
-            || !last.eq_ignore_ascii_case("chunked")
-        {
-            return None;
+        // Exactly one `Transfer-Encoding: chunked` (any case; the parser trimmed the spaces
+        // around the value). Anything else is refused rather than interpreted: proxies in
+        // front may read `gzip, chunked`, `chunked, chunked` or a repeated header otherwise
+        // than we would (request smuggling). A Content-Length as well: the same.
+        if transfer_encodings.next().is_some() || content_lengths.next().is_some() {
+            return Err(RequestCreationError::BadRequest);
         }
-        return Some(BodyFraming::Chunked);
+        let value = te.value.as_str();
+        if value.eq_ignore_ascii_case("chunked") {
+            return Ok(BodyFraming::Chunked);
+        }
+        // Only `chunked` in the list, yet not just once: malformed. A coding we do not
+        // implement (gzip...): 501.
+        let only_chunked = value
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .all(|c| c.eq_ignore_ascii_case("chunked"));
+        return Err(if only_chunked {
+            RequestCreationError::BadRequest
+        } else {
+            RequestCreationError::NotImplemented
+        });
     }
 
     let mut length = None;
     for h in content_lengths {
         let value = h.value.as_str();
         if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
+            return Err(RequestCreationError::BadRequest);
         }
-        let value: u64 = value.parse().ok()?;
+        let value: u64 = value
+            .parse()
+            .map_err(|_| RequestCreationError::BadRequest)?;
         if length.map_or(false, |l| l != value) {
-            return None;
+            return Err(RequestCreationError::BadRequest);
         }
         length = Some(value);
     }
-    Some(match length {
+    Ok(match length {
         Some(0) | None => BodyFraming::None,
         Some(l) => BodyFraming::Length(l),
     })
 }
 
 /// Reads up to `limit` bytes (less at the end of the stream).
-fn read_up_to<R: Read>(reader: &mut R, limit: usize) -> io::Result<Vec<u8>> {
-    let mut buffer = Vec::with_capacity(limit.min(4096));
-    reader.take(limit as u64).read_to_end(&mut buffer)?;
+fn read_up_to<R: Read>(reader: &mut R, limit: u64) -> io::Result<Vec<u8>> {
+    let mut buffer = Vec::with_capacity(limit.min(4096) as usize);
+    reader.take(limit).read_to_end(&mut buffer)?;
     Ok(buffer)
+}
+
+/// What the application reads after the pre-read start of a body over the pre-read limit:
+/// an error, at once. The rest of such a body is never read (the connection is closed after
+/// the response), so no thread of the application ever waits on the client for it.
+struct OverLimit;
+
+impl Read for OverLimit {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(IoError::other(
+            "the request body is larger than the server reads (Limits::preread_body_bytes)",
+        ))
+    }
+}
+
+/// Writes `100 Continue` (HTTP/1.1 clients only: RFC 9110 section 10.1.1).
+fn send_continue<W: Write>(writer: &mut W, version: &HTTPVersion) -> io::Result<()> {
+    if *version < HTTPVersion(1, 1) {
+        return Ok(());
+    }
+    Response::new_empty(StatusCode(100)).raw_print(
+        writer.by_ref(),
+        version.clone(),
+        &[],
+        true,
+        None,
+    )?;
+    writer.flush()
+}
+
+/// A request built by `new_request`.
+pub(crate) struct NewRequest {
+    pub(crate) request: Request,
+    /// True if the body was over the pre-read limit and was not read: the connection must be
+    /// closed after the response (the stream is in the middle of that body).
+    pub(crate) close_after: bool,
 }
 
 /// Builds a new request.
 ///
 /// After the request line and headers have been read from the socket, a new `Request` object
-/// is built.
-///
-/// You must pass a `Read` that will allow the `Request` object to read from the incoming data.
-/// It is the responsibility of the `Request` to read only the data of the request and not further.
+/// is built. Its whole body is read here, by the connection's thread, when it is at most
+/// `options.preread_limit` bytes (sending `100 Continue` first if the client waits for it), so
+/// that the threads calling `Server::recv` never wait on a client. A larger body is not read
+/// at all: the request says its declared length (`body_length`), or holds the first
+/// `preread_limit + 1` bytes of a chunked body, then reading fails; and the connection is to
+/// be closed after the response (`close_after`).
 ///
 /// The `Write` object will be used by the `Request` to write the response.
 #[allow(clippy::too_many_arguments)]
@@ -189,14 +243,14 @@ pub(crate) fn new_request<R, W>(
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
-    writer: W,
+    mut writer: W,
     options: BodyOptions,
-) -> Result<Request, RequestCreationError>
+) -> Result<NewRequest, RequestCreationError>
 where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    let framing = body_framing(&headers).ok_or(RequestCreationError::BadRequest)?;
+    let framing = body_framing(&headers)?;
 
     // the declared length, as `body_length()` reports it
     let content_length = match framing {
@@ -221,69 +275,50 @@ where
         }
     };
 
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
-    };
-
-    // We wrap `source_data` around a reader whose nature depends on the transfer-encoding and
-    // content-length headers. Small bodies are read here, by the connection's thread, so that
-    // the application's threads never wait on a slow client for them (not when the client
-    // waits for `100 Continue`, which is sent when the application asks for the body).
-    let drain = options.drain;
-    let reader: Box<dyn Read + Send + 'static> = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data)
-    } else {
-        match framing {
-            BodyFraming::None => Box::new(io::empty()),
-            BodyFraming::Length(length)
-                if length <= PREREAD_BODY_BYTES as u64 && !expects_continue =>
-            {
-                let mut buffer = vec![0; length as usize];
-                source_data.read_exact(&mut buffer).map_err(|e| {
-                    if e.kind() == ErrorKind::UnexpectedEof {
-                        // the socket returned EOF, but we were before the expected length
-                        let info = "Connection has been closed before we received enough data";
-                        IoError::new(ErrorKind::ConnectionAborted, info)
-                    } else {
-                        e
-                    }
-                })?;
-                Box::new(Cursor::new(buffer))
+    // `Connection: upgrade` gets no special treatment: the body is framed like any other
+    // (this server never switches protocols), and the connection is closed after it.
+    let limit = options.preread_limit as u64;
+    let mut close_after = false;
+    let reader: Box<dyn Read + Send + 'static> = match framing {
+        BodyFraming::None => Box::new(io::empty()),
+        BodyFraming::Length(length) if length <= limit => {
+            if expects_continue {
+                send_continue(&mut writer, &version)?;
             }
-            BodyFraming::Length(length) => Box::new(EqualReader::new(
-                source_data,
-                length,
-                drain,
-                expects_continue,
-            )),
-            BodyFraming::Chunked if !expects_continue => {
-                let mut decoder = ChunkedDecoder::new(source_data);
-                let start = read_up_to(&mut decoder, PREREAD_BODY_BYTES)?;
-                if decoder.is_done() {
-                    Box::new(Cursor::new(start))
+            let mut buffer = vec![0; length as usize];
+            source_data.read_exact(&mut buffer).map_err(|e| {
+                if e.kind() == ErrorKind::UnexpectedEof {
+                    // the socket returned EOF, but we were before the expected length
+                    let info = "Connection has been closed before we received enough data";
+                    IoError::new(ErrorKind::ConnectionAborted, info)
                 } else {
-                    let rest = ChunkedBody::new(decoder, drain, false);
-                    Box::new(Cursor::new(start).chain(rest))
+                    e
                 }
+            })?;
+            Box::new(Cursor::new(buffer))
+        }
+        // Too large: not read (and no `100 Continue`: the client need not send it).
+        BodyFraming::Length(_) => {
+            close_after = true;
+            Box::new(OverLimit)
+        }
+        BodyFraming::Chunked => {
+            if expects_continue {
+                send_continue(&mut writer, &version)?;
             }
-            BodyFraming::Chunked => Box::new(ChunkedBody::new(
-                ChunkedDecoder::new(source_data),
-                drain,
-                true,
-            )),
+            let mut decoder = ChunkedDecoder::new(source_data);
+            // one byte more than the limit, so that the application can tell it is over
+            let start = read_up_to(&mut decoder, limit.saturating_add(1))?;
+            if start.len() as u64 > limit {
+                close_after = true;
+                Box::new(Cursor::new(start).chain(OverLimit))
+            } else {
+                Box::new(Cursor::new(start))
+            }
         }
     };
 
-    Ok(Request {
+    let request = Request {
         data_reader: Some(reader),
         response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
         remote_addr,
@@ -293,8 +328,11 @@ where
         http_version: version,
         headers,
         body_length: content_length,
-        must_send_continue: expects_continue,
         notify_when_responded: None,
+    };
+    Ok(NewRequest {
+        request,
+        close_after,
     })
 }
 
@@ -352,13 +390,11 @@ impl Request {
 
     /// Sends a response with a `Connection: upgrade` header, then turns the `Request` into a `Stream`.
     ///
-    /// The main purpose of this function is to support websockets.
-    /// If you detect that the request wants to use some kind of protocol upgrade, you can
-    ///  call this function to obtain full control of the socket stream.
-    ///
-    /// If you call this on a non-websocket request, tiny-http will wait until this `Stream` object
-    ///  is destroyed before continuing to read or write on the socket. Therefore you should always
-    ///  destroy it as soon as possible.
+    /// **Patched:** protocol upgrades are not supported. A request with `Connection: upgrade`
+    /// is framed like any other (its body ends where `Content-Length` or chunked encoding
+    /// says, under the body deadline), and the connection is closed after it, so the
+    /// stream returned here reads only that body and writes to a connection about to close.
+    /// (Upstream handed such a request the raw socket as its body, with no deadline.)
     pub fn upgrade<R: Read>(
         mut self,
         protocol: &str,
@@ -412,24 +448,10 @@ impl Request {
     /// # }
     /// ```
     ///
-    /// If the client sent a `Expect: 100-continue` header with the request, calling this
-    ///  function will send back a `100 Continue` response.
+    /// The body has been read already (see `Limits::preread_body_bytes`, which also says what
+    /// happens to larger bodies); a `100 Continue` the client waited for has been sent.
     #[inline]
     pub fn as_reader(&mut self) -> &mut dyn Read {
-        if self.must_send_continue {
-            let msg = Response::new_empty(StatusCode(100));
-            msg.raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
-                self.http_version.clone(),
-                &self.headers,
-                true,
-                None,
-            )
-            .ok();
-            self.response_writer.as_mut().unwrap().flush().ok();
-            self.must_send_continue = false;
-        }
-
         self.data_reader.as_mut().unwrap()
     }
 
@@ -564,7 +586,146 @@ impl<T> ReadWrite for T where T: Read + Write {}
 
 #[cfg(test)]
 mod tests {
-    use super::Request;
+    use super::{body_framing, new_request, BodyFraming, BodyOptions, Request};
+    use super::{RequestCreationError as E, Response};
+    use crate::{HTTPVersion, Header, Method};
+    use std::sync::{Arc, Mutex};
+
+    fn framing(headers: &[&str]) -> Result<BodyFraming, E> {
+        let headers: Vec<Header> = headers.iter().map(|h| h.parse().unwrap()).collect();
+        body_framing(&headers)
+    }
+
+    #[test]
+    fn transfer_encoding_must_be_exactly_chunked() {
+        assert!(matches!(
+            framing(&["Transfer-Encoding: chunked"]),
+            Ok(BodyFraming::Chunked)
+        ));
+        assert!(matches!(
+            framing(&["Transfer-Encoding: CHUNKED "]),
+            Ok(BodyFraming::Chunked)
+        ));
+        for te in ["chunked, chunked", "chunked,", ",chunked", "chunked;x=1"] {
+            let header = format!("Transfer-Encoding: {}", te);
+            let result = framing(&[&header]);
+            if te.contains(';') {
+                assert!(matches!(result, Err(E::NotImplemented)), "{}", te);
+            } else {
+                assert!(matches!(result, Err(E::BadRequest)), "{}", te);
+            }
+        }
+        for te in [
+            "gzip, chunked",
+            "gzip",
+            "identity",
+            "chunked, gzip",
+            "xchunked",
+        ] {
+            let header = format!("Transfer-Encoding: {}", te);
+            assert!(
+                matches!(framing(&[&header]), Err(E::NotImplemented)),
+                "{}",
+                te
+            );
+        }
+        assert!(matches!(
+            framing(&["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"]),
+            Err(E::BadRequest)
+        ));
+        assert!(matches!(
+            framing(&["Transfer-Encoding: chunked", "Content-Length: 3"]),
+            Err(E::BadRequest)
+        ));
+    }
+
+    /// A writer whose bytes the test can still see after it was moved into the request.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn build(headers: &[&str], body: &'static [u8], limit: usize) -> (super::NewRequest, String) {
+        let headers = headers.iter().map(|h| h.parse().unwrap()).collect();
+        let out = Shared::default();
+        let new = new_request(
+            false,
+            Method::Post,
+            "/".into(),
+            HTTPVersion(1, 1),
+            headers,
+            None,
+            body,
+            out.clone(),
+            BodyOptions {
+                preread_limit: limit,
+            },
+        )
+        .ok()
+        .unwrap();
+        let written = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        (new, written)
+    }
+
+    #[test]
+    fn bodies_up_to_the_limit_are_read_first_with_100_continue_sent() {
+        let (mut new, written) = build(
+            &["Content-Length: 5", "Expect: 100-continue"],
+            b"helloNEXT",
+            5,
+        );
+        assert!(
+            written.starts_with("HTTP/1.1 100 Continue\r\n"),
+            "{}",
+            written
+        );
+        assert!(!new.close_after);
+        let mut body = String::new();
+        new.request.as_reader().read_to_string(&mut body).unwrap();
+        assert_eq!(body, "hello");
+        let _ = new.request.respond(Response::empty(200));
+    }
+
+    #[test]
+    fn bodies_over_the_limit_are_not_read() {
+        // declared: nothing read, no 100 Continue, reading fails, the connection closes
+        let (mut new, written) =
+            build(&["Content-Length: 6", "Expect: 100-continue"], b"hello!", 5);
+        assert_eq!(written, "");
+        assert!(new.close_after);
+        assert_eq!(new.request.body_length(), Some(6));
+        assert!(new.request.as_reader().read(&mut [0u8; 8]).is_err());
+
+        // chunked: limit + 1 bytes, then an error
+        let (mut new, _) = build(
+            &["Transfer-Encoding: chunked"],
+            b"6\r\nhello!\r\n0\r\n\r\n",
+            5,
+        );
+        assert!(new.close_after);
+        let mut body = Vec::new();
+        assert!(new.request.as_reader().read_to_end(&mut body).is_err());
+        assert_eq!(body, b"hello!");
+
+        // chunked, at the limit: whole
+        let (mut new, _) = build(
+            &["Transfer-Encoding: chunked"],
+            b"5\r\nhello\r\n0\r\n\r\n",
+            5,
+        );
+        assert!(!new.close_after);
+        let mut body = String::new();
+        new.request.as_reader().read_to_string(&mut body).unwrap();
+        assert_eq!(body, "hello");
+    }
 
     #[test]
     fn must_be_send() {

@@ -95,8 +95,16 @@ where
         status_code.default_reason_phrase()
     )?;
 
-    // writing headers
+    // writing headers; never one that could split the response (built through the public
+    // fields, bypassing `Header::from_bytes`): it is left out, with a warning naming it
     for header in headers.iter() {
+        if !header.is_writable() {
+            log::warn!(
+                "response header {:?} left out: invalid name or control characters in its value",
+                header.field.as_str().as_str().escape_debug().to_string()
+            );
+            continue;
+        }
         writer.write_all(header.field.as_str().as_ref())?;
         write!(&mut writer, ": ")?;
         writer.write_all(header.value.as_str().as_ref())?;
@@ -363,10 +371,10 @@ where
 
         // handling upgrade
         if let Some(upgrade) = upgrade {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()).unwrap(),
-            );
+            // an invalid protocol name is left out rather than panicking
+            if let Ok(header) = Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()) {
+                self.headers.insert(0, header);
+            }
             self.headers.insert(
                 0,
                 Header::from_bytes(&b"Connection"[..], &b"upgrade"[..]).unwrap(),
@@ -570,5 +578,38 @@ impl Clone for Response<io::Empty> {
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Response;
+    use crate::common::{HTTPVersion, Header, HeaderField};
+    use ascii::AsciiString;
+
+    /// A header built through the public fields, with a CRLF in its value, is not written.
+    #[test]
+    fn headers_with_control_characters_are_left_out() {
+        let injected = Header {
+            field: HeaderField::from_bytes(&b"X-Id"[..]).unwrap(),
+            value: AsciiString::from_ascii(&b"a\r\nSet-Cookie: x=1"[..]).unwrap(),
+        };
+        let bad_name = Header {
+            field: HeaderField::from_bytes(&b"X\r\nY"[..]).unwrap(),
+            value: AsciiString::from_ascii(&b"v"[..]).unwrap(),
+        };
+        let mut out = Vec::new();
+        Response::from_string("hi")
+            .with_header(injected)
+            .with_header(bad_name)
+            .with_header(Header::from_bytes(&b"X-Ok"[..], &b"yes"[..]).unwrap())
+            .raw_print(&mut out, HTTPVersion(1, 1), &[], false, None)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("Set-Cookie"), "{}", text);
+        assert!(!text.contains("X-Id"), "{}", text);
+        assert!(!text.contains("\r\nY"), "{}", text);
+        assert!(text.contains("X-Ok: yes\r\n"), "{}", text);
+        assert!(text.ends_with("\r\n\r\nhi"), "{}", text);
     }
 }

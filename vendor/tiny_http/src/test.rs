@@ -1,5 +1,4 @@
 use crate::request::{new_request, BodyOptions};
-use crate::util::DrainPolicy;
 use crate::{HTTPVersion, Header, HeaderField, Method, Request};
 use ascii::AsciiString;
 use std::net::SocketAddr;
@@ -76,10 +75,11 @@ impl From<TestRequest> for Request {
             mock.body.as_bytes(),
             std::io::sink(),
             BodyOptions {
-                drain: DrainPolicy::new(crate::Limits::default().max_drain_bytes),
+                preread_limit: mock.body.len(),
             },
         )
         .unwrap()
+        .request
     }
 }
 

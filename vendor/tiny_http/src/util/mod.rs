@@ -1,10 +1,8 @@
-pub use self::chunked::{ChunkedBody, ChunkedDecoder};
+pub use self::chunked::ChunkedDecoder;
 pub use self::custom_stream::CustomStream;
-pub(crate) use self::drain::DrainPolicy;
-pub use self::equal_reader::EqualReader;
 pub use self::messages_queue::MessagesQueue;
 pub use self::refined_tcp_stream::RefinedTcpStream;
-pub(crate) use self::refined_tcp_stream::{ConnectionSlot, Deadline, ReadTimer};
+pub(crate) use self::refined_tcp_stream::{ConnectionSlot, Deadline, PerIpConnections, ReadTimer};
 pub use self::sequential::SequentialWriterBuilder;
 pub use self::sequential::{SequentialReader, SequentialReaderBuilder};
 pub use self::task_pool::TaskPool;
@@ -13,8 +11,6 @@ use std::str::FromStr;
 
 mod chunked;
 mod custom_stream;
-mod drain;
-mod equal_reader;
 mod messages_queue;
 pub(crate) mod refined_tcp_stream;
 mod sequential;

@@ -1,8 +1,9 @@
+use std::collections::HashMap;
 use std::io::Result as IoResult;
 use std::io::{Error as IoError, ErrorKind, Read, Write};
-use std::net::Shutdown;
+use std::net::{IpAddr, Ipv6Addr, Shutdown};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
@@ -80,21 +81,98 @@ impl Write for Stream {
 
 /// One of the server's `max_connections` slots, held for as long as the connection is open
 /// (both halves of the socket share it, so it is released when the socket is closed, even if
-/// a request outlives the connection's thread).
+/// a request outlives the connection's thread). With it, the connection's place in its
+/// address's count (`max_connections_per_ip`), if that is limited.
 pub(crate) struct ConnectionSlot {
     active: Arc<AtomicUsize>,
+    _per_ip: Option<PerIpTicket>,
 }
 
 impl ConnectionSlot {
-    pub(crate) fn new(active: Arc<AtomicUsize>) -> ConnectionSlot {
+    pub(crate) fn new(active: Arc<AtomicUsize>, per_ip: Option<PerIpTicket>) -> ConnectionSlot {
         active.fetch_add(1, Ordering::AcqRel);
-        ConnectionSlot { active }
+        ConnectionSlot {
+            active,
+            _per_ip: per_ip,
+        }
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Open connections per client address, for `max_connections_per_ip`: one map entry per
+/// address with connections open (so at most `max_connections` entries), O(1) per connection
+/// under one mutex. IPv6 addresses count per /64, the smallest block a client usually gets:
+/// one host can use any address of it.
+pub(crate) struct PerIpConnections {
+    max: usize,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A connection's place in `PerIpConnections`, given back when dropped.
+pub(crate) struct PerIpTicket {
+    table: Arc<PerIpConnections>,
+    key: IpAddr,
+}
+
+impl PerIpConnections {
+    pub(crate) fn new(max: usize) -> Arc<PerIpConnections> {
+        Arc::new(PerIpConnections {
+            max,
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The key `ip` counts under: IPv4 (also when mapped into IPv6) as is, IPv6 its /64.
+    fn key(ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(bits))
+            }
+            v4 => v4,
+        }
+    }
+
+    /// Counts one more connection from `ip`, or `None` if it has `max` open already.
+    pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<PerIpTicket> {
+        let key = Self::key(ip);
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(key).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(PerIpTicket {
+            table: Arc::clone(self),
+            key,
+        })
+    }
+
+    #[cfg(test)]
+    fn open(&self, ip: IpAddr) -> usize {
+        let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.get(&Self::key(ip)).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for PerIpTicket {
+    fn drop(&mut self) {
+        let mut counts = self
+            .table
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -252,5 +330,37 @@ impl Write for RefinedTcpStream {
 
     fn flush(&mut self) -> IoResult<()> {
         self.stream.flush()
+    }
+}
+
+#[cfg(test)]
+mod per_ip_tests {
+    use super::PerIpConnections;
+    use std::net::IpAddr;
+
+    #[test]
+    fn counts_per_address_and_gives_back_on_drop() {
+        let table = PerIpConnections::new(2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let first = table.try_take(a).unwrap();
+        let _second = table.try_take(a).unwrap();
+        assert!(table.try_take(a).is_none());
+        // the same address mapped into IPv6 is the same client
+        assert!(table.try_take("::ffff:10.0.0.1".parse().unwrap()).is_none());
+        assert!(table.try_take(b).is_some());
+        drop(first);
+        assert_eq!(table.open(a), 1);
+        assert!(table.try_take(a).is_some());
+    }
+
+    #[test]
+    fn ipv6_counts_per_64() {
+        let table = PerIpConnections::new(1);
+        let _held = table.try_take("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        assert!(table
+            .try_take("2001:db8:1:2:ffff::9".parse().unwrap())
+            .is_none());
+        assert!(table.try_take("2001:db8:1:3::1".parse().unwrap()).is_some());
     }
 }
