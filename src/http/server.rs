@@ -6,7 +6,7 @@
 //! hung WeChat costs at most the WeChat lane, never the session checks.
 
 use std::collections::VecDeque;
-use std::io::Read;
+use std::io::{Cursor, Read};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -316,24 +316,19 @@ fn to_req(s: &Shared, rq: &tiny_http::Request, body: Vec<u8>, meta: &Meta) -> Re
 }
 
 /// Writes the response, the access log line and the metrics.
-fn finish(s: &Shared, rq: tiny_http::Request, mut resp: Resp, route: &'static str, meta: &Meta) {
-    let status = resp.status;
-    let extra = std::mem::take(&mut resp.headers);
-    let (content_type, bytes) = resp.into_bytes();
-    let mut out = tiny_http::Response::from_data(bytes).with_status_code(status);
-    // A value with control characters (from upstream data that slipped through) cannot be
-    // a header: it is left out, never allowed to split the response.
-    let mut add = |name: &str, value: &str| match tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-        Ok(h) => out.add_header(h),
-        Err(()) => log::warn!("rid={}: response header {name} left out: invalid characters", meta.request_id),
+fn finish(s: &Shared, rq: tiny_http::Request, resp: Resp, route: &'static str, meta: &Meta) {
+    let (status, out) = match to_tiny(resp, &meta.request_id) {
+        Ok(built) => built,
+        // Fail closed: an identity header (`X-OpenId` of /v1/auth) left out of a 200 could
+        // pass for "no identity" at the proxy; a 500 cannot.
+        Err(name) => {
+            log::error!("rid={}: header {name} has characters no header may carry; answering 500", meta.request_id);
+            let internal = Resp::from_error(&ApiError::Internal);
+            let status = internal.status;
+            let (_, bytes) = internal.into_bytes();
+            (status, tiny_http::Response::from_data(bytes).with_status_code(status))
+        }
     };
-    if let Some(ct) = content_type {
-        add("Content-Type", ct);
-    }
-    add("X-Request-Id", &meta.request_id);
-    for (name, value) in &extra {
-        add(name, value);
-    }
     if let Err(e) = rq.respond(out) {
         log::debug!("writing the response to request {} failed: {e}", meta.request_id);
     }
@@ -351,6 +346,25 @@ fn finish(s: &Shared, rq: tiny_http::Request, mut resp: Resp, route: &'static st
             request_id: meta.request_id.clone(),
         });
     }
+}
+
+type TinyResponse = tiny_http::Response<Cursor<Vec<u8>>>;
+
+/// The response as tiny_http's, with its status; or the name of a header whose value
+/// cannot be sent (control characters from upstream data that slipped through: they would
+/// split the response, and the vendored tiny_http refuses them too).
+fn to_tiny(mut resp: Resp, request_id: &str) -> Result<(u16, TinyResponse), String> {
+    let status = resp.status;
+    let extra = std::mem::take(&mut resp.headers);
+    let (content_type, bytes) = resp.into_bytes();
+    let mut out = tiny_http::Response::from_data(bytes).with_status_code(status);
+    let content_type = content_type.map(|ct| ("Content-Type", ct.to_string()));
+    let id = ("X-Request-Id", request_id.to_string());
+    for (name, value) in content_type.into_iter().chain(std::iter::once(id)).chain(extra) {
+        let header = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).map_err(|()| name.to_string())?;
+        out.add_header(header);
+    }
+    Ok((status, out))
 }
 
 fn method_name(m: Method) -> &'static str {
@@ -371,6 +385,15 @@ mod tests {
 
     fn panics(_: &App, _: &Req) -> Result<Resp, ApiError> {
         panic!("a bug")
+    }
+
+    #[test]
+    fn a_header_value_with_control_characters_is_refused_by_name() {
+        let resp = Resp::empty(200).header("X-User-Id", "1").header("X-OpenId", "o\r\nSet-Cookie: x=1");
+        assert_eq!(to_tiny(resp, "rid").err().as_deref(), Some("X-OpenId"));
+        let (status, out) = to_tiny(Resp::empty(200).header("X-OpenId", "o_Ab-9"), "rid").unwrap();
+        assert_eq!(status, 200);
+        assert!(out.headers().iter().any(|h| h.field.equiv("X-OpenId") && h.value.as_str() == "o_Ab-9"));
     }
 
     #[test]
