@@ -285,16 +285,13 @@ where
             if expects_continue {
                 send_continue(&mut writer, &version)?;
             }
-            let mut buffer = vec![0; length as usize];
-            source_data.read_exact(&mut buffer).map_err(|e| {
-                if e.kind() == ErrorKind::UnexpectedEof {
-                    // the socket returned EOF, but we were before the expected length
-                    let info = "Connection has been closed before we received enough data";
-                    IoError::new(ErrorKind::ConnectionAborted, info)
-                } else {
-                    e
-                }
-            })?;
+            // grown as the bytes come, not allocated from the declared length up front
+            let buffer = read_up_to(&mut source_data, length)?;
+            if (buffer.len() as u64) < length {
+                // the socket returned EOF, but we were before the expected length
+                let info = "Connection has been closed before we received enough data";
+                return Err(IoError::new(ErrorKind::ConnectionAborted, info).into());
+            }
             Box::new(Cursor::new(buffer))
         }
         // Too large: not read (and no `100 Continue`: the client need not send it).
