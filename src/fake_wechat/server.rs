@@ -35,10 +35,12 @@ pub struct FakeWeChat {
 impl FakeWeChat {
     /// Binds `listen` ("127.0.0.1:0" picks a free port) and serves on background threads.
     pub fn start(listen: &str, opts: FakeOptions) -> io::Result<FakeWeChat> {
-        let server = tiny_http::Server::http(listen).map_err(|e| match e.downcast::<io::Error>() {
-            Ok(io) => io::Error::new(io.kind(), format!("cannot listen on {listen}: {io}")),
-            Err(e) => io::Error::other(format!("cannot listen on {listen}: {e}")),
-        })?;
+        let limits = tiny_http::Limits { preread_body_bytes: MAX_BODY_BYTES as usize, ..tiny_http::Limits::default() };
+        let server =
+            tiny_http::Server::http_with_limits(listen, limits).map_err(|e| match e.downcast::<io::Error>() {
+                Ok(io) => io::Error::new(io.kind(), format!("cannot listen on {listen}: {io}")),
+                Err(e) => io::Error::other(format!("cannot listen on {listen}: {e}")),
+            })?;
         let addr =
             server.server_addr().to_ip().ok_or_else(|| io::Error::other(format!("{listen} is not an IP address")))?;
         let server = Arc::new(server);
@@ -172,8 +174,12 @@ fn serve(shared: &Shared, mut request: tiny_http::Request) {
         _ => Method::Other,
     };
     let mut body = Vec::new();
-    let read = request.as_reader().take(MAX_BODY_BYTES + 1).read_to_end(&mut body);
+    // tiny_http has read every body up to MAX_BODY_BYTES, and never reads a larger one
+    let declared_too_large = request.body_length().is_some_and(|n| n as u64 > MAX_BODY_BYTES);
+    let read =
+        if declared_too_large { Ok(0) } else { request.as_reader().take(MAX_BODY_BYTES + 1).read_to_end(&mut body) };
     let reply = match read {
+        Ok(_) if declared_too_large => Reply::fake_error(413, "body larger than 1 MiB"),
         Err(e) => Reply::fake_error(400, &format!("could not read the body: {e}")),
         Ok(_) if body.len() as u64 > MAX_BODY_BYTES => Reply::fake_error(413, "body larger than 1 MiB"),
         Ok(_) => route(shared, method, request.url(), &body),

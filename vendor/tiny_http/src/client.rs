@@ -1,14 +1,18 @@
 use ascii::AsciiString;
 
-use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Write};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::common::{is_token_char, HTTPVersion, Header, HeaderField, Method};
 use crate::request::{BodyOptions, RequestCreationError};
 use crate::util::{Deadline, RefinedTcpStream};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::{Limits, Request, Response, StatusCode};
+
+/// The longest the rest of a body too large to be read is discarded before the connection
+/// is closed (`discard_rest`).
+const LINGER: Duration = Duration::from_secs(2);
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -29,6 +33,10 @@ pub struct ClientConnection {
 
     // set to true if we know that the previous request is the last one
     no_more_requests: bool,
+
+    // set to true when the last request's body was too large to be read: what the client
+    // still sends of it is discarded for a while before the connection is closed
+    linger: bool,
 
     // true if the connection goes through SSL
     secure: bool,
@@ -191,6 +199,7 @@ impl ClientConnection {
             remote_addr,
             next_header_source: first_header,
             no_more_requests: false,
+            linger: false,
             secure,
             limits,
             accepted_at: Instant::now(),
@@ -316,6 +325,7 @@ impl ClientConnection {
         .map(|new| {
             if new.close_after {
                 self.no_more_requests = true;
+                self.linger = true;
             }
             new.request
         })
@@ -332,6 +342,35 @@ impl ClientConnection {
     }
 }
 
+impl ClientConnection {
+    /// A lingering close, after a body too large to be read: discards what the client still
+    /// sends, at most `preread_body_bytes` of it and for at most `LINGER` (or the read
+    /// timeout, if shorter), while the response is written. A client still sending its
+    /// body then reads the response rather than a reset (closing a socket with unread data
+    /// sends a RST). Runs on the connection's own thread: no worker waits for it.
+    fn discard_rest(&mut self) {
+        let limit = self.limits.preread_body_bytes;
+        let wait = self.limits.read_timeout.min(LINGER);
+        let reader = match self.next_header_source.inner_mut() {
+            Ok(reader) => reader,
+            Err(_) => return,
+        };
+        if let Some(at) = Instant::now().checked_add(wait) {
+            reader.get_mut().set_deadline(Deadline::At(at));
+        }
+        let mut buf = [0u8; 4096];
+        let mut discarded = 0;
+        while discarded < limit {
+            match reader.read(&mut buf) {
+                Ok(0) => return,
+                Ok(read) => discarded += read,
+                Err(ref e) if e.kind() == ErrorKind::Interrupted => (),
+                Err(_) => return,
+            }
+        }
+    }
+}
+
 impl Iterator for ClientConnection {
     type Item = Request;
 
@@ -341,6 +380,9 @@ impl Iterator for ClientConnection {
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
+            if std::mem::take(&mut self.linger) {
+                self.discard_rest();
+            }
             return None;
         }
 
