@@ -127,6 +127,33 @@ fn connection_upgrade_requests_are_framed_like_any_other() {
     assert_eq!(s.get("/v1/me", Some(&token)).json()["nickname"], "mallory");
 }
 
+/// Item 1, aimed at `/v1/login`: the same requests held the WeChat lane (8 workers here)
+/// until their clients left, so a real login got 503. Now each is answered at once.
+#[test]
+fn connection_upgrade_logins_do_not_fill_the_wechat_lane() {
+    let s = TestServer::start();
+    let body = r#"{"code":"not-a-real-code"}"#;
+    let request = format!(
+        "POST /v1/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Connection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut held = attack(&s, 32, request.as_bytes());
+    // each answered (401 for the bad code, or 503 when 32 at once overflow the lane's
+    // queue), though its client keeps the connection open
+    for stream in &mut held {
+        let outcome = hostile::read_outcome(stream, Duration::from_secs(5));
+        assert!(matches!(outcome, hostile::Outcome::Status(401 | 503)), "an upgrade login: {outcome:?}");
+    }
+    // and the lane is free again for real logins
+    for i in 0..5 {
+        let started = Instant::now();
+        let r = s.post("/v1/login", None, &serde_json::json!({"code": s.code(&format!("user{i}"))}));
+        assert_eq!(r.status, 200, "login {i} after 32 upgrade logins: {}", r.text);
+        assert!(started.elapsed() < CHECK_BOUND, "login {i} took {:?}", started.elapsed());
+    }
+}
+
 /// Item 2: 16 connections send a head declaring a body that does not (all) come: session
 /// checks must stay fast. The old code read such a body in a local worker, for up to the
 /// read timeout; now the connection's own thread reads it.
