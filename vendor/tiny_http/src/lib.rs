@@ -386,8 +386,9 @@ impl Server {
                             Some(ticket) => Some(ticket),
                             None => {
                                 refusals.note(format_args!(
-                                    "{} open connections from one address (max_connections_per_ip)",
-                                    limits.max_connections_per_ip
+                                    "{} open connections from {} (max_connections_per_ip)",
+                                    limits.max_connections_per_ip,
+                                    peer.ip()
                                 ));
                                 refuse_busy(sock);
                                 continue;
