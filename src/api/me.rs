@@ -1,5 +1,7 @@
-//! GET/PATCH /v1/me: the user's own profile. Since WeChat stopped handing out
-//! nicknames and avatars, the user fills them in; they are ordinary, unsigned input.
+//! GET /v1/me, and PATCH, PUT or POST /v1/me: the user's own profile. PUT and POST are
+//! the same partial update as PATCH because `wx.request` cannot send PATCH. Since WeChat
+//! stopped handing out nicknames and avatars, the user fills them in; they are ordinary,
+//! unsigned input.
 
 use serde::Deserialize;
 

@@ -43,7 +43,7 @@ static ROUTES: &[Entry] = &[
     },
     Entry {
         path: "/v1/session",
-        allow: "GET, DELETE",
+        allow: "GET, HEAD, DELETE",
         methods: &[
             (Method::Get, route("/v1/session", Local, false, api::session::get)),
             (Method::Delete, route("/v1/session", Local, false, api::session::delete)),
@@ -51,15 +51,18 @@ static ROUTES: &[Entry] = &[
     },
     Entry {
         path: "/v1/auth",
-        allow: "GET",
+        allow: "GET, HEAD",
         methods: &[(Method::Get, route("/v1/auth", Local, false, api::session::auth))],
     },
     Entry {
         path: "/v1/me",
-        allow: "GET, PATCH",
+        allow: "GET, HEAD, PATCH, PUT, POST",
+        // PUT and POST do what PATCH does: `wx.request` cannot send PATCH.
         methods: &[
             (Method::Get, route("/v1/me", Local, false, api::me::get)),
             (Method::Patch, route("/v1/me", Local, true, api::me::patch)),
+            (Method::Put, route("/v1/me", Local, true, api::me::patch)),
+            (Method::Post, route("/v1/me", Local, true, api::me::patch)),
         ],
     },
     Entry {
@@ -75,7 +78,7 @@ static ROUTES: &[Entry] = &[
     },
     Entry {
         path: "/internal/v1/access_token",
-        allow: "GET, POST",
+        allow: "GET, HEAD, POST",
         methods: &[
             (Method::Get, route("/internal/v1/access_token", WeChat, false, api::internal::get_token)),
             (Method::Post, route("/internal/v1/access_token", WeChat, true, api::internal::report_token)),
@@ -83,12 +86,12 @@ static ROUTES: &[Entry] = &[
     },
     Entry {
         path: "/healthz",
-        allow: "GET",
+        allow: "GET, HEAD",
         methods: &[(Method::Get, route("/healthz", Local, false, api::ops::healthz))],
     },
     Entry {
         path: "/metrics",
-        allow: "GET",
+        allow: "GET, HEAD",
         methods: &[(Method::Get, route("/metrics", Local, false, api::ops::metrics))],
     },
 ];
@@ -99,10 +102,14 @@ pub enum Found {
     MethodNotAllowed(&'static str),
 }
 
+/// HEAD runs the GET route: uptime monitors probe with HEAD, and the contract says every
+/// GET route answers it (same status and headers). tiny_http leaves the body out of the
+/// answer to a HEAD request, so handlers never need to know.
 pub fn find(method: Method, path: &str) -> Found {
     let Some(entry) = ROUTES.iter().find(|e| e.path == path) else {
         return Found::NotFound;
     };
+    let method = if method == Method::Head { Method::Get } else { method };
     match entry.methods.iter().find(|(m, _)| *m == method) {
         Some((_, r)) => Found::Route(r),
         None => Found::MethodNotAllowed(entry.allow),
@@ -122,5 +129,28 @@ mod tests {
         assert!(matches!(find(Method::Get, "/v1/me/decrypt"), Found::MethodNotAllowed("POST")));
         assert!(matches!(find(Method::Get, "/v1/nope"), Found::NotFound));
         assert!(matches!(find(Method::Get, "/v1/session/"), Found::NotFound));
+        assert!(matches!(find(Method::Head, "/healthz"), Found::Route(r) if r.name == "/healthz"));
+        assert!(matches!(find(Method::Head, "/v1/login"), Found::MethodNotAllowed("POST")));
+        for m in [Method::Patch, Method::Put, Method::Post] {
+            assert!(matches!(find(m, "/v1/me"), Found::Route(r) if r.reads_body));
+        }
+    }
+
+    /// `Allow` must list exactly what the table answers, HEAD wherever there is GET.
+    #[test]
+    fn allow_headers_list_every_method_a_path_answers() {
+        for e in ROUTES {
+            let mut names: Vec<&str> = Vec::new();
+            for (m, _) in e.methods {
+                names.push(super::super::server::method_name(*m));
+                if *m == Method::Get {
+                    names.push("HEAD");
+                }
+            }
+            let mut listed: Vec<&str> = e.allow.split(", ").collect();
+            names.sort_unstable();
+            listed.sort_unstable();
+            assert_eq!(names, listed, "Allow of {}", e.path);
+        }
     }
 }

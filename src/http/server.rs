@@ -367,7 +367,7 @@ fn to_tiny(mut resp: Resp, request_id: &str) -> Result<(u16, TinyResponse), Stri
     Ok((status, out))
 }
 
-fn method_name(m: Method) -> &'static str {
+pub(super) fn method_name(m: Method) -> &'static str {
     match m {
         Method::Get => "GET",
         Method::Head => "HEAD",

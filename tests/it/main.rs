@@ -13,6 +13,7 @@ mod hostile_wechat;
 mod js_client;
 mod log_guard;
 mod login;
+mod methods;
 mod ops;
 mod session;
 mod tiny_http_limits;
