@@ -54,7 +54,8 @@ export interface RequestOptions {
   /** A path on baseUrl ("/v1/me", "/api/orders") or an absolute http(s) URL. */
   url?: string;
   path?: string;
-  method?: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD' | 'OPTIONS';
+  /** What wx.request can send: no PATCH (it rejects with code `invalid_method`). */
+  method?: 'OPTIONS' | 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE' | 'TRACE' | 'CONNECT';
   data?: unknown;
   header?: Record<string, string>;
 }
@@ -67,7 +68,7 @@ export interface Response<T = any> {
 
 /** Every rejection of the client. */
 export interface WxLoginError extends Error {
-  /** The server's error.code, or network_error, wx_login_failed, phone_denied. */
+  /** The server's error.code, or network_error, wx_login_failed, phone_denied, invalid_method. */
   code: string;
   /** The HTTP status, 0 when there was no HTTP answer. */
   status: number;
@@ -104,7 +105,7 @@ export interface ClientOptions {
 }
 
 export interface Client {
-  /** wx.login + POST /v1/login; stores the token. Concurrent callers share one login. */
+  /** wx.login + POST /v1/login (with a fresh Idempotency-Key per code); stores the token. Concurrent callers share one login. */
   login(): Promise<LoginResult>;
   /** An authenticated wx.request; logs in first when needed, and once more on a 401. */
   request<T = any>(options: RequestOptions): Promise<Response<T>>;
@@ -113,6 +114,7 @@ export interface Client {
   /** POST /v1/me/phone with the getPhoneNumber button's code, or the button event itself. */
   getPhoneNumber(codeOrEvent: string | { detail: { code?: string; errMsg?: string } }): Promise<PhoneNumber>;
   me(): Promise<User>;
+  /** POST /v1/me (a partial update; wx.request has no PATCH). */
   updateProfile(fields: { nickname?: string; avatar_url?: string }): Promise<User>;
   session(): Promise<SessionInfo>;
   /** DELETE /v1/session, then clears storage even when the server cannot be reached. */

@@ -19,8 +19,13 @@
  *   retry; if another caller already logged in meanwhile, its token is reused instead.
  *   Never a loop.
  * - Errors are `Error`s with `.code` (the server's `error.code`, or `network_error`,
- *   `wx_login_failed`, `phone_denied`), `.status` (HTTP status, 0 when there was none)
- *   and `.requestId` (the server's X-Request-Id, for the logs) when present.
+ *   `wx_login_failed`, `phone_denied`, `invalid_method`), `.status` (HTTP status, 0 when
+ *   there was none) and `.requestId` (the server's X-Request-Id, for the logs) when present.
+ * - Only the methods `wx.request` can send (no PATCH: profile updates use POST /v1/me).
+ * - Every login carries an `Idempotency-Key`, fresh for each code. If the answer to a
+ *   login is lost (network error), the same code is sent once more with the same key:
+ *   the server answers that retry from its replay window, and only to the caller that
+ *   holds the key, so a lost answer costs no second wx.login.
  *
  * decrypt(getData): how open data is decrypted, and why.
  *
@@ -53,6 +58,29 @@
 'use strict';
 
 var DEFAULT_STORAGE_KEY = 'wxlogin.session';
+
+// What wx.request accepts (its docs: OPTIONS, GET, HEAD, POST, PUT, DELETE, TRACE,
+// CONNECT, upper case); anything else fails there with "request:fail method is invalid".
+var WX_METHODS = ['OPTIONS', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'TRACE', 'CONNECT'];
+
+// 128 random bits as hex for an Idempotency-Key: from crypto.getRandomValues where the
+// runtime has it, else Math.random (the key only has to be unguessable to others, who
+// never see this client's state).
+function randomKey() {
+  var bytes = new Array(16);
+  var i;
+  var c = typeof crypto !== 'undefined' && crypto && typeof crypto.getRandomValues === 'function' ? crypto : null;
+  if (c) {
+    var buf = new Uint8Array(16);
+    c.getRandomValues(buf);
+    for (i = 0; i < 16; i++) bytes[i] = buf[i];
+  } else {
+    for (i = 0; i < 16; i++) bytes[i] = Math.floor(Math.random() * 256);
+  }
+  var hex = '';
+  for (i = 0; i < 16; i++) hex += (bytes[i] < 16 ? '0' : '') + bytes[i].toString(16);
+  return hex;
+}
 
 function WxLoginError(code, message, status, requestId) {
   var err = new Error(message || code);
@@ -192,11 +220,21 @@ function createClient(options) {
   }
 
   // ---- login ----
+  // POST /v1/login for one code. A network error (the answer may be lost after the
+  // server used the code) is retried once with the same code and the same key.
   async function postLogin(code, extra) {
     var body = { code: code };
     if (app) body.app = app;
     if (extra) for (var k in extra) if (extra[k] !== undefined && extra[k] !== null) body[k] = extra[k];
-    var res = ok(await send('POST', '/v1/login', body, null));
+    var idem = { 'Idempotency-Key': randomKey() };
+    var res;
+    try {
+      res = await send('POST', '/v1/login', body, null, idem);
+    } catch (err) {
+      if (err.code !== 'network_error') throw err;
+      res = await send('POST', '/v1/login', body, null, idem);
+    }
+    res = ok(res);
     if (!res.data || typeof res.data.token !== 'string') {
       throw WxLoginError('invalid_response', 'login answer without a token', res.statusCode, headerValue(res.header, 'X-Request-Id'));
     }
@@ -237,6 +275,9 @@ function createClient(options) {
     var method = (opts.method || 'GET').toUpperCase();
     var url = opts.url || opts.path;
     if (!url) throw new Error('wxlogin: request needs a url');
+    if (WX_METHODS.indexOf(method) < 0) {
+      throw WxLoginError('invalid_method', 'wx.request cannot send ' + method + ' (it sends ' + WX_METHODS.join(', ') + ')', 0);
+    }
     var token = await ensureToken();
     var res = await send(method, url, opts.data, token, opts.header);
     if (isAuthFailure(res)) {
@@ -310,8 +351,11 @@ function createClient(options) {
     return (await request({ url: '/v1/me' })).data;
   }
 
+  // POST /v1/me: a partial update. wx.request cannot send PATCH; the server takes PUT
+  // and POST alike, and POST is chosen because PUT promises to replace the whole
+  // resource, which this update does not do.
   async function updateProfile(fields) {
-    return (await request({ url: '/v1/me', method: 'PATCH', data: fields })).data;
+    return (await request({ url: '/v1/me', method: 'POST', data: fields })).data;
   }
 
   async function session() {

@@ -81,11 +81,98 @@ test('401 with a corrupted stored token: re-login and retry; concurrent 401s sha
   assert.notEqual(wx.getStorageSync(KEY).token, 'not-a-real-token');
 });
 
-test('updateProfile patches /v1/me', async () => {
-  const { c } = client('profile-frank');
+test('updateProfile posts to /v1/me (wx.request has no PATCH)', async () => {
+  const { wx, c } = client('profile-frank');
   const u = await c.updateProfile({ nickname: 'Frank', avatar_url: 'https://example.com/f.png' });
   assert.equal(u.nickname, 'Frank');
+  const sent = wx.requests.filter((r) => r.url.endsWith('/v1/me') && r.method !== 'GET');
+  assert.deepEqual(sent.map((r) => r.method), ['POST']);
   assert.equal((await c.me()).avatar_url, 'https://example.com/f.png');
+  assert.equal(wx.refused.length, 0);
+});
+
+// What the real wx.request refuses (see STRICTNESS in wx-shim.js) fails here too.
+function wxCall(wx, opts) {
+  return new Promise((resolve) => {
+    wx.request(Object.assign({}, opts, {
+      success: (res) => resolve({ ok: true, res }),
+      fail: (res) => resolve({ ok: false, errMsg: res.errMsg }),
+    }));
+  });
+}
+
+test('the wx shim refuses PATCH, lower-case methods and a Referer header, sending nothing', async () => {
+  const { wx, c } = client('strict-shim');
+  const { token } = await c.login();
+  const auth = { Authorization: 'Bearer ' + token };
+  const url = h.baseUrl + '/v1/me';
+  for (const method of ['PATCH', 'patch', 'get', 'PROPFIND']) {
+    const r = await wxCall(wx, { url, method, header: auth, data: { nickname: 'Patched' } });
+    assert.deepEqual(r, { ok: false, errMsg: 'request:fail method is invalid' }, method);
+  }
+  const r = await wxCall(wx, { url, header: Object.assign({ referer: 'https://evil.example/' }, auth) });
+  assert.equal(r.ok, false);
+  assert.match(r.errMsg, /^request:fail header referer/);
+  assert.equal(wx.refused.length, 5);
+  assert.equal(wx.requests.filter((q) => q.url === url).length, 0, 'nothing reached the server');
+  assert.equal((await c.me()).nickname, null, 'the PATCH never happened');
+  // The eight methods it has go through (an unknown route answers, it does not fail).
+  for (const method of ['OPTIONS', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE']) {
+    const ok = await wxCall(wx, { url: h.baseUrl + '/v1/nope', method, header: auth });
+    assert.equal(ok.ok, true, method);
+  }
+  // GET data becomes the query string, as wx.request does.
+  const g = await wxCall(wx, { url: h.baseUrl + '/v1/me', method: 'GET', header: auth, data: { a: 'x y' } });
+  assert.equal(g.res.statusCode, 200);
+});
+
+test('request() with PATCH fails before wx.request: invalid_method', async () => {
+  const { wx, c } = client('patch-kate');
+  await assert.rejects(c.request({ url: '/v1/me', method: 'PATCH', data: { nickname: 'K' } }),
+    (e) => e.code === 'invalid_method' && e.status === 0 && /PATCH/.test(e.message));
+  assert.equal(wx.refused.length, 0);
+});
+
+function logins(wx) {
+  return wx.requests.filter((r) => r.url.endsWith('/v1/login'));
+}
+
+test('every login carries an Idempotency-Key, a new one for each code', async () => {
+  const { wx, c } = client('idem-liam');
+  await c.login();
+  wx.setStorageSync(KEY, { token: 'gone', expires_at: Math.floor(Date.now() / 1000) + 3600 });
+  await c.me(); // 401 -> a second login with a new code
+  const sent = logins(wx);
+  assert.equal(sent.length, 2);
+  const keys = sent.map((r) => r.header['Idempotency-Key']);
+  for (const k of keys) assert.match(k, /^[0-9a-f]{32}$/);
+  assert.notEqual(sent[0].data.code, sent[1].data.code);
+  assert.notEqual(keys[0], keys[1]);
+});
+
+test('a lost login answer is retried once with the same code and key, without wx.login', async () => {
+  const { wx, c } = client('idem-mia');
+  let dropped = 0;
+  wx.beforeAnswer = ({ url }) => {
+    if (url.endsWith('/v1/login') && dropped === 0) {
+      dropped += 1;
+      return new Error('timeout');
+    }
+    return undefined;
+  };
+  const body = await c.login();
+  assert.equal(dropped, 1);
+  assert.equal(wx.loginCalls, 1);
+  const sent = logins(wx);
+  assert.equal(sent.length, 2);
+  assert.equal(sent[0].data.code, sent[1].data.code);
+  assert.equal(sent[0].header['Idempotency-Key'], sent[1].header['Idempotency-Key']);
+  assert.equal((await c.me()).id, body.user.id);
+  // Lost twice: a network_error, not a loop.
+  const other = client('idem-noah');
+  other.wx.beforeAnswer = ({ url }) => (url.endsWith('/v1/login') ? new Error('timeout') : undefined);
+  await assert.rejects(other.c.login(), (e) => e.code === 'network_error');
+  assert.equal(logins(other.wx).length, 2);
 });
 
 test('logout ends the session on the server and clears storage', async () => {
