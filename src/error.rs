@@ -15,7 +15,9 @@ pub enum ApiError {
     InvalidRequest(String),
     /// 400: `app` names no configured app.
     UnknownApp(String),
-    /// 401: no token, or a token we do not know.
+    /// 401: no token presented (RFC 6750: then no `error` attribute).
+    NoToken,
+    /// 401: a token we do not know.
     Unauthorized,
     /// 401: a token we know, past its idle or absolute expiry.
     SessionExpired,
@@ -82,7 +84,7 @@ impl ApiError {
         use ApiError::*;
         match self {
             InvalidRequest(_) | UnknownApp(_) => 400,
-            Unauthorized | SessionExpired | BadApiKey | InvalidCode { .. } => 401,
+            NoToken | Unauthorized | SessionExpired | BadApiKey | InvalidCode { .. } => 401,
             UserBlocked { .. } => 403,
             NotFound => 404,
             MethodNotAllowed { .. } => 405,
@@ -102,7 +104,7 @@ impl ApiError {
         match self {
             InvalidRequest(_) => "invalid_request",
             UnknownApp(_) => "unknown_app",
-            Unauthorized | BadApiKey => "unauthorized",
+            NoToken | Unauthorized | BadApiKey => "unauthorized",
             SessionExpired => "session_expired",
             InvalidCode { .. } => "invalid_code",
             UserBlocked { .. } => "user_blocked",
@@ -137,7 +139,12 @@ impl ApiError {
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         use ApiError::*;
         match self {
-            Unauthorized | SessionExpired | BadApiKey => vec![("WWW-Authenticate", "Bearer".into())],
+            // The reason rides in the header too: nginx's auth_request replaces our body.
+            NoToken | BadApiKey => vec![("WWW-Authenticate", r#"Bearer realm="wxlogin""#.into())],
+            Unauthorized | SessionExpired => vec![(
+                "WWW-Authenticate",
+                format!(r#"Bearer realm="wxlogin", error="invalid_token", error_description="{}""#, self.code()),
+            )],
             MethodNotAllowed { allow } => vec![("Allow", allow.to_string())],
             RateLimited { retry_after } | PhoneBudgetSpent { retry_after } => {
                 vec![("Retry-After", retry_after.to_string())]
@@ -152,7 +159,7 @@ impl ApiError {
         match self {
             InvalidRequest(m) | InvalidField(m) => m.clone(),
             UnknownApp(app) => format!("No app named \"{app}\" is configured."),
-            Unauthorized => "Send a valid session token as `Authorization: Bearer <token>`; log in with POST /v1/login to get one.".into(),
+            NoToken | Unauthorized => "Send a valid session token as `Authorization: Bearer <token>`; log in with POST /v1/login to get one.".into(),
             BadApiKey => "Send a key from `internal.api_keys` as `Authorization: Bearer <key>`.".into(),
             SessionExpired => "The session has expired; call wx.login and POST /v1/login again.".into(),
             InvalidCode { .. } => "WeChat rejected the login code (invalid, expired or already used); call wx.login for a new one and retry.".into(),

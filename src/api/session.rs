@@ -12,7 +12,7 @@ use crate::store::{self, Lookup, SessionInfo, SLIDE_EVERY_SECONDS};
 
 /// The live session of the presented token, with its expiry slid forward when due.
 pub fn authenticate(app: &App, req: &Req) -> Result<SessionInfo, ApiError> {
-    let token = req.bearer().ok_or(ApiError::Unauthorized)?;
+    let token = bearer(req)?;
     let hash = sha256(token.as_bytes());
     let now = store::now();
     let mut info = match app.store.lookup_session(&hash, now)? {
@@ -31,6 +31,12 @@ pub fn authenticate(app: &App, req: &Req) -> Result<SessionInfo, ApiError> {
     Ok(info)
 }
 
+/// The presented token. No Authorization header at all is [`ApiError::NoToken`] (RFC
+/// 6750 answers it without an error attribute); a malformed one is an invalid token.
+fn bearer(req: &Req) -> Result<&str, ApiError> {
+    req.bearer().ok_or(if req.header("authorization").is_some() { ApiError::Unauthorized } else { ApiError::NoToken })
+}
+
 #[derive(Serialize)]
 struct SessionView<'a> {
     user: UserView<'a>,
@@ -46,7 +52,7 @@ pub fn get(app: &App, req: &Req) -> Result<Resp, ApiError> {
 /// Ends the presented session; 204 also when it was already gone, so that a client can
 /// always log out without first asking whether it is logged in.
 pub fn delete(app: &App, req: &Req) -> Result<Resp, ApiError> {
-    let token = req.bearer().ok_or(ApiError::Unauthorized)?;
+    let token = bearer(req)?;
     app.store.delete_session(&sha256(token.as_bytes()))?;
     Ok(Resp::empty(204))
 }

@@ -61,10 +61,18 @@ fn a_login_beyond_max_per_user_ends_the_least_recently_used_sessions() {
 #[test]
 fn missing_or_unknown_tokens_are_unauthorized() {
     let s = TestServer::start();
-    for token in [None, Some("not-a-token"), Some("")] {
+    // RFC 6750: no token, no error attribute; a token we do not know is invalid_token,
+    // with our code as the description (nginx's auth_request passes only the header on).
+    let r = s.get("/v1/session", None);
+    assert_eq!((r.status, r.error_code()), (401, "unauthorized".into()));
+    assert_eq!(r.header("www-authenticate"), Some(r#"Bearer realm="wxlogin""#));
+    for token in [Some("not-a-token"), Some("")] {
         let r = s.get("/v1/session", token);
         assert_eq!((r.status, r.error_code()), (401, "unauthorized".into()));
-        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some(r#"Bearer realm="wxlogin", error="invalid_token", error_description="unauthorized""#)
+        );
     }
 }
 
@@ -75,8 +83,11 @@ fn expired_sessions_say_so() {
     db(&s).execute("UPDATE sessions SET expires_at = ?1", [now() - 1]).unwrap();
     let r = s.get("/v1/session", Some(&token));
     assert_eq!((r.status, r.error_code()), (401, "session_expired".into()));
-    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
-    assert_eq!(s.get("/v1/auth", Some(&token)).status, 401);
+    let expired = r#"Bearer realm="wxlogin", error="invalid_token", error_description="session_expired""#;
+    assert_eq!(r.header("www-authenticate"), Some(expired));
+    // /v1/auth answers nginx's auth_request, which keeps only the status and this header.
+    let r = s.get("/v1/auth", Some(&token));
+    assert_eq!((r.status, r.header("www-authenticate")), (401, Some(expired)));
 }
 
 #[test]
