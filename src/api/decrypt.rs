@@ -242,7 +242,7 @@ fn diagnose_stale(app: &App, user: &User) -> ApiError {
     let detail = match answer {
         Ok(Some(false)) => "WeChat confirms the stored session_key has expired or was replaced by a newer wx.login",
         Ok(Some(true)) => {
-            "WeChat says the stored session_key is still valid, so the data was made after a wx.login this server has not seen, or was damaged on the way"
+            "WeChat confirms the stored session_key is current, so the data was encrypted with another session_key or damaged on the way"
         }
         Ok(None) => "it does not decrypt with the session_key stored for this user",
         Err(e) => {

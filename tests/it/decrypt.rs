@@ -156,7 +156,7 @@ fn no_or_expired_session_is_401_as_for_get_session() {
     let d = open_data(&s, "finn", "user_info", json!({}));
     let r = s.post("/v1/me/decrypt", None, &d);
     assert_eq!((r.status, r.error_code()), (401, "unauthorized".into()));
-    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(r.header("www-authenticate"), Some(r#"Bearer realm="wxlogin""#));
     assert_eq!(decrypt(&s, "not-a-token", &d).status, 401);
     db(&s).execute("UPDATE sessions SET expires_at = ?1", [now() - 1]).unwrap();
     let r = decrypt(&s, &token, &d);
@@ -173,6 +173,11 @@ fn data_made_before_a_new_login_is_stale_and_fresh_data_decrypts() {
     let (status, code, message) = error(&decrypt(&s, &token2, &old));
     assert_eq!((status, code.as_str()), (409, "session_key_stale"));
     assert!(message.contains("wx.login") && message.contains("POST /v1/login"), "{message}");
+    // The demo's step 7: the data was made BEFORE a login this server has seen. The
+    // message says only what is known (the stored key is current; the data was not made
+    // with it), not when or after which login it was made.
+    assert!(!message.contains("has not seen") && !message.contains("made after"), "{message}");
+    assert!(message.contains("another session_key"), "{message}");
     // Any of the user's sessions decrypts with the newest key.
     let fresh = open_data(&s, "gina", "user_info", json!({}));
     assert_eq!(decrypt(&s, &token, &fresh).status, 200);
