@@ -6,6 +6,7 @@
 # Usage (from anywhere in the repository):   deploy/build-static.sh
 # Result:   target/dist/wxlogin-<version>-x86_64-unknown-linux-musl
 #           target/dist/sha256sums.txt
+# (under $CARGO_TARGET_DIR instead of target/ when that is set)
 # Copy both to the server and check there:   sha256sum -c sha256sums.txt
 #
 # Needs:
@@ -58,10 +59,12 @@ say "Building wxlogin $VERSION for $TARGET (release profile; this takes a few mi
 cargo build --release --locked --target "$TARGET" \
     || die "cargo build failed (see the messages above)."
 
-BIN="target/$TARGET/release/wxlogin"
+# Cargo builds into $CARGO_TARGET_DIR when it is set (relative to here, like cargo does).
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+BIN="$TARGET_DIR/$TARGET/release/wxlogin"
 [ -x "$BIN" ] || die "the build finished but $BIN is missing."
 
-DIST=target/dist
+DIST=$TARGET_DIR/dist
 NAME="wxlogin-$VERSION-$TARGET"
 mkdir -p "$DIST"
 cp "$BIN" "$DIST/$NAME"
