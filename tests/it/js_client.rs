@@ -1,14 +1,44 @@
 //! The mini-program client library (clients/miniprogram/wxlogin.js): its Node test
-//! suite, run against this very binary and the fake WeChat. Needs `node` (v18+) on
-//! PATH; CI installs it (.ci/run).
+//! suite, run against this very binary and the fake WeChat. Needs `node` (v18+) and
+//! `npm` on PATH (CI installs both: .ci/run); runs `npm ci` in the test folder first
+//! when its node_modules is missing.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The test folder's npm packages (flyio, for the README's snippet), installed exactly
+/// as package-lock.json pins them when node_modules is missing.
+fn ensure_node_modules(root: &str) {
+    let dir = std::path::Path::new(root).join("clients/miniprogram/test");
+    if dir.join("node_modules/flyio/package.json").exists() {
+        return;
+    }
+    let npm = std::env::var("NPM").unwrap_or_else(|_| "npm".into());
+    let out = Command::new(&npm)
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run `{npm} ci` in clients/miniprogram/test ({e}): npm is needed to install the \
+                 client tests' packages; install it (e.g. apt-get install npm) or run `npm ci` there yourself"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "`npm ci` in clients/miniprogram/test failed ({}); run it there by hand to see why\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn js_client_suite_passes() {
     let root = env!("CARGO_MANIFEST_DIR");
+    ensure_node_modules(root);
     let node = std::env::var("NODE").unwrap_or_else(|_| "node".into());
     let mut child = match Command::new(&node)
         .args(["--test", "clients/miniprogram/test/"])
