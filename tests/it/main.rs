@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod crash;
 mod decrypt;
+mod docs;
 mod file_modes;
 mod hardening;
 mod hostile;
