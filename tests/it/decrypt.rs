@@ -411,7 +411,7 @@ fn a_failed_decrypt_asks_wechat_which_kind_of_stale_it_is() {
     damaged["encrypted_data"] = json!(b64.encode(&bytes));
     let (status, _, message) = error(&decrypt(&s, &token, &damaged));
     assert_eq!(status, 409);
-    assert!(message.contains("still valid"), "{message}");
+    assert!(message.contains("stored session_key is current"), "{message}");
 }
 
 /// Each failed decrypt would otherwise cost a checksession call against the app's quota.
