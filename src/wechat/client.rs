@@ -229,7 +229,7 @@ fn classify(e: ureq::Error) -> WeChatError {
     }
 }
 
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let base = 100u64 << attempt.min(5);
     let mut jitter = [0u8; 1];
     crate::secrets::random_bytes(&mut jitter);

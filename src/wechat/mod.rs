@@ -4,7 +4,7 @@ pub mod access_token;
 pub mod client;
 pub mod crypto;
 pub mod explain;
-mod resolver;
+pub(crate) mod resolver;
 
 use std::fmt;
 

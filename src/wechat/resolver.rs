@@ -1,4 +1,4 @@
-//! A caching name resolver for the WeChat client.
+//! A caching name resolver for the WeChat client (and the WeChat Pay client, `pay::client`).
 //!
 //! ureq 3 resolves the host on every call, before it looks in its connection pool, and
 //! with a timeout set it does so on a freshly spawned thread. For the one host this
@@ -45,7 +45,7 @@ impl Resolver for CachingResolver {
             Err(e) => match cached {
                 Some((addrs, at)) if at.elapsed() < STALE_LIMIT => {
                     log::warn!(
-                        "resolving the WeChat host failed ({e}); using the addresses resolved {}s ago",
+                        "resolving {key} failed ({e}); using the addresses resolved {}s ago",
                         at.elapsed().as_secs()
                     );
                     Ok(addrs)
