@@ -12,21 +12,35 @@
 //! - `verify.rs`: what wxlogin checks: the `Wechatpay-*` signature of every answer and
 //!   notification, and the AES-256-GCM `resource` inside notifications.
 //!
+//! And the client that uses them, the only code that talks to WeChat Pay:
+//!
+//! - `client.rs`: `PayClient` (JSAPI order, query, close; timeouts, bounded retries,
+//!   every answer verified before it is read), `error.rs` its `PayError`,
+//!   `transaction.rs` the `Transaction` that queries answer and notifications carry,
+//!   `rfc3339.rs` WeChat Pay's time format.
+//!
 //! The primitives are ring's (RSA PKCS#1 v1.5 with SHA-256, AES-256-GCM), which is
 //! already compiled in for rustls and has no timing advisory on private-key operations
 //! (RustCrypto `rsa` has RUSTSEC-2023-0071). No error message and no `Debug` output of
 //! this module ever holds key material.
 
+pub mod client;
 mod der;
+mod error;
 pub mod keys;
 mod pem;
+pub mod rfc3339;
 pub mod sign;
+mod transaction;
 pub mod verify;
 
 use std::fmt;
 
+pub use client::{JsapiOrder, PayClient};
+pub use error::PayError;
 pub use keys::{ApiV3Key, SigningKey, VerifyingKey};
 pub use sign::{Merchant, PaymentParams};
+pub use transaction::{parse_transaction, Transaction};
 pub use verify::{PayVerifier, Resource, Signed};
 
 /// What can go wrong in WeChat Pay's cryptography. Messages name the input that is wrong

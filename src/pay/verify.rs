@@ -72,6 +72,12 @@ impl PayVerifier {
         }
     }
 
+    /// The id of the first key trusted: sent as `Wechatpay-Serial` on requests so that
+    /// WeChat Pay signs its answers with that key.
+    pub fn key_id(&self) -> Option<&str> {
+        self.keys.first().map(|(id, _)| id.as_str())
+    }
+
     fn key_for(&self, serial: &str) -> Option<&VerifyingKey> {
         self.keys.iter().find(|(id, _)| id == serial).map(|(_, key)| key)
     }

@@ -1,0 +1,367 @@
+//! The WeChat Pay HTTP client (APIv3): JSAPI orders, queries and closes.
+//!
+//! Each request is signed over the exact bytes then sent (`Merchant::authorization`), and
+//! each answer, errors and 204s included, must carry a `Wechatpay-*` signature that
+//! verifies with the configured WeChat Pay key before anything in it is read: an answer
+//! that does not is [`PayError::Unverified`], whatever its status.
+//!
+//! Timeouts and retries follow the WeChat client (`wechat.timeout_ms` per attempt, up to
+//! `wechat.retries` more attempts, backing off 100 ms, 200 ms ...). Retried: connection
+//! failures, timeouts and HTTP 5xx, which may or may not have taken effect. That is safe
+//! for all three calls: a query and a close change nothing the second time, and a JSAPI
+//! order sent again with the same `out_trade_no` and the same parameters (the body is
+//! built once, so every attempt sends the same bytes) is answered by WeChat Pay with the
+//! order's existing `prepay_id` (research/wechat-pay.md §3). A 4xx is WeChat Pay's
+//! decision and is never retried; neither is a 2xx that does not verify (someone else
+//! is answering). Refunds, in part 2, are retried only with the same `out_refund_no`.
+//!
+//! Bodies hold openids, so they are never logged. WeChat Pay's `Request-ID`, what its
+//! support asks for, is in every log line about an answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::transaction::{is_id, parse_transaction};
+use super::{rfc3339, unix_now, Merchant, PayError, PayVerifier, Signed, Transaction};
+use crate::wechat::client::backoff;
+use crate::wechat::resolver::CachingResolver;
+
+/// WeChat Pay's answers are small JSON objects; anything bigger is not WeChat Pay.
+const MAX_ANSWER_BYTES: u64 = 256 * 1024;
+/// Payments are rare next to logins: a few pooled connections are plenty.
+const IDLE_CONNECTIONS: usize = 8;
+
+pub struct PayClient {
+    agent: ureq::Agent,
+    /// `scheme://host[:port][/prefix]`, no trailing `/`.
+    base: String,
+    /// The base's path (usually empty): WeChat Pay sees it, so it is part of what is signed.
+    prefix: String,
+    retries: u32,
+    merchant: Arc<Merchant>,
+    verifier: Arc<PayVerifier>,
+}
+
+/// A mini-program order (`POST /v3/pay/transactions/jsapi`, research/wechat-pay.md §3).
+#[derive(Debug, Clone)]
+pub struct JsapiOrder<'a> {
+    pub appid: &'a str,
+    pub mchid: &'a str,
+    pub description: &'a str,
+    pub out_trade_no: &'a str,
+    /// Unix seconds; sent as RFC 3339 at +08:00.
+    pub time_expire: i64,
+    pub attach: Option<&'a str>,
+    pub notify_url: &'a str,
+    /// In fen, CNY.
+    pub amount_total: i64,
+    pub payer_openid: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsapiBody<'a> {
+    appid: &'a str,
+    mchid: &'a str,
+    description: &'a str,
+    out_trade_no: &'a str,
+    time_expire: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attach: Option<&'a str>,
+    notify_url: &'a str,
+    amount: Amount,
+    payer: Payer<'a>,
+}
+
+#[derive(Serialize)]
+struct Amount {
+    total: i64,
+    currency: &'static str,
+}
+
+#[derive(Serialize)]
+struct Payer<'a> {
+    openid: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Prepay {
+    prepay_id: String,
+}
+
+/// WeChat Pay's error body.
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// One request, built once and sent as it is on every attempt.
+struct Request {
+    api: &'static str,
+    method: &'static str,
+    /// Path and query, percent-encoded, without the base's prefix.
+    path: String,
+    body: Option<Vec<u8>>,
+}
+
+/// A verified answer.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    request_id: String,
+}
+
+/// One attempt's result, and whether another attempt may help.
+struct Attempt {
+    result: Result<Answer, PayError>,
+    retry: bool,
+}
+
+impl PayClient {
+    pub fn new(
+        api_base: &str,
+        timeout: Duration,
+        retries: u32,
+        merchant: Arc<Merchant>,
+        verifier: Arc<PayVerifier>,
+    ) -> PayClient {
+        let base = api_base.trim_end_matches('/').to_string();
+        let after_scheme = base.find("://").map_or(0, |i| i + 3);
+        let prefix = base[after_scheme..].find('/').map_or("", |i| &base[after_scheme + i..]).to_string();
+        PayClient { agent: agent(timeout), base, prefix, retries, merchant, verifier }
+    }
+
+    /// Places a JSAPI order and returns its `prepay_id`.
+    pub fn jsapi(&self, o: &JsapiOrder<'_>) -> Result<String, PayError> {
+        let time_expire = rfc3339::format_cst(o.time_expire).ok_or(PayError::Invalid("time_expire is out of range"))?;
+        let body = JsapiBody {
+            appid: o.appid,
+            mchid: o.mchid,
+            description: o.description,
+            out_trade_no: o.out_trade_no,
+            time_expire,
+            attach: o.attach,
+            notify_url: o.notify_url,
+            amount: Amount { total: o.amount_total, currency: "CNY" },
+            payer: Payer { openid: o.payer_openid },
+        };
+        let body = serde_json::to_vec(&body).map_err(|_| PayError::Invalid("the order does not serialise"))?;
+        let request =
+            Request { api: "jsapi", method: "POST", path: "/v3/pay/transactions/jsapi".into(), body: Some(body) };
+        let answer = self.call(&request, &[200])?;
+        let prepay: Prepay = serde_json::from_slice(&answer).map_err(|_| PayError::Unreadable)?;
+        let well_formed = (1..=64).contains(&prepay.prepay_id.len())
+            && prepay.prepay_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !well_formed {
+            return Err(PayError::Unreadable);
+        }
+        Ok(prepay.prepay_id)
+    }
+
+    /// The order's state at WeChat Pay. An order WeChat Pay does not know is
+    /// `Refused { status: 404, code: "ORDER_NOT_EXIST" }`.
+    pub fn query(&self, out_trade_no: &str) -> Result<Transaction, PayError> {
+        let path = format!(
+            "/v3/pay/transactions/out-trade-no/{}?mchid={}",
+            path_segment(out_trade_no)?,
+            path_segment(self.merchant.mchid())?
+        );
+        let answer = self.call(&Request { api: "query", method: "GET", path, body: None }, &[200])?;
+        let transaction = parse_transaction(&answer)?;
+        if transaction.out_trade_no != out_trade_no || transaction.mchid != self.merchant.mchid() {
+            log::warn!("wechat pay query: the answer is about another order or merchant");
+            return Err(PayError::Unreadable);
+        }
+        Ok(transaction)
+    }
+
+    /// Closes an unpaid order (204). Closing a closed order changes nothing.
+    pub fn close(&self, out_trade_no: &str) -> Result<(), PayError> {
+        let path = format!("/v3/pay/transactions/out-trade-no/{}/close", path_segment(out_trade_no)?);
+        let body = serde_json::to_vec(&serde_json::json!({ "mchid": self.merchant.mchid() }))
+            .map_err(|_| PayError::Invalid("the close request does not serialise"))?;
+        self.call(&Request { api: "close", method: "POST", path, body: Some(body) }, &[204, 200]).map(|_| ())
+    }
+
+    /// Sends `request` and returns the verified body of an answer whose status is one of
+    /// `success`; any other verified status is WeChat Pay's refusal.
+    fn call(&self, request: &Request, success: &[u16]) -> Result<Vec<u8>, PayError> {
+        let answer = self.send(request)?;
+        if success.contains(&answer.status) {
+            log::debug!("wechat pay {}: HTTP {} (Request-ID {})", request.api, answer.status, answer.request_id);
+            return Ok(answer.body);
+        }
+        Err(refusal(request.api, &answer))
+    }
+
+    /// Up to `retries` more attempts while the failure is transient.
+    fn send(&self, request: &Request) -> Result<Answer, PayError> {
+        let mut attempt = 0;
+        loop {
+            let Attempt { result, retry } = self.attempt(request);
+            if !retry || attempt >= self.retries {
+                if retry {
+                    log::warn!("wechat pay {}: giving up after {} attempts", request.api, attempt + 1);
+                }
+                return result;
+            }
+            let why = match &result {
+                Ok(answer) => format!("HTTP {} (Request-ID {})", answer.status, answer.request_id),
+                Err(e) => e.to_string(),
+            };
+            log::info!("wechat pay {}: attempt {} failed ({why}); retrying", request.api, attempt + 1);
+            std::thread::sleep(backoff(attempt));
+            attempt += 1;
+        }
+    }
+
+    fn attempt(&self, request: &Request) -> Attempt {
+        let body = request.body.as_deref().unwrap_or_default();
+        let signed_path = format!("{}{}", self.prefix, request.path);
+        let authorization = match self.merchant.authorization(request.method, &signed_path, body) {
+            Ok(header) => header,
+            Err(e) => {
+                log::error!("wechat pay {}: the request cannot be signed: {e}", request.api);
+                return Attempt { result: Err(PayError::Invalid("the request cannot be signed")), retry: false };
+            }
+        };
+        let url = format!("{}{}", self.base, request.path);
+        let response = match &request.body {
+            Some(body) => self
+                .with_headers(self.agent.post(&url), &authorization)
+                .header("Content-Type", "application/json")
+                .send(&body[..]),
+            None => self.with_headers(self.agent.get(&url), &authorization).call(),
+        };
+        let mut response = match response {
+            Ok(response) => response,
+            Err(e) => return Attempt { result: Err(classify(e)), retry: true },
+        };
+        let status = response.status().as_u16();
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let request_id = clean(header("Request-ID").as_deref().unwrap_or("none"), 64);
+        let (timestamp, nonce, signature, serial) = (
+            header("Wechatpay-Timestamp"),
+            header("Wechatpay-Nonce"),
+            header("Wechatpay-Signature"),
+            header("Wechatpay-Serial"),
+        );
+        let body = match response.body_mut().with_config().limit(MAX_ANSWER_BYTES).read_to_vec() {
+            Ok(body) => body,
+            Err(ureq::Error::BodyExceedsLimit(_)) => {
+                log::warn!(
+                    "wechat pay {}: HTTP {status} with an oversized body (Request-ID {request_id})",
+                    request.api
+                );
+                return Attempt { result: Err(PayError::Unreadable), retry: false };
+            }
+            Err(e) => return Attempt { result: Err(classify(e)), retry: true },
+        };
+        // A 5xx is retried whether it verifies or not: the request may not have reached
+        // WeChat Pay (a gateway answering), and every request here is safe to repeat.
+        let retry = status >= 500;
+        let (Some(timestamp), Some(nonce), Some(signature), Some(serial)) = (timestamp, nonce, signature, serial)
+        else {
+            log::warn!("wechat pay {}: HTTP {status} without a signature (Request-ID {request_id})", request.api);
+            return Attempt { result: Err(PayError::Unverified), retry };
+        };
+        let signed =
+            Signed { timestamp: &timestamp, nonce: &nonce, signature: &signature, serial: &serial, body: &body };
+        if let Err(e) = self.verifier.verify(&signed, unix_now()) {
+            log::warn!("wechat pay {}: HTTP {status} not believed: {e} (Request-ID {request_id})", request.api);
+            return Attempt { result: Err(PayError::Unverified), retry };
+        }
+        Attempt { result: Ok(Answer { status, body, request_id }), retry }
+    }
+
+    fn with_headers<B>(&self, request: ureq::RequestBuilder<B>, authorization: &str) -> ureq::RequestBuilder<B> {
+        let request = request.header("Authorization", authorization).header("Accept", "application/json");
+        // Asks WeChat Pay to sign with the public key we hold (research/wechat-pay.md §2.4).
+        match self.verifier.key_id() {
+            Some(id) => request.header("Wechatpay-Serial", id),
+            None => request,
+        }
+    }
+}
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout.min(Duration::from_secs(3))))
+        .http_status_as_error(false)
+        .max_idle_connections(IDLE_CONNECTIONS)
+        .max_idle_connections_per_host(IDLE_CONNECTIONS)
+        .input_buffer_size(16 * 1024)
+        .output_buffer_size(16 * 1024)
+        .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
+        .build();
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        CachingResolver::default(),
+    )
+}
+
+/// The error a verified non-success answer stands for. WeChat Pay's `message` goes to the
+/// log only: it can name the merchant's configuration, and it is free text.
+fn refusal(api: &str, answer: &Answer) -> PayError {
+    let status = answer.status;
+    let request_id = &answer.request_id;
+    let error = serde_json::from_slice::<ErrorBody>(&answer.body).ok().filter(|e| is_code(&e.code));
+    match error {
+        Some(e) if status >= 400 => {
+            log::warn!(
+                "wechat pay {api}: HTTP {status} {}: {} (Request-ID {request_id})",
+                e.code,
+                clean(&e.message, 200)
+            );
+            PayError::Refused { status, code: e.code }
+        }
+        _ => {
+            log::warn!("wechat pay {api}: unexpected HTTP {status} without an error code (Request-ID {request_id})");
+            PayError::Unreadable
+        }
+    }
+}
+
+/// WeChat Pay's codes are upper-case words: `PARAM_ERROR`, `ORDER_NOT_EXIST`.
+fn is_code(code: &str) -> bool {
+    (1..=64).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// One path segment (or query value), percent-encoded: everything but unreserved
+/// characters and `*` (out_trade_no may hold `|` and `*`).
+fn path_segment(value: &str) -> Result<String, PayError> {
+    if !is_id(value) {
+        return Err(PayError::Invalid("an out_trade_no or mchid is not 1 to 64 visible ASCII characters"));
+    }
+    Ok(value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'*' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect())
+}
+
+/// Text from the other side, fit for one log line: control characters dropped, at most
+/// `max` characters.
+fn clean(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+/// ureq's errors as ours; ureq's messages are not used (they can carry the URL).
+fn classify(e: ureq::Error) -> PayError {
+    use std::io::ErrorKind;
+    match e {
+        ureq::Error::Timeout(_) => PayError::Timeout,
+        ureq::Error::Io(io) if matches!(io.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => PayError::Timeout,
+        _ => PayError::Unreachable,
+    }
+}
+
+#[cfg(test)]
+mod tests;
