@@ -236,10 +236,14 @@ impl PayClient {
                 .send(&body[..]),
             None => self.with_headers(self.agent.get(&url), &authorization).call(),
         };
-        let mut response = match response {
-            Ok(response) => response,
-            Err(e) => return Attempt { result: Err(classify(e)), retry: true },
-        };
+        match response {
+            Ok(response) => self.verified(request.api, response),
+            Err(e) => Attempt { result: Err(classify(e)), retry: true },
+        }
+    }
+
+    /// Reads an answer and checks its signature before anything else looks at it.
+    fn verified(&self, api: &str, mut response: ureq::http::Response<ureq::Body>) -> Attempt {
         let status = response.status().as_u16();
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let request_id = clean(header("Request-ID").as_deref().unwrap_or("none"), 64);
@@ -252,10 +256,7 @@ impl PayClient {
         let body = match response.body_mut().with_config().limit(MAX_ANSWER_BYTES).read_to_vec() {
             Ok(body) => body,
             Err(ureq::Error::BodyExceedsLimit(_)) => {
-                log::warn!(
-                    "wechat pay {}: HTTP {status} with an oversized body (Request-ID {request_id})",
-                    request.api
-                );
+                log::warn!("wechat pay {api}: HTTP {status} with an oversized body (Request-ID {request_id})");
                 return Attempt { result: Err(PayError::Unreadable), retry: false };
             }
             Err(e) => return Attempt { result: Err(classify(e)), retry: true },
@@ -265,13 +266,13 @@ impl PayClient {
         let retry = status >= 500;
         let (Some(timestamp), Some(nonce), Some(signature), Some(serial)) = (timestamp, nonce, signature, serial)
         else {
-            log::warn!("wechat pay {}: HTTP {status} without a signature (Request-ID {request_id})", request.api);
+            log::warn!("wechat pay {api}: HTTP {status} without a signature (Request-ID {request_id})");
             return Attempt { result: Err(PayError::Unverified), retry };
         };
         let signed =
             Signed { timestamp: &timestamp, nonce: &nonce, signature: &signature, serial: &serial, body: &body };
         if let Err(e) = self.verifier.verify(&signed, unix_now()) {
-            log::warn!("wechat pay {}: HTTP {status} not believed: {e} (Request-ID {request_id})", request.api);
+            log::warn!("wechat pay {api}: HTTP {status} not believed: {e} (Request-ID {request_id})");
             return Attempt { result: Err(PayError::Unverified), retry };
         }
         Attempt { result: Ok(Answer { status, body, request_id }), retry }
