@@ -33,6 +33,7 @@ const MAX_ANSWER_BYTES: u64 = 256 * 1024;
 /// Payments are rare next to logins: a few pooled connections are plenty.
 const IDLE_CONNECTIONS: usize = 8;
 
+#[derive(Clone)]
 pub struct PayClient {
     agent: ureq::Agent,
     /// `scheme://host[:port][/prefix]`, no trailing `/`.
