@@ -12,6 +12,10 @@ use serde::Deserialize;
 
 use crate::secrets::Secret;
 
+mod pay;
+
+pub use pay::{PayConfig, Product};
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
@@ -22,6 +26,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub internal: InternalConfig,
     pub apps: Vec<AppConfig>,
+    /// `[pay]`; `None` (no table) = payments are off.
+    pub pay: Option<PayConfig>,
     /// The `_FILE` secrets that were read, for the warning when others can read them.
     pub secret_files: Vec<PathBuf>,
 }
@@ -193,6 +199,8 @@ struct RawConfig {
     internal: RawInternal,
     #[serde(default)]
     apps: Vec<RawApp>,
+    #[serde(default)]
+    pay: Option<pay::RawPay>,
 }
 
 #[derive(Deserialize, Default)]
@@ -308,6 +316,10 @@ pub fn parse_with(
         check_api_keys("WXLOGIN_INTERNAL_KEYS", &from_env)?;
         api_keys.extend(from_env);
     }
+    let pay = match raw.pay {
+        Some(p) => pay::resolve(p, base, env, secrets, &mut secret_files)?,
+        None => None,
+    };
     let mut config = Config {
         server: raw.server,
         database: raw.database,
@@ -317,6 +329,7 @@ pub fn parse_with(
         rate_limit: raw.rate_limit,
         internal: InternalConfig { api_keys },
         apps,
+        pay,
         secret_files,
     };
     if config.database.path.is_relative() {

@@ -384,3 +384,286 @@ mod value_props {
         }
     }
 }
+
+mod pay_config {
+    use super::*;
+
+    const MERCHANT_KEY: &str = include_str!("../pay/testdata/wechat_docs_merchant_key.pem");
+    const PUBLIC_KEY: &str = include_str!("../pay/testdata/fake_wechatpay_platform_public_key.pem");
+    const APIV3: &str = "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb";
+
+    /// A folder with the merchant key, the public key and an APIv3 key file.
+    fn keys_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("wxlogin-paycfg-{}", crate::secrets::random_id(6)));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("apiclient_key.pem"), MERCHANT_KEY).unwrap();
+        std::fs::write(dir.join("pub_key.pem"), PUBLIC_KEY).unwrap();
+        std::fs::write(dir.join("apiv3"), format!("{APIV3}\n")).unwrap();
+        dir
+    }
+
+    fn pay_table(extra: &str) -> String {
+        format!(
+            "{MINIMAL}[pay]\nmchid = \"1900007291\"\nmerchant_serial = \"408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB\"\n\
+             merchant_key_file = \"apiclient_key.pem\"\napiv3_key = \"{APIV3}\"\npublic_key_file = \"pub_key.pem\"\n\
+             public_key_id = \"PUB_KEY_ID_0114232134912410000000000000\"\n\
+             notify_url = \"https://login.example.com/v1/pay/notify\"\n{extra}"
+        )
+    }
+
+    /// `text` with the line starting with `key =` removed.
+    fn without(text: &str, key: &str) -> String {
+        text.lines().filter(|l| !l.starts_with(&format!("{key} ="))).map(|l| format!("{l}\n")).collect()
+    }
+
+    fn pay_of(text: &str, dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<PayConfig, String> {
+        parse(text, dir, env).map(|c| c.pay.expect("[pay] is there")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn no_pay_table_means_payments_are_off() {
+        assert!(parse(MINIMAL, Path::new("."), &no_env).unwrap().pay.is_none());
+    }
+
+    #[test]
+    fn a_full_pay_table_loads_its_keys_and_defaults() {
+        let dir = keys_dir();
+        let text = pay_table(
+            "webhook_url = \"https://svc.internal/hooks/pay\"\nwebhook_secret = \"0123456789abcdef0123\"\n\
+             [[pay.products]]\nid = \"vip30\"\ndescription = \"VIP, 30 days\"\namount = 990\n\
+             [[pay.products]]\nid = \"coins_100\"\ndescription = \"一百金币\"\namount = 100\n",
+        );
+        let c = parse(&text, &dir, &no_env).unwrap();
+        let p = c.pay.unwrap();
+        assert_eq!(p.mchid, "1900007291");
+        assert_eq!(p.merchant.mchid(), "1900007291");
+        assert_eq!(p.api_base, "https://api.mch.weixin.qq.com");
+        assert_eq!(p.order_ttl_seconds, 7200);
+        assert_eq!(p.webhook_secret.expose(), "0123456789abcdef0123");
+        assert_eq!(
+            p.product("vip30"),
+            Some(&Product { id: "vip30".into(), description: "VIP, 30 days".into(), amount: 990 })
+        );
+        assert_eq!(p.product("coins_100").map(|p| p.amount), Some(100));
+        assert!(p.product("nope").is_none());
+        assert!(c.secret_files.contains(&dir.join("apiclient_key.pem")), "the private key is a secret file");
+        let shown = format!("{p:?}");
+        for leak in [APIV3, "0123456789abcdef0123", "MII"] {
+            assert!(!shown.contains(leak), "Debug shows {leak}: {shown}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_and_from_files() {
+        let dir = keys_dir();
+        let text =
+            without(&without(&pay_table("webhook_url = \"http://10.0.0.5/hook\"\n"), "merchant_key_file"), "apiv3_key");
+        // Variables.
+        let env = |k: &str| match k {
+            "WXLOGIN_PAY_MERCHANT_KEY" => Some(MERCHANT_KEY.to_string()),
+            "WXLOGIN_PAY_APIV3_KEY" => Some(format!("{APIV3}\n")),
+            "WXLOGIN_PAY_WEBHOOK_SECRET" => Some("webhook-secret-from-env".to_string()),
+            _ => None,
+        };
+        let p = pay_of(&text, &dir, &env).unwrap();
+        assert_eq!(p.webhook_secret.expose(), "webhook-secret-from-env");
+        // `_FILE`s, relative to the configuration's folder, one trailing newline trimmed.
+        std::fs::write(dir.join("hook"), "webhook-secret-from-file\r\n").unwrap();
+        let env = |k: &str| match k {
+            "WXLOGIN_PAY_MERCHANT_KEY_FILE" => Some("apiclient_key.pem".to_string()),
+            "WXLOGIN_PAY_APIV3_KEY_FILE" => Some("apiv3".to_string()),
+            "WXLOGIN_PAY_WEBHOOK_SECRET_FILE" => Some(dir.join("hook").display().to_string()),
+            _ => None,
+        };
+        let c = parse(&text, &dir, &env).unwrap();
+        assert_eq!(c.pay.unwrap().webhook_secret.expose(), "webhook-secret-from-file");
+        for f in ["apiclient_key.pem", "apiv3", "hook"] {
+            assert!(c.secret_files.contains(&dir.join(f)), "{f}");
+        }
+        // Only one newline is trimmed: an APIv3 key file with two is 33 bytes.
+        std::fs::write(dir.join("apiv3"), format!("{APIV3}\n\n")).unwrap();
+        let e = pay_of(&text, &dir, &env).unwrap_err();
+        assert!(e.starts_with("pay.apiv3_key: the APIv3 key must be exactly 32 bytes"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn missing_secrets_name_where_to_put_them() {
+        let dir = keys_dir();
+        let e = pay_of(&without(&pay_table(""), "merchant_key_file"), &dir, &no_env).unwrap_err();
+        assert!(
+            e.starts_with("pay.merchant_key_file: is missing") && e.contains("WXLOGIN_PAY_MERCHANT_KEY_FILE"),
+            "{e}"
+        );
+        let e = pay_of(&without(&pay_table(""), "apiv3_key"), &dir, &no_env).unwrap_err();
+        assert!(e.starts_with("pay.apiv3_key: is missing") && e.contains("WXLOGIN_PAY_APIV3_KEY"), "{e}");
+        let e = pay_of(&pay_table("webhook_url = \"https://svc/hook\"\n"), &dir, &no_env).unwrap_err();
+        assert!(e.starts_with("pay.webhook_secret: must be at least 16"), "{e}");
+        let env = |k: &str| (k == "WXLOGIN_PAY_APIV3_KEY_FILE").then(|| "no-such-file".to_string());
+        let e = pay_of(&without(&pay_table(""), "apiv3_key"), &dir, &env).unwrap_err();
+        assert!(e.starts_with("WXLOGIN_PAY_APIV3_KEY_FILE: cannot read "), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn admin_commands_run_with_payments_off_when_a_key_is_missing() {
+        let dir = keys_dir();
+        let text = without(&pay_table(""), "apiv3_key");
+        let c = parse_with(&text, &dir, &no_env, Secrets::Optional).unwrap();
+        assert!(c.pay.is_none());
+        let bad = pay_table("order_ttl_seconds = 10\n");
+        let e = parse_with(&bad, &dir, &no_env, Secrets::Optional).unwrap_err().to_string();
+        assert!(e.starts_with("pay.order_ttl_seconds: "), "the rest is still checked: {e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn bad_keys_name_their_key_and_not_their_content() {
+        let dir = keys_dir();
+        std::fs::write(
+            dir.join("bad.pem"),
+            "-----BEGIN PRIVATE KEY-----\nmy-secret-value-1234\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let text = pay_table("").replace("\"apiclient_key.pem\"", "\"bad.pem\"");
+        let e = pay_of(&text, &dir, &no_env).unwrap_err();
+        assert!(e.starts_with("pay.merchant_key_file: the private key"), "{e}");
+        assert_no_value(&e);
+        let env = |k: &str| (k == "WXLOGIN_PAY_MERCHANT_KEY").then(|| PUBLIC_KEY.to_string());
+        let e = pay_of(&without(&pay_table(""), "merchant_key_file"), &dir, &env).unwrap_err();
+        assert!(e.starts_with("WXLOGIN_PAY_MERCHANT_KEY: "), "{e}");
+        assert!(!e.contains("MII"), "{e}");
+        let e = pay_of(&pay_table("").replace(APIV3, SECRET_LOOKING), &dir, &no_env).unwrap_err();
+        assert_eq!(e, "pay.apiv3_key: the APIv3 key must be exactly 32 bytes (it is 20 bytes)");
+        let text = pay_table("").replace("\"pub_key.pem\"", "\"apiclient_key.pem\"");
+        let e = pay_of(&text, &dir, &no_env).unwrap_err();
+        assert!(e.starts_with("pay.public_key_file: the public key"), "{e}");
+        let e = pay_of(&pay_table("").replace("\"pub_key.pem\"", "\"nothing.pem\""), &dir, &no_env).unwrap_err();
+        assert!(e.starts_with("pay.public_key_file: cannot read "), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn every_pay_key_names_itself_when_wrong() {
+        let dir = keys_dir();
+        let base = pay_table("");
+        let product = |body: &str| pay_table(&format!("[[pay.products]]\n{body}\n"));
+        let cases: Vec<(String, &str)> = vec![
+            (base.replace("\"1900007291\"", "\"19000x\""), "pay.mchid"),
+            (base.replace("\"1900007291\"", "\"\""), "pay.mchid"),
+            (base.replace("\"408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB\"", "\"not hex\""), "pay.merchant_serial"),
+            (without(&base, "public_key_id"), "pay.public_key_id"),
+            (without(&base, "public_key_file"), "pay.public_key_file"),
+            (without(&without(&base, "public_key_file"), "public_key_id"), "pay.public_key_file"),
+            (
+                without(&without(&pay_table("platform_certificates = true\n"), "public_key_file"), "public_key_id"),
+                "pay.platform_certificates",
+            ),
+            (base.replace("PUB_KEY_ID_0114232134912410000000000000", "PUB KEY"), "pay.public_key_id"),
+            (without(&base, "notify_url"), "pay"),
+            (base.replace("https://login.example.com/v1/pay/notify", ""), "pay.notify_url"),
+            (base.replace("https://login", "http://login"), "pay.notify_url"),
+            (base.replace("https://login.example.com/v1/pay/notify", "http://127.0.0.1.evil.com/n"), "pay.notify_url"),
+            (base.replace("/v1/pay/notify", "/v1/pay/notify?x=1"), "pay.notify_url"),
+            (base.replace("/v1/pay/notify", "/v1/pay/notify#x"), "pay.notify_url"),
+            (base.replace("/v1/pay/notify", &format!("/{}", "n".repeat(250))), "pay.notify_url"),
+            (base.replace("https://login.example.com/v1/pay/notify", "https:///x"), "pay.notify_url"),
+            (pay_table("api_base = \"https://api.mch.weixin.qq.com/\"\n"), "pay.api_base"),
+            (pay_table("api_base = \"ftp://api.mch.weixin.qq.com\"\n"), "pay.api_base"),
+            (pay_table("api_base = \"https://x/?a=b\"\n"), "pay.api_base"),
+            (pay_table("order_ttl_seconds = 299\n"), "pay.order_ttl_seconds"),
+            (pay_table("order_ttl_seconds = 604801\n"), "pay.order_ttl_seconds"),
+            (pay_table("webhook_url = \"svc/hook\"\nwebhook_secret = \"0123456789abcdef\"\n"), "pay.webhook_url"),
+            (pay_table("webhook_url = \"https://svc/hook\"\nwebhook_secret = \"short\"\n"), "pay.webhook_secret"),
+            (pay_table("colour = 1\n"), "pay.colour"),
+            (product("id = \"\"\ndescription = \"d\"\namount = 1"), "pay.products[0].id"),
+            (product("id = \"a.b\"\ndescription = \"d\"\namount = 1"), "pay.products[0].id"),
+            (product(&format!("id = \"{}\"\ndescription = \"d\"\namount = 1", "x".repeat(33))), "pay.products[0].id"),
+            (
+                product("id = \"a\"\ndescription = \"d\"\namount = 1\n[[pay.products]]\nid = \"a\"\ndescription = \"e\"\namount = 2"),
+                "pay.products[1].id",
+            ),
+            (product("id = \"a\"\ndescription = \"\"\namount = 1"), "pay.products[0].description"),
+            (product(&format!("id = \"a\"\ndescription = \"{}\"\namount = 1", "字".repeat(128))), "pay.products[0].description"),
+            (product("id = \"a\"\ndescription = \"VIP 🎉\"\namount = 1"), "pay.products[0].description"),
+            (product("id = \"a\"\ndescription = \"a\\nb\"\namount = 1"), "pay.products[0].description"),
+            (product("id = \"a\"\ndescription = \"d\"\namount = 0"), "pay.products[0].amount"),
+            (product("id = \"a\"\ndescription = \"d\"\namount = 1000000001"), "pay.products[0].amount"),
+            (product("id = \"a\"\ndescription = \"d\""), "pay.products[0]"),
+        ];
+        for (text, key) in cases {
+            let e = pay_of(&text, &dir, &no_env).unwrap_err();
+            assert!(e.starts_with(&format!("{key}: ")), "expected {key}, got {e}");
+            assert!(!e.contains('\n'), "{e:?}");
+        }
+        // The limits themselves are accepted.
+        let ok = [
+            pay_table("order_ttl_seconds = 300\n"),
+            pay_table("order_ttl_seconds = 604800\n"),
+            pay_table("api_base = \"http://127.0.0.1:9000\"\n"),
+            product(&format!(
+                "id = \"{}\"\ndescription = \"{}\"\namount = 1000000000",
+                "x".repeat(32),
+                "字".repeat(127)
+            )),
+            product("id = \"a\"\ndescription = \"d\"\namount = 1"),
+        ];
+        for text in ok {
+            pay_of(&text, &dir, &no_env).unwrap();
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn plain_http_notify_urls_are_for_loopback_only() {
+        let dir = keys_dir();
+        for url in ["http://127.0.0.1:8080/v1/pay/notify", "http://localhost/v1/pay/notify", "http://[::1]:9/n"] {
+            let text = pay_table("").replace("https://login.example.com/v1/pay/notify", url);
+            assert_eq!(pay_of(&text, &dir, &no_env).unwrap().notify_url, url);
+        }
+        for url in ["http://10.0.0.1/n", "http://localhost.example.com/n", "http://127.0.0.1@evil.com/n"] {
+            let text = pay_table("").replace("https://login.example.com/v1/pay/notify", url);
+            let e = pay_of(&text, &dir, &no_env).unwrap_err();
+            assert!(e.starts_with("pay.notify_url: must be an https:// URL"), "{url}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn platform_certificates_beside_a_public_key_are_ignored() {
+        let dir = keys_dir();
+        pay_of(&pay_table("platform_certificates = true\n"), &dir, &no_env).unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn prop_no_pay_error_quotes_the_value(value in "[A-Za-z0-9_-]{12,40}", template in 0usize..12) {
+            let dir = keys_dir();
+            let base = pay_table("");
+            let text = match template {
+                0 => base.replace("\"1900007291\"", &format!("\"{value}\"")),
+                1 => base.replace("408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB", &format!("{value}!")),
+                2 => base.replace(APIV3, &format!("{value}{}", "x".repeat(21))), // never 32 bytes
+                3 => base.replace("https://login.example.com/v1/pay/notify", &format!("http://{value}/n")),
+                4 => base.replace("PUB_KEY_ID_0114232134912410000000000000", &format!("{value} ")),
+                5 => pay_table(&format!("api_base = \"{value}\"\n")),
+                6 => pay_table(&format!("webhook_url = \"https://x/h\"\nwebhook_secret = \"{}\"\n", &value[..12])),
+                7 => pay_table(&format!("order_ttl_seconds = \"{value}\"\n")),
+                8 => pay_table(&format!("[[pay.products]]\nid = \"{value}.\"\ndescription = \"d\"\namount = 1\n")),
+                9 => pay_table(&format!("[[pay.products]]\nid = \"a\"\ndescription = \"{value}🎉\"\namount = 1\n")),
+                10 => base.replace("\"apiclient_key.pem\"", &format!("[\"{value}\"]")),
+                _ => pay_table(&format!("webhook_url = \"{value}\"\n")),
+            };
+            let e = parse(&text, &dir, &no_env).unwrap_err().to_string();
+            let _ = std::fs::remove_dir_all(&dir);
+            prop_assert!(!e.contains(&value) && !e.contains(&value[..12]), "{}", e);
+            prop_assert!(!e.contains('\n'), "{}", e);
+        }
+    }
+}
