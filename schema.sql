@@ -79,3 +79,53 @@ ALTER TABLE used_codes ADD COLUMN replays INTEGER NOT NULL DEFAULT 0;
 -- this index finds them (and still serves every lookup by user_id, so it replaces the old one).
 CREATE INDEX sessions_user_seen ON sessions (user_id, last_seen_at);
 DROP INDEX sessions_user;
+
+-- migration 3
+-- WeChat Pay orders. `id` only orders them (newest first, and `before` paging); WeChat
+-- Pay knows an order by out_trade_no. Amounts in fen. Financial records: no user with
+-- orders can be deleted (the foreign key has no ON DELETE), and nothing deletes orders.
+CREATE TABLE orders (
+    id              INTEGER PRIMARY KEY,
+    out_trade_no    TEXT    NOT NULL UNIQUE,
+    app             TEXT    NOT NULL,
+    user_id         INTEGER NOT NULL REFERENCES users (id),
+    openid          TEXT    NOT NULL,          -- the payer, as WeChat Pay is told
+    product         TEXT,                      -- a [[pay.products]] id, or NULL (server-made)
+    description     TEXT    NOT NULL,
+    amount          INTEGER NOT NULL CHECK (amount > 0),
+    currency        TEXT    NOT NULL DEFAULT 'CNY',
+    attach          TEXT,
+    state           TEXT    NOT NULL CHECK (state IN ('created', 'paid', 'closed', 'refunded')),
+    transaction_id  TEXT,                      -- WeChat Pay's, once paid
+    paid_at         INTEGER,
+    expires_at      INTEGER NOT NULL,          -- the time_expire sent to WeChat Pay
+    refunded_amount INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL,
+    prepay_id       TEXT,                      -- the latest, and when it was obtained
+    prepay_at       INTEGER,
+    closed_at       INTEGER,
+    -- While created: when to ask WeChat Pay next (notifications are not guaranteed),
+    -- and how many times it was asked (the backoff). NULL once the order leaves created.
+    next_query_at   INTEGER,
+    queries         INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX orders_user ON orders (user_id, id);
+CREATE INDEX orders_due ON orders (next_query_at) WHERE state = 'created';
+CREATE INDEX orders_expiring ON orders (expires_at) WHERE state = 'created';
+CREATE UNIQUE INDEX orders_transaction ON orders (transaction_id) WHERE transaction_id IS NOT NULL;
+
+-- The webhook outbox: each event is written in the transaction that makes the change it
+-- reports, and delivered later (at least once, in `seq` order for each order).
+CREATE TABLE pay_events (
+    id              TEXT    PRIMARY KEY,       -- random, opaque: receivers drop duplicates by it
+    out_trade_no    TEXT    NOT NULL REFERENCES orders (out_trade_no),
+    seq             INTEGER NOT NULL,          -- 1, 2, ... per order: delivery order
+    type            TEXT    NOT NULL,          -- order.paid, order.closed, refund.succeeded, refund.failed
+    created_at      INTEGER NOT NULL,
+    data            TEXT    NOT NULL,          -- JSON: the Order (or Refund) as it was then
+    delivered_at    INTEGER,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    UNIQUE (out_trade_no, seq)
+);
+CREATE INDEX pay_events_pending ON pay_events (next_attempt_at) WHERE delivered_at IS NULL;

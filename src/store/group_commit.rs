@@ -226,6 +226,7 @@ impl StoreError {
             StoreError::Newer { found, supported } => StoreError::Newer { found: *found, supported: *supported },
             StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
             StoreError::Io(m) => StoreError::Io(m.clone()),
+            StoreError::Refused(m) => StoreError::Refused(m.clone()),
             StoreError::Sqlite(e) => StoreError::Io(format!("SQLite: {e}")),
         }
     }

@@ -87,7 +87,7 @@ mod tests {
         migrate(&mut conn).unwrap();
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
-        for table in ["users", "sessions", "used_codes", "access_tokens", "login_days"] {
+        for table in ["users", "sessions", "used_codes", "access_tokens", "login_days", "orders", "pay_events"] {
             let n: i64 =
                 conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = ?1", [table], |r| r.get(0)).unwrap();
             assert_eq!(n, 1, "{table}");

@@ -8,6 +8,7 @@
 mod admin;
 mod group_commit;
 mod migrate;
+mod orders;
 mod sessions;
 pub mod tokens;
 mod users;
@@ -23,6 +24,10 @@ use crate::files;
 
 pub use admin::{vacuum_into, verify, AppStats, ServerLock, Stats, Verified};
 pub use migrate::SCHEMA_VERSION;
+pub use orders::{
+    Applied, Created, NewOrder, Order, OrderState, PayEvent, Payment, EVENT_ORDER_CLOSED, EVENT_ORDER_PAID,
+    FIRST_QUERY_AFTER, MAX_QUERY_INTERVAL,
+};
 pub use sessions::{Lookup, SessionInfo, SessionRow, KEEP_EXPIRED_SECONDS, SLIDE_EVERY_SECONDS};
 pub use users::{Caller, LoginOutcome, NewLogin, Replay, Terms, User, MAX_CODE_REPLAYS};
 
@@ -40,6 +45,10 @@ pub enum StoreError {
     /// The file is not a SQLite database or is damaged.
     Corrupt(String),
     Io(String),
+    /// A write that would break an invariant the caller should have checked (an order
+    /// for a user who does not exist or is not its payer, a prepay id for no order):
+    /// a bug upstream, refused rather than written.
+    Refused(String),
     Sqlite(rusqlite::Error),
 }
 
@@ -58,6 +67,7 @@ impl fmt::Display for StoreError {
             ),
             StoreError::Corrupt(m) => write!(f, "the database is damaged or not a wxlogin database: {m}"),
             StoreError::Io(m) => f.write_str(m),
+            StoreError::Refused(m) => write!(f, "refused: {m}"),
             StoreError::Sqlite(e) => write!(f, "SQLite: {e}"),
         }
     }
