@@ -122,6 +122,24 @@ mod tests {
     }
 
     #[test]
+    fn a_version_2_database_gains_orders_whose_users_must_exist() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for (_, sql) in &sections()[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch("INSERT INTO users (app, openid, created_at, last_login_at) VALUES ('main', 'o1', 1, 1);")
+            .unwrap();
+        migrate(&mut conn).unwrap();
+        let insert = "INSERT INTO orders (out_trade_no, app, user_id, openid, description, amount, state, expires_at,
+                      created_at) VALUES (?1, 'main', ?2, 'o1', 'd', 1, 'created', 2, 1)";
+        conn.execute(insert, rusqlite::params!["W1", 1]).unwrap();
+        assert!(conn.execute(insert, rusqlite::params!["W2", 99]).is_err(), "no such user");
+        assert!(conn.execute("DELETE FROM users", []).is_err(), "a user with orders stays");
+    }
+
+    #[test]
     fn newer_database_is_refused_and_left_unchanged() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
