@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::secrets::Secret;
 
-mod pay;
+pub mod pay;
 
 pub use pay::{PayConfig, Product};
 

@@ -262,20 +262,8 @@ fn products(raw: &[RawProduct]) -> Result<Vec<Product>, ConfigError> {
         if out.iter().any(|o| o.id == p.id) {
             return Err(ConfigError::new(key("id"), "is used by an earlier product"));
         }
-        let chars = p.description.chars().count();
-        if !(1..=MAX_DESCRIPTION_CHARS).contains(&chars) || p.description.chars().any(char::is_control) {
-            return Err(ConfigError::new(
-                key("description"),
-                "must be 1 to 127 characters, without control characters",
-            ));
-        }
-        // WeChat Pay refuses characters outside the Basic Multilingual Plane (4 bytes in
-        // UTF-8: emoji and the like) in a description.
-        if p.description.chars().any(|c| c.len_utf8() == 4) {
-            return Err(ConfigError::new(
-                key("description"),
-                "must not contain emoji or other 4-byte UTF-8 characters",
-            ));
+        if let Some(problem) = description_problem(&p.description) {
+            return Err(ConfigError::new(key("description"), problem));
         }
         if !AMOUNT.contains(&p.amount) {
             return Err(ConfigError::new(key("amount"), "must be between 1 and 1000000000 (fen)"));
@@ -283,6 +271,21 @@ fn products(raw: &[RawProduct]) -> Result<Vec<Product>, ConfigError> {
         out.push(Product { id: p.id.clone(), description: p.description.clone(), amount: p.amount });
     }
     Ok(out)
+}
+
+/// What is wrong with an order description for WeChat Pay, if anything (also for the
+/// descriptions a service sends through the internal API): 1 to 127 characters, no
+/// control characters, and nothing outside the Basic Multilingual Plane (4 bytes in
+/// UTF-8: emoji and the like), which WeChat Pay refuses.
+pub fn description_problem(description: &str) -> Option<&'static str> {
+    let chars = description.chars().count();
+    if !(1..=MAX_DESCRIPTION_CHARS).contains(&chars) || description.chars().any(char::is_control) {
+        return Some("must be 1 to 127 characters, without control characters");
+    }
+    if description.chars().any(|c| c.len_utf8() == 4) {
+        return Some("must not contain emoji or other 4-byte UTF-8 characters");
+    }
+    None
 }
 
 struct Keys {
