@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use super::transaction::{is_id, parse_transaction};
 use super::{rfc3339, unix_now, Merchant, PayError, PayVerifier, Signed, Transaction};
+use crate::wechat::agent::new_agent;
 use crate::wechat::client::backoff;
-use crate::wechat::resolver::CachingResolver;
 
 /// WeChat Pay's answers are small JSON objects; anything bigger is not WeChat Pay.
 const MAX_ANSWER_BYTES: u64 = 256 * 1024;
@@ -132,7 +132,7 @@ impl PayClient {
         let base = api_base.trim_end_matches('/').to_string();
         let after_scheme = base.find("://").map_or(0, |i| i + 3);
         let prefix = base[after_scheme..].find('/').map_or("", |i| &base[after_scheme + i..]).to_string();
-        PayClient { agent: agent(timeout), base, prefix, retries, merchant, verifier }
+        PayClient { agent: new_agent(timeout, IDLE_CONNECTIONS), base, prefix, retries, merchant, verifier }
     }
 
     /// Places a JSAPI order and returns its `prepay_id`.
@@ -287,24 +287,6 @@ impl PayClient {
             None => request,
         }
     }
-}
-
-fn agent(timeout: Duration) -> ureq::Agent {
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .timeout_connect(Some(timeout.min(Duration::from_secs(3))))
-        .http_status_as_error(false)
-        .max_idle_connections(IDLE_CONNECTIONS)
-        .max_idle_connections_per_host(IDLE_CONNECTIONS)
-        .input_buffer_size(16 * 1024)
-        .output_buffer_size(16 * 1024)
-        .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
-        .build();
-    ureq::Agent::with_parts(
-        config,
-        ureq::unversioned::transport::DefaultConnector::default(),
-        CachingResolver::default(),
-    )
 }
 
 /// The error a verified non-success answer stands for. WeChat Pay's `message` goes to the

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::resolver::CachingResolver;
 use super::WeChatError;
 use crate::config::WeChatConfig;
 use crate::metrics::Metrics;
@@ -157,26 +156,7 @@ impl WeChat {
 }
 
 fn agent(cfg: &WeChatConfig) -> ureq::Agent {
-    let timeout = Duration::from_millis(cfg.timeout_ms);
-    let idle = IDLE_CONNECTIONS / AGENT_SHARDS;
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .timeout_connect(Some(timeout.min(Duration::from_secs(3))))
-        .http_status_as_error(false)
-        .max_idle_connections(idle)
-        .max_idle_connections_per_host(idle)
-        // WeChat's requests and replies are a few hundred bytes. ureq's default buffers
-        // (128 KiB each way, zero-filled) kept 256 KiB resident per pooled connection:
-        // some 20 MB with the lane's connections, half the server's memory.
-        .input_buffer_size(16 * 1024)
-        .output_buffer_size(16 * 1024)
-        .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
-        .build();
-    ureq::Agent::with_parts(
-        config,
-        ureq::unversioned::transport::DefaultConnector::default(),
-        CachingResolver::default(),
-    )
+    super::agent::new_agent(Duration::from_millis(cfg.timeout_ms), IDLE_CONNECTIONS / AGENT_SHARDS)
 }
 
 /// Parses a reply body: a JSON object whose errcode, when present and non-zero, is an error.

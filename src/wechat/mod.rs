@@ -1,6 +1,7 @@
 //! The only code that talks to WeChat.
 
 pub mod access_token;
+pub(crate) mod agent;
 pub mod client;
 pub mod crypto;
 pub mod explain;
