@@ -78,12 +78,14 @@ fn failure_reply(failure: Failure, content_type: &'static str) -> Reply {
                    <body><center><h1>500 Internal Server Error</h1></center></body></html>"
                 .to_string(),
             delay: None,
+            headers: Vec::new(),
         },
         Failure::Garbage => Reply {
             status: 200,
             content_type,
             body: "<html><body>upstream temporarily unavailable</body></html>".to_string(),
             delay: None,
+            headers: Vec::new(),
         },
         Failure::Hang => Reply { delay: Some(HANG), ..Reply::wechat_error(-1, content_type) },
     }

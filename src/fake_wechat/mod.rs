@@ -59,6 +59,7 @@ mod clock;
 mod control;
 mod ids;
 mod open_data;
+mod pay;
 mod phone;
 mod reply;
 mod router;
@@ -72,6 +73,10 @@ mod http_tests;
 
 use std::time::Duration;
 
+pub use pay::{
+    FakePayOptions, PLATFORM_PUBLIC_KEY_ID, PLATFORM_PUBLIC_KEY_PEM, TEST_APIV3_KEY, TEST_MCHID, TEST_MERCHANT_KEY_PEM,
+    TEST_MERCHANT_PUBLIC_KEY_PEM, TEST_MERCHANT_SERIAL,
+};
 pub use server::{serve_forever, FakeWeChat};
 
 /// How a fake starts out; `POST /__fake/behaviour` changes most of it at run time.
@@ -91,6 +96,10 @@ pub struct FakeOptions {
     /// of `<user>` (like WeChat devtools' mock codes). For load tests, whose clients
     /// cannot fetch a fresh code per request; off by default.
     pub mock_codes: bool,
+    /// The fake WeChat Pay's merchant; `None` is the fixed test setup
+    /// (`FakePayOptions::test()`: WeChat's documented test merchant, plain-http
+    /// notify_urls refused).
+    pub pay: Option<FakePayOptions>,
 }
 
 impl Default for FakeOptions {
@@ -102,6 +111,7 @@ impl Default for FakeOptions {
             token_ttl_seconds: 7200,
             daily_token_quota: 2000,
             mock_codes: false,
+            pay: None,
         }
     }
 }

@@ -23,11 +23,13 @@ pub(crate) struct Reply {
     pub content_type: &'static str,
     pub body: String,
     pub delay: Option<Duration>,
+    /// Extra headers (WeChat Pay's signature headers).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
     pub(crate) fn json(status: u16, content_type: &'static str, value: &Value) -> Reply {
-        Reply { status, content_type, body: value.to_string(), delay: None }
+        Reply { status, content_type, body: value.to_string(), delay: None, headers: Vec::new() }
     }
 
     /// WeChat's error envelope: HTTP 200, errcode, and an errmsg whose request id suffix

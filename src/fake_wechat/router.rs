@@ -2,6 +2,7 @@
 
 use super::api::{self, Call, Method};
 use super::control;
+use super::pay;
 use super::reply::Reply;
 use super::state::Shared;
 
@@ -16,6 +17,9 @@ pub(crate) fn route(shared: &Shared, method: Method, url: &str, body: &[u8]) -> 
         let call = Call { method, query: &query, body };
         let now = shared.clock.now();
         return api::handle(&mut shared.lock(), api, &call, now);
+    }
+    if path.starts_with("/__fake/pay/") {
+        return pay::control::handle(&shared.pay, method, path, query, body);
     }
     if path.starts_with("/__fake/") {
         return control::handle(shared, method, path, body);

@@ -11,10 +11,11 @@ use serde_json::Value;
 
 use super::api::Method;
 use super::clock::Clock;
+use super::pay::{self, api::Headers, PayFake};
 use super::reply::Reply;
 use super::router::route;
 use super::state::{Shared, State};
-use super::FakeOptions;
+use super::{FakeOptions, FakePayOptions};
 
 /// Enough threads that injected latency or a "hang" does not hold everyone else up:
 /// with 100 ms of latency, 160 workers answer up to 1,600 calls a second, more than the
@@ -44,8 +45,11 @@ impl FakeWeChat {
         let addr =
             server.server_addr().to_ip().ok_or_else(|| io::Error::other(format!("{listen} is not an IP address")))?;
         let server = Arc::new(server);
+        let clock = Clock::default();
+        let apps = opts.apps.iter().map(|(appid, _)| appid.clone()).collect();
+        let pay = PayFake::new(opts.pay.clone().unwrap_or_else(FakePayOptions::test), apps, clock.clone());
         let mut fake = FakeWeChat {
-            shared: Arc::new(Shared::new(State::new(&opts), Clock::default())),
+            shared: Arc::new(Shared::new(State::new(&opts), clock, pay)),
             addr,
             workers: Vec::with_capacity(WORKERS),
             server: Some(Arc::clone(&server)),
@@ -182,6 +186,11 @@ fn serve(shared: &Shared, mut request: tiny_http::Request) {
         Ok(_) if declared_too_large => Reply::fake_error(413, "body larger than 1 MiB"),
         Err(e) => Reply::fake_error(400, &format!("could not read the body: {e}")),
         Ok(_) if body.len() as u64 > MAX_BODY_BYTES => Reply::fake_error(413, "body larger than 1 MiB"),
+        Ok(_) if request.url().starts_with("/v3/") => {
+            let latency = shared.lock().behaviour.latency;
+            shared.pause(latency);
+            pay::api::handle(&shared.pay, request.method().as_str(), request.url(), &pay_headers(&request), &body)
+        }
         Ok(_) => route(shared, method, request.url(), &body),
     };
     if let Some(delay) = reply.delay {
@@ -191,5 +200,29 @@ fn serve(shared: &Shared, mut request: tiny_http::Request) {
     if let Ok(header) = tiny_http::Header::from_bytes("Content-Type", reply.content_type) {
         response = response.with_header(header);
     }
+    for (name, value) in &reply.headers {
+        if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response = response.with_header(header);
+        }
+    }
     let _ = request.respond(response);
+}
+
+/// The headers WeChat Pay reads (the last of each, should one repeat).
+fn pay_headers(request: &tiny_http::Request) -> Headers {
+    let mut h = Headers::default();
+    for header in request.headers() {
+        let value = Some(header.value.as_str().to_string());
+        let field = &header.field;
+        if field.equiv("Authorization") {
+            h.authorization = value;
+        } else if field.equiv("Accept") {
+            h.accept = value;
+        } else if field.equiv("User-Agent") {
+            h.user_agent = value;
+        } else if field.equiv("Content-Type") {
+            h.content_type = value;
+        }
+    }
+    h
 }

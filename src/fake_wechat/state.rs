@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::behaviour::{Behaviour, APIS};
 use super::clock::Clock;
+use super::pay::PayFake;
 use super::phone::PhoneCodes;
 use super::sessions::Sessions;
 use super::tokens::TokenStore;
@@ -74,12 +75,14 @@ impl State {
 pub(crate) struct Shared {
     state: Mutex<State>,
     pub clock: Clock,
+    /// The fake WeChat Pay, with its own lock: its notification threads hold a reference.
+    pub pay: Arc<PayFake>,
     stopping: AtomicBool,
 }
 
 impl Shared {
-    pub(crate) fn new(state: State, clock: Clock) -> Shared {
-        Shared { state: Mutex::new(state), clock, stopping: AtomicBool::new(false) }
+    pub(crate) fn new(state: State, clock: Clock, pay: PayFake) -> Shared {
+        Shared { state: Mutex::new(state), clock, pay: Arc::new(pay), stopping: AtomicBool::new(false) }
     }
 
     /// The state, also after a panic elsewhere: the fake must keep answering, and every
@@ -146,7 +149,8 @@ mod tests {
 
     #[test]
     fn pause_returns_early_when_stopping() {
-        let shared = Shared::new(State::new(&opts(&[])), Clock::default());
+        let pay = PayFake::new(crate::fake_wechat::FakePayOptions::test(), Vec::new(), Clock::default());
+        let shared = Shared::new(State::new(&opts(&[])), Clock::default(), pay);
         shared.stop();
         let start = Instant::now();
         shared.pause(Duration::from_secs(60));

@@ -1,0 +1,202 @@
+//! `/__fake/pay/...`: tests and `demo` play the paying user and steer notifications.
+//! Errors are the fake's own (`{"errcode": <status>, "errmsg"}`), as under `/__fake/`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::super::api::Method;
+use super::super::reply::{Reply, CONTROL_JSON};
+use super::notify::{self, Plan};
+use super::orders::{new_transaction_id, TradeState};
+use super::{PayFake, PLATFORM_PUBLIC_KEY_ID, PLATFORM_PUBLIC_KEY_PEM, TEST_APIV3_KEY, TEST_MERCHANT_KEY_PEM};
+
+const MAX_DELAY_MS: u64 = 600_000;
+const MAX_COPIES: u32 = 20;
+
+type Outcome = Result<Value, Reply>;
+
+pub(crate) fn handle(pay: &Arc<PayFake>, method: Method, path: &str, query: &str, body: &[u8]) -> Reply {
+    let outcome = match (path, method) {
+        ("/__fake/pay/pay", Method::Post) => parse(body).and_then(|r| pay_order(pay, r)),
+        ("/__fake/pay/notify", Method::Post) => parse(body).and_then(|r| renotify(pay, r)),
+        ("/__fake/pay/deliveries", Method::Get) => Ok(deliveries(pay, query)),
+        ("/__fake/pay/stats", Method::Get) => Ok(stats(pay)),
+        ("/__fake/pay/deliveries" | "/__fake/pay/stats", _) => Err(Reply::fake_error(405, "use GET")),
+        ("/__fake/pay/pay" | "/__fake/pay/notify", _) => Err(Reply::fake_error(405, "use POST with a JSON body")),
+        _ => Err(Reply::fake_error(404, &format!("no control endpoint {path}"))),
+    };
+    match outcome {
+        Ok(value) => Reply::json(200, CONTROL_JSON, &value),
+        Err(reply) => reply,
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Reply> {
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut json)
+        .map_err(|e| bad_request(&format!("{}: {}", e.path(), e.inner())))?;
+    json.end().map_err(|e| bad_request(&format!("invalid JSON body: {e}")))?;
+    Ok(value)
+}
+
+fn bad_request(message: &str) -> Reply {
+    Reply::fake_error(400, message)
+}
+
+/// How the notification goes out (`"notify"` of both control requests).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NotifyOptions {
+    /// "once" (default), "twice", "concurrent" (twice at once), "never".
+    mode: Option<String>,
+    delay_ms: Option<u64>,
+    /// Retries of a failed delivery (none by default).
+    retries: Option<u32>,
+    retry_interval_ms: Option<u64>,
+    /// Answer only once every delivery is done.
+    wait: Option<bool>,
+}
+
+impl NotifyOptions {
+    /// The plan, or `None` for "never".
+    fn plan(&self, probe: bool) -> Result<Option<Plan>, Reply> {
+        let (copies, concurrent) = match self.mode.as_deref().unwrap_or("once") {
+            "once" => (1, false),
+            "twice" => (2, false),
+            "concurrent" => (2, true),
+            "never" => return Ok(None),
+            other => {
+                return Err(bad_request(&format!(
+                    "notify.mode: {other:?} is not one of \"once\", \"twice\", \"concurrent\", \"never\""
+                )))
+            }
+        };
+        let delay = self.delay_ms.unwrap_or(0);
+        let interval = self.retry_interval_ms.unwrap_or(100);
+        if delay > MAX_DELAY_MS || interval > MAX_DELAY_MS {
+            return Err(bad_request(&format!("notify: delays are at most {MAX_DELAY_MS} ms")));
+        }
+        let retries = self.retries.unwrap_or(0);
+        if retries > MAX_COPIES {
+            return Err(bad_request(&format!("notify.retries: at most {MAX_COPIES}")));
+        }
+        Ok(Some(Plan {
+            copies,
+            concurrent,
+            delay: Duration::from_millis(delay),
+            probe,
+            retries,
+            retry_interval: Duration::from_millis(interval),
+        }))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PayRequest {
+    /// The order, by what the mini-program holds (`package` = `prepay_id=...`) or by number.
+    prepay_id: Option<String>,
+    out_trade_no: Option<String>,
+    #[serde(default)]
+    notify: NotifyOptions,
+}
+
+/// The user pays: NOTPAY → SUCCESS with a transaction_id and success_time, then the
+/// notification. Refused (409) as WeChat would refuse the payment: the order closed,
+/// paid already, past time_expire, or its prepay_id older than 2 hours.
+fn pay_order(pay: &Arc<PayFake>, req: PayRequest) -> Outcome {
+    let plan = req.notify.plan(false)?;
+    let now = pay.clock.now();
+    let (out_trade_no, transaction_id, success_time) = {
+        let mut inner = pay.lock();
+        let no = match (&req.prepay_id, &req.out_trade_no) {
+            (Some(id), None) => inner.orders.by_prepay_id(id).map(|o| o.request.out_trade_no.clone()),
+            (None, Some(no)) => Some(no.clone()),
+            _ => return Err(bad_request("give exactly one of prepay_id and out_trade_no")),
+        };
+        let order = no
+            .as_deref()
+            .and_then(|no| inner.orders.get_mut(no))
+            .ok_or_else(|| Reply::fake_error(404, "ORDER_NOT_EXIST: no such order"))?;
+        match order.state {
+            TradeState::Closed => return Err(Reply::fake_error(409, "ORDER_CLOSED: the order is closed")),
+            TradeState::Success => return Err(Reply::fake_error(409, "ORDERPAID: the order is paid already")),
+            TradeState::NotPay => {}
+        }
+        if now >= order.expires_at {
+            return Err(Reply::fake_error(409, "ORDER_CLOSED: the order is past its time_expire"));
+        }
+        if req.prepay_id.is_some() && now - order.prepay_at >= super::orders::PREPAY_TTL {
+            return Err(Reply::fake_error(409, "the prepay_id is more than 2 hours old"));
+        }
+        let id = new_transaction_id(now);
+        order.state = TradeState::Success;
+        order.transaction_id = Some(id.clone());
+        order.success_time = Some(now);
+        (order.request.out_trade_no.clone(), id, now)
+    };
+    if let Some(plan) = plan {
+        notify::deliver(pay, &out_trade_no, plan, req.notify.wait.unwrap_or(false))
+            .map_err(|e| Reply::fake_error(500, &format!("cannot deliver: {e}")))?;
+    }
+    Ok(json!({
+        "out_trade_no": out_trade_no,
+        "transaction_id": transaction_id,
+        "success_time": super::wire::format_cst(success_time),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyRequest {
+    out_trade_no: String,
+    /// A signature probe (`WECHATPAY/SIGNTEST/...`) instead of a genuine notification.
+    #[serde(default)]
+    probe: bool,
+    #[serde(flatten)]
+    notify: NotifyOptions,
+}
+
+/// Delivers a paid order's notification again (or a probe of it), on demand.
+fn renotify(pay: &Arc<PayFake>, req: NotifyRequest) -> Outcome {
+    let Some(plan) = req.notify.plan(req.probe)? else {
+        return Ok(json!({"ok": true}));
+    };
+    notify::deliver(pay, &req.out_trade_no, plan, req.notify.wait.unwrap_or(false))
+        .map_err(|e| Reply::fake_error(409, &format!("{}: {e}", req.out_trade_no)))?;
+    Ok(json!({"ok": true}))
+}
+
+/// `GET /__fake/pay/deliveries[?out_trade_no=]`: every delivery's outcome, oldest first.
+fn deliveries(pay: &PayFake, query: &str) -> Value {
+    let wanted =
+        form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "out_trade_no").map(|(_, v)| v.into_owned());
+    let inner = pay.lock();
+    let list: Vec<&notify::Delivery> =
+        inner.deliveries.iter().filter(|d| wanted.as_deref().is_none_or(|w| d.out_trade_no == w)).collect();
+    json!({"deliveries": list})
+}
+
+/// Calls per API, the order count, and what a wxlogin under test must configure to talk
+/// to this fake (the merchant private key only for the fixed, public test keys).
+fn stats(pay: &PayFake) -> Value {
+    let inner = pay.lock();
+    let test = pay.opts.is_test_setup();
+    json!({
+        "calls": inner.calls,
+        "orders": inner.orders.len(),
+        "deliveries": inner.deliveries.len(),
+        "config": {
+            "mchid": pay.opts.mchid,
+            "merchant_serial": pay.opts.merchant_serial,
+            "merchant_key_pem": if test { Some(TEST_MERCHANT_KEY_PEM) } else { None },
+            "apiv3_key": if test { Some(TEST_APIV3_KEY) } else { None },
+            "public_key_id": PLATFORM_PUBLIC_KEY_ID,
+            "public_key_pem": PLATFORM_PUBLIC_KEY_PEM,
+            "allow_http_notify": pay.opts.allow_http_notify,
+        },
+    })
+}

@@ -1,0 +1,127 @@
+//! A fake WeChat Pay (APIv3, JSAPI orders), served by the fake WeChat on the same port.
+//!
+//! WeChat Pay has no APIv3 sandbox, so this is the only WeChat Pay test server there is:
+//! it is worth what it refuses. Every rule cites research/wechat-pay.md (§n) or the
+//! official page it comes from. The endpoints and control endpoints are listed in
+//! `src/fake_wechat/README.md`.
+//!
+//! - `api.rs`: `/v3/pay/transactions/...`, each request checked as WeChat Pay does.
+//! - `wire.rs`: the `Authorization` header read, every answer signed, RFC 3339 times.
+//! - `orders.rs`: the orders the fake holds and their states.
+//! - `notify.rs`: the TRANSACTION.SUCCESS notifications, delivered on threads.
+//! - `control.rs`: `/__fake/pay/...`, where tests play the paying user.
+
+pub(crate) mod api;
+pub(crate) mod control;
+mod notify;
+mod orders;
+mod wire;
+
+#[cfg(test)]
+mod http_tests;
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::pay::{ApiV3Key, SigningKey, VerifyingKey};
+
+use super::clock::Clock;
+use notify::Delivery;
+use orders::Orders;
+
+/// WeChat's documented TEST merchant (research Appendix A): its key is public, so the
+/// fake may hold it and print it for users' tests. Never a real merchant.
+pub const TEST_MCHID: &str = "1900007291";
+/// The serial of that test merchant's API certificate (research Appendix A).
+pub const TEST_MERCHANT_SERIAL: &str = "408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB";
+/// The test merchant's private key, for users' tests and `demo` to sign with.
+pub const TEST_MERCHANT_KEY_PEM: &str = include_str!("../../pay/testdata/wechat_docs_merchant_key.pem");
+/// Its public key (`openssl pkey -pubout`), which the fake verifies requests with.
+pub const TEST_MERCHANT_PUBLIC_KEY_PEM: &str = include_str!("../../pay/testdata/wechat_docs_merchant_public_key.pem");
+/// The fake's APIv3 key: 32 ASCII bytes, public, for tests only.
+pub const TEST_APIV3_KEY: &str = "wxloginFakeWeChatPayApiV3Key0001";
+/// The id of the fake's platform public key, sent as `Wechatpay-Serial` (real ones
+/// look like `PUB_KEY_ID_0114...`, research §5).
+pub const PLATFORM_PUBLIC_KEY_ID: &str = "PUB_KEY_ID_0000000000000000000000000000000001";
+/// The fake's platform key pair (src/pay/testdata/README.md): it signs every answer and
+/// notification; wxlogin under test trusts the public half.
+pub const PLATFORM_KEY_PEM: &str = include_str!("../../pay/testdata/fake_wechatpay_platform_key.pem");
+pub const PLATFORM_PUBLIC_KEY_PEM: &str = include_str!("../../pay/testdata/fake_wechatpay_platform_public_key.pem");
+
+/// The merchant the fake serves. `FakePayOptions::test()` is the fixed test setup.
+#[derive(Debug, Clone)]
+pub struct FakePayOptions {
+    pub mchid: String,
+    /// The merchant's public key: requests whose signature it does not verify are
+    /// 401 SIGN_ERROR.
+    pub merchant_public_key: VerifyingKey,
+    /// The merchant certificate serial that `serial_no` must name, if known.
+    pub merchant_serial: Option<String>,
+    pub apiv3_key: ApiV3Key,
+    /// The appids bound to the mchid; empty = every app of the fake.
+    pub appids: Vec<String>,
+    /// Accept `http://` notify_urls (real WeChat Pay requires https, research §3): for
+    /// tests and `demo`, whose receivers listen on plain loopback HTTP.
+    pub allow_http_notify: bool,
+}
+
+impl FakePayOptions {
+    /// The fixed test keys: WeChat's documented test merchant and the fake's APIv3 key.
+    pub fn test() -> FakePayOptions {
+        FakePayOptions {
+            mchid: TEST_MCHID.to_string(),
+            merchant_public_key: VerifyingKey::from_pem(TEST_MERCHANT_PUBLIC_KEY_PEM)
+                .expect("the committed test merchant public key parses"),
+            merchant_serial: Some(TEST_MERCHANT_SERIAL.to_string()),
+            apiv3_key: ApiV3Key::new(TEST_APIV3_KEY.as_bytes()).expect("the test APIv3 key is 32 bytes"),
+            appids: Vec::new(),
+            allow_http_notify: false,
+        }
+    }
+
+    /// Whether these are the fixed test keys (then the fake may print the private key).
+    pub fn is_test_setup(&self) -> bool {
+        let test = FakePayOptions::test();
+        self.mchid == test.mchid
+            && self.merchant_public_key == test.merchant_public_key
+            && self.apiv3_key == test.apiv3_key
+    }
+}
+
+/// The fake WeChat Pay's state, apart from the WeChat fake's lock (deliveries run on
+/// their own threads and must not hold up logins).
+#[derive(Debug)]
+pub(crate) struct PayFake {
+    pub opts: FakePayOptions,
+    /// The fake's own appids, used when `opts.appids` is empty.
+    pub apps: Vec<String>,
+    pub platform_key: SigningKey,
+    pub clock: Clock,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Inner {
+    pub orders: Orders,
+    pub deliveries: Vec<Delivery>,
+    pub calls: BTreeMap<&'static str, u64>,
+}
+
+impl PayFake {
+    pub(crate) fn new(opts: FakePayOptions, apps: Vec<String>, clock: Clock) -> PayFake {
+        let platform_key = SigningKey::from_pem(PLATFORM_KEY_PEM).expect("the committed platform key parses");
+        let calls = api::APIS.iter().map(|a| (*a, 0)).collect();
+        PayFake { opts, apps, platform_key, clock, inner: Mutex::new(Inner { calls, ..Inner::default() }) }
+    }
+
+    /// The state, also after a panic elsewhere (each update is one consistent step).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `appid` is bound to the merchant (APPID_MCHID_NOT_MATCH otherwise).
+    pub(crate) fn appid_bound(&self, appid: &str) -> bool {
+        let bound = if self.opts.appids.is_empty() { &self.apps } else { &self.opts.appids };
+        bound.iter().any(|a| a == appid)
+    }
+}
