@@ -10,10 +10,11 @@ use serde_json::{json, Value};
 use crate::pay::sign::request_message;
 use crate::pay::verify::WINDOW_SECONDS;
 
+use super::super::behaviour::HANG;
 use super::super::reply::Reply;
 use super::orders::{new_prepay_id, Order, OrderRequest, TradeState, DEFAULT_EXPIRY, PREPAY_TTL};
 use super::wire::{error_body, parse_authorization, parse_rfc3339, signed_reply};
-use super::PayFake;
+use super::{PayFailure, PayFake};
 
 /// The APIs, by the names `GET /__fake/pay/stats` counts them under.
 pub(crate) const APIS: [&str; 4] = ["jsapi", "query_out_trade_no", "query_id", "close"];
@@ -37,27 +38,73 @@ fn param(message: impl Into<String>) -> Refusal {
     Refusal(400, "PARAM_ERROR", message.into())
 }
 
-/// Answers a request under `/v3/`.
+/// Answers a request under `/v3/`, or fails as `POST /__fake/pay/behaviour` asked.
 pub(crate) fn handle(pay: &PayFake, method: &str, url: &str, headers: &Headers, body: &[u8]) -> Reply {
     let now = pay.clock.now();
-    let answer = route(pay, method, url, headers, body, now);
+    let path = url.split_once('?').map_or(url, |(p, _)| p);
+    let failure = api_of(path).and_then(|(api, _)| pay.lock().take_failure(api));
+    let early = match failure {
+        Some(PayFailure::Code(status, code)) => Some(Err(Refusal(status, code, "injected by the fake".into()))),
+        Some(PayFailure::Http500) => {
+            // A gateway's page: unsigned and not JSON.
+            let body = "<html><body>502 Bad Gateway</body></html>".to_string();
+            return Reply { status: 500, content_type: "text/html", body, delay: None, headers: Vec::new() };
+        }
+        Some(PayFailure::Hang) => {
+            let reply = signed_reply(&pay.platform_key, now, 500, Some(&error_body("SYSTEM_ERROR", "系统错误")));
+            return Reply { delay: Some(HANG), ..reply };
+        }
+        _ => None,
+    };
+    let answer = early.unwrap_or_else(|| route(pay, method, url, headers, body, now));
     let (status, value) = match answer {
         Ok(ok) => ok,
         Err(Refusal(status, code, message)) => (status, Some(error_body(code, &message))),
     };
-    signed_reply(&pay.platform_key, now, status, value.as_ref())
+    let mut reply = signed_reply(&pay.platform_key, now, status, value.as_ref());
+    match failure {
+        Some(PayFailure::Unsigned) => reply.headers.retain(|(name, _)| !name.starts_with("Wechatpay-")),
+        Some(PayFailure::BadSignature) => {
+            // The signature of another body: what a tampered answer looks like.
+            let other = signed_reply(&pay.platform_key, now, status, Some(&serde_json::json!({"tampered": true})));
+            reply.headers = other.headers;
+        }
+        Some(PayFailure::Garbage) => reply = signed_text(pay, now, "<xml>not json</xml>"),
+        _ => {}
+    }
+    reply
+}
+
+fn signed_text(pay: &PayFake, now: i64, text: &str) -> Reply {
+    let mut reply = signed_reply(&pay.platform_key, now, 200, None);
+    let sig = pay.platform_key.sign_base64(&crate::pay::verify::response_message(
+        &now.to_string(),
+        reply.headers.iter().find(|(n, _)| *n == "Wechatpay-Nonce").map_or("", |(_, v)| v.as_str()),
+        text.as_bytes(),
+    ));
+    reply.headers.retain(|(n, _)| *n != "Wechatpay-Signature");
+    if let Ok(sig) = sig {
+        reply.headers.push(("Wechatpay-Signature", sig));
+    }
+    reply.body = text.to_string();
+    reply
+}
+
+/// The API a path names, and whether it takes POST.
+pub(crate) fn api_of(path: &str) -> Option<(&'static str, bool)> {
+    match path.strip_prefix("/v3/pay/transactions/")? {
+        "jsapi" => Some(("jsapi", true)),
+        rest if rest.starts_with("out-trade-no/") && rest.ends_with("/close") => Some(("close", true)),
+        rest if rest.starts_with("out-trade-no/") => Some(("query_out_trade_no", false)),
+        rest if rest.starts_with("id/") => Some(("query_id", false)),
+        _ => None,
+    }
 }
 
 fn route(pay: &PayFake, method: &str, url: &str, headers: &Headers, body: &[u8], now: i64) -> Answer {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let (api, post) = match path.strip_prefix("/v3/pay/transactions/") {
-        Some("jsapi") => ("jsapi", true),
-        Some(rest) if rest.starts_with("out-trade-no/") && rest.ends_with("/close") => ("close", true),
-        Some(rest) if rest.starts_with("out-trade-no/") => ("query_out_trade_no", false),
-        Some(rest) if rest.starts_with("id/") => ("query_id", false),
-        // WeChat Pay answers an unknown path 404 NOT_FOUND (research §2.4's error shape).
-        _ => return Err(Refusal(404, "NOT_FOUND", format!("no such API: {path}"))),
-    };
+    // WeChat Pay answers an unknown path 404 NOT_FOUND (research §2.4's error shape).
+    let (api, post) = api_of(path).ok_or_else(|| Refusal(404, "NOT_FOUND", format!("no such API: {path}")))?;
     *pay.lock().calls.entry(api).or_insert(0) += 1;
     let wanted = if post { "POST" } else { "GET" };
     if method != wanted {

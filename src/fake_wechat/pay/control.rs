@@ -11,7 +11,9 @@ use super::super::api::Method;
 use super::super::reply::{Reply, CONTROL_JSON};
 use super::notify::{self, Plan};
 use super::orders::{new_transaction_id, TradeState};
-use super::{PayFake, PLATFORM_PUBLIC_KEY_ID, PLATFORM_PUBLIC_KEY_PEM, TEST_APIV3_KEY, TEST_MERCHANT_KEY_PEM};
+use super::{
+    PayFailure, PayFake, PLATFORM_PUBLIC_KEY_ID, PLATFORM_PUBLIC_KEY_PEM, TEST_APIV3_KEY, TEST_MERCHANT_KEY_PEM,
+};
 
 const MAX_DELAY_MS: u64 = 600_000;
 const MAX_COPIES: u32 = 20;
@@ -24,8 +26,11 @@ pub(crate) fn handle(pay: &Arc<PayFake>, method: Method, path: &str, query: &str
         ("/__fake/pay/notify", Method::Post) => parse(body).and_then(|r| renotify(pay, r)),
         ("/__fake/pay/deliveries", Method::Get) => Ok(deliveries(pay, query)),
         ("/__fake/pay/stats", Method::Get) => Ok(stats(pay)),
+        ("/__fake/pay/behaviour", Method::Post) => parse(body).and_then(|r| behaviour(pay, r)),
         ("/__fake/pay/deliveries" | "/__fake/pay/stats", _) => Err(Reply::fake_error(405, "use GET")),
-        ("/__fake/pay/pay" | "/__fake/pay/notify", _) => Err(Reply::fake_error(405, "use POST with a JSON body")),
+        ("/__fake/pay/pay" | "/__fake/pay/notify" | "/__fake/pay/behaviour", _) => {
+            Err(Reply::fake_error(405, "use POST with a JSON body"))
+        }
         _ => Err(Reply::fake_error(404, &format!("no control endpoint {path}"))),
     };
     match outcome {
@@ -199,4 +204,59 @@ fn stats(pay: &PayFake) -> Value {
             "allow_http_notify": pay.opts.allow_http_notify,
         },
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailRequest {
+    api: String,
+    error: String,
+    times: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BehaviourRequest {
+    fail: Option<FailRequest>,
+    clear_failures: Option<bool>,
+}
+
+/// Queues failures for the WeChat Pay APIs (latency is the WeChat fake's `latency_ms`).
+fn behaviour(pay: &PayFake, req: BehaviourRequest) -> Outcome {
+    let injected = match &req.fail {
+        None => None,
+        Some(f) => {
+            if f.api != "*" && !super::api::APIS.contains(&f.api.as_str()) {
+                return Err(bad_request(&format!("fail.api: must be \"*\" or one of {}", super::api::APIS.join(", "))));
+            }
+            // research §2.4: SYSTEM_ERROR 500 and RATELIMIT_EXCEEDED 429 are the errors a
+            // client must survive without a change of request.
+            let failure = match f.error.as_str() {
+                "SYSTEM_ERROR" => PayFailure::Code(500, "SYSTEM_ERROR"),
+                "RATELIMIT_EXCEEDED" => PayFailure::Code(429, "RATELIMIT_EXCEEDED"),
+                "FREQUENCY_LIMITED" => PayFailure::Code(403, "FREQUENCY_LIMITED"),
+                "NO_AUTH" => PayFailure::Code(403, "NO_AUTH"),
+                "http_500" => PayFailure::Http500,
+                "unsigned" => PayFailure::Unsigned,
+                "bad_signature" => PayFailure::BadSignature,
+                "garbage" => PayFailure::Garbage,
+                "hang" => PayFailure::Hang,
+                other => {
+                    return Err(bad_request(&format!(
+                        "fail.error: {other:?} is not one of SYSTEM_ERROR, RATELIMIT_EXCEEDED, FREQUENCY_LIMITED, \
+                         NO_AUTH, http_500, unsigned, bad_signature, garbage, hang"
+                    )))
+                }
+            };
+            Some((f.api.clone(), failure, f.times.unwrap_or(1)))
+        }
+    };
+    let mut inner = pay.lock();
+    if req.clear_failures == Some(true) {
+        inner.failures.clear();
+    }
+    if let Some(entry) = injected.filter(|e| e.2 > 0) {
+        inner.failures.push(entry);
+    }
+    Ok(json!({"ok": true}))
 }

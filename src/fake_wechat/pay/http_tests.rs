@@ -470,3 +470,58 @@ fn notifications_twice_at_once_as_a_probe_and_retried() {
     let (status, _) = client.control("/__fake/pay/notify", json!({"out_trade_no": "T20261202000010"}));
     assert_eq!(status, 409);
 }
+
+#[test]
+fn injected_failures_answer_as_asked_once() {
+    let (_fake, client) = start();
+    let fail = |api: &str, error: &str| {
+        let (status, v) = client.control("/__fake/pay/behaviour", json!({"fail": {"api": api, "error": error}}));
+        assert_eq!(status, 200, "{v}");
+    };
+    fail("jsapi", "SYSTEM_ERROR");
+    let resp = client.jsapi(&order("T20261202000011", 100, NOTIFY));
+    assert_eq!((resp.status, resp.code()), (500, "SYSTEM_ERROR"));
+    resp.assert_signed();
+    assert_eq!(client.query("T20261202000011").code(), "ORDER_NOT_EXIST", "a refused order is not created");
+
+    fail("jsapi", "unsigned");
+    let resp = client.jsapi(&order("T20261202000011", 100, NOTIFY));
+    assert_eq!(resp.status, 200);
+    assert!(resp.header("Wechatpay-Signature").is_empty());
+
+    fail("*", "bad_signature");
+    let resp = client.query("T20261202000011");
+    assert_eq!(resp.status, 200);
+    let signed = Signed {
+        timestamp: resp.header("Wechatpay-Timestamp"),
+        nonce: resp.header("Wechatpay-Nonce"),
+        signature: resp.header("Wechatpay-Signature"),
+        serial: resp.header("Wechatpay-Serial"),
+        body: resp.body.as_bytes(),
+    };
+    assert!(verifier().verify(&signed, crate::pay::unix_now()).is_err());
+
+    fail("query_out_trade_no", "http_500");
+    let resp = client.query("T20261202000011");
+    assert_eq!(resp.status, 500);
+    assert!(resp.header("Wechatpay-Signature").is_empty());
+    // Each failure is used up by one call.
+    client.query("T20261202000011").assert_signed();
+    let (status, _) = client.control("/__fake/pay/behaviour", json!({"fail": {"api": "refund", "error": "hang"}}));
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn a_late_notification_comes_after_the_delay() {
+    let (_fake, client) = start();
+    let (url, rx) = receiver(204);
+    assert_eq!(client.jsapi(&order("T20261202000012", 100, &url)).status, 200);
+    let (status, _) = client.control(
+        "/__fake/pay/pay",
+        json!({"out_trade_no": "T20261202000012", "notify": {"mode": "once", "delay_ms": 3000}}),
+    );
+    assert_eq!(status, 200);
+    assert!(client.deliveries("T20261202000012").is_empty(), "nothing delivered before the delay");
+    open(&next(&rx));
+    assert_eq!(wait_for_deliveries(&client, "T20261202000012", 1)[0]["status"], 204);
+}

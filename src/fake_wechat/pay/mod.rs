@@ -105,6 +105,39 @@ pub(crate) struct Inner {
     pub orders: Orders,
     pub deliveries: Vec<Delivery>,
     pub calls: BTreeMap<&'static str, u64>,
+    /// Queued failures: (api or "*", failure, remaining).
+    pub failures: Vec<(String, PayFailure, u32)>,
+}
+
+/// How an answer goes wrong, on request (`POST /__fake/pay/behaviour`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PayFailure {
+    /// A signed WeChat Pay error instead of the answer (nothing changes).
+    Code(u16, &'static str),
+    /// An unsigned HTML 500, as a broken gateway sends.
+    Http500,
+    /// The real answer (the request took effect) without `Wechatpay-*` headers.
+    Unsigned,
+    /// The real answer with the signature of another body.
+    BadSignature,
+    /// A signed 200 whose body is not JSON.
+    Garbage,
+    /// No answer for 60 s, then a signed 500 SYSTEM_ERROR.
+    Hang,
+}
+
+impl Inner {
+    /// The failure the next call of `api` gets, if one is queued; using it up.
+    pub(crate) fn take_failure(&mut self, api: &str) -> Option<PayFailure> {
+        let index = self.failures.iter().position(|(a, _, _)| a == api || a == "*")?;
+        let entry = &mut self.failures[index];
+        let failure = entry.1;
+        entry.2 -= 1;
+        if entry.2 == 0 {
+            self.failures.remove(index);
+        }
+        Some(failure)
+    }
 }
 
 impl PayFake {
