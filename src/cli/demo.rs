@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::{Args, CliError, Result};
 use crate::config;
-use crate::fake_wechat::{FakeOptions, FakeWeChat};
+use crate::fake_wechat::{self as fake, FakeOptions, FakePayOptions, FakeWeChat};
+use crate::pay::{ApiV3Key, VerifyingKey};
 
 pub const DEMO_APPID: &str = "wxd3m0a11ce0000001";
 const DEMO_SECRET: &str = "demo-secret-not-for-production";
@@ -20,7 +21,12 @@ pub fn demo(mut args: Args) -> Result<ExitCode> {
     let dir = std::env::temp_dir().join(format!("wxlogin-demo-{}", crate::secrets::random_id(4)));
     let fake = FakeWeChat::start(
         "127.0.0.1:0",
-        FakeOptions { apps: vec![(DEMO_APPID.into(), DEMO_SECRET.into())], ..FakeOptions::default() },
+        FakeOptions {
+            apps: vec![(DEMO_APPID.into(), DEMO_SECRET.into())],
+            // The demo's notify_url is wxlogin on plain loopback HTTP.
+            pay: Some(FakePayOptions { allow_http_notify: true, ..FakePayOptions::test() }),
+            ..FakeOptions::default()
+        },
     )?;
     let config = demo_config(&listen, &dir, &fake.base_url())?;
     let result = super::serve::run_until_signal(config, |server| {
@@ -108,8 +114,73 @@ pub fn fake_wechat(mut args: Args) -> Result<ExitCode> {
     }
     let latency = Duration::from_millis(args.number("--latency-ms")?.unwrap_or(0));
     let mock_codes = args.switch("--mock-codes");
+    let pay = pay_options(&mut args)?;
     args.finish()?;
     crate::logging::init();
-    crate::fake_wechat::serve_forever(&listen, FakeOptions { apps, latency, mock_codes, ..FakeOptions::default() })?;
+    eprintln!("{}", pay_banner(&pay));
+    let opts = FakeOptions { apps, latency, mock_codes, pay: Some(pay), ..FakeOptions::default() };
+    crate::fake_wechat::serve_forever(&listen, opts)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The fake WeChat Pay's merchant: given by `--pay-mchid`, `--pay-merchant-public-key` and
+/// `--pay-apiv3-key-file` together, or the fixed test setup when none is given.
+fn pay_options(args: &mut Args) -> Result<FakePayOptions> {
+    let mchid = args.value("--pay-mchid")?;
+    let public_key = args.path("--pay-merchant-public-key")?;
+    let apiv3_file = args.path("--pay-apiv3-key-file")?;
+    let serial = args.value("--pay-merchant-serial")?;
+    let appids = args.values("--pay-appid")?;
+    let allow_http_notify = args.switch("--allow-http-notify");
+    let mut opts = match (mchid, public_key, apiv3_file) {
+        (None, None, None) => FakePayOptions { merchant_serial: serial.or(Some(fake::TEST_MERCHANT_SERIAL.into())), ..FakePayOptions::test() },
+        (Some(mchid), Some(public_key), Some(apiv3_file)) => {
+            let read = |path: &Path, what: &str| {
+                std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("{what} {}: {e}", path.display())))
+            };
+            let pem = read(&public_key, "--pay-merchant-public-key")?;
+            let merchant_public_key = VerifyingKey::from_pem(&pem)
+                .map_err(|e| CliError::usage(format!("--pay-merchant-public-key: {e}")))?;
+            let key = read(&apiv3_file, "--pay-apiv3-key-file")?;
+            let key = key.strip_suffix('\n').unwrap_or(&key);
+            let apiv3_key = ApiV3Key::new(key.strip_suffix('\r').unwrap_or(key).as_bytes())
+                .map_err(|e| CliError::usage(format!("--pay-apiv3-key-file: {e}")))?;
+            FakePayOptions { mchid, merchant_public_key, merchant_serial: serial, apiv3_key, ..FakePayOptions::test() }
+        }
+        _ => {
+            return Err(CliError::usage(
+                "--pay-mchid, --pay-merchant-public-key and --pay-apiv3-key-file go together (none: the fixed test merchant)",
+            ))
+        }
+    };
+    opts.appids = appids;
+    opts.allow_http_notify = allow_http_notify;
+    Ok(opts)
+}
+
+/// What a wxlogin (or any client) under test configures to talk to the fake WeChat Pay,
+/// printed on stderr (stdout carries only the `listening on` line). The private key is
+/// printed only for the fixed test merchant, whose key WeChat publishes.
+fn pay_banner(opts: &FakePayOptions) -> String {
+    let mut out = format!(
+        "fake WeChat Pay: mchid {}, merchant serial {}, WeChat Pay public key id {}, notify_url {}\n",
+        opts.mchid,
+        opts.merchant_serial.as_deref().unwrap_or("(any)"),
+        fake::PLATFORM_PUBLIC_KEY_ID,
+        if opts.allow_http_notify { "http or https" } else { "https only" },
+    );
+    if opts.is_test_setup() {
+        out.push_str(&format!(
+            "FIXED PUBLIC TEST KEYS, never for production:\napiv3_key = {}\nmerchant private key (WeChat's documented test key):\n{}",
+            fake::TEST_APIV3_KEY,
+            fake::TEST_MERCHANT_KEY_PEM
+        ));
+    }
+    out.push_str(&format!(
+        "WeChat Pay public key ({}):\n{}",
+        fake::PLATFORM_PUBLIC_KEY_ID,
+        fake::PLATFORM_PUBLIC_KEY_PEM
+    ));
+    out.push_str("(also at GET /__fake/pay/stats)");
+    out
 }

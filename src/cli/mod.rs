@@ -79,6 +79,11 @@ USAGE:
                                             the fake WeChat API alone, for integration tests
                                             (--mock-codes: accept unseen codes mock-<user>-<n>
                                             once each, for load tests)
+                    [--pay-mchid ID --pay-merchant-public-key FILE --pay-apiv3-key-file FILE]
+                    [--pay-merchant-serial S] [--pay-appid APPID]... [--allow-http-notify]
+                                            with it a fake WeChat Pay (APIv3) on the same port;
+                                            without --pay-*, WeChat's public test merchant and
+                                            fixed test keys, printed on stderr
   wxlogin --version | help
 
 The configuration is --config FILE, else $WXLOGIN_CONFIG, else ./appliance.toml.
