@@ -7,6 +7,9 @@
 //! `, rid: <random>`, jscode2session answers `text/plain` and omits `errcode` on success,
 //! the classic and stable token families behave and stay apart as WeChat's do.
 //!
+//! The same server also fakes WeChat Pay (APIv3) under `/v3/` and `/__fake/pay/`: see
+//! `pay/` and README.md.
+//!
 //! # WeChat endpoints
 //!
 //! | endpoint | errcodes |
