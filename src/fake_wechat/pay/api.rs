@@ -261,16 +261,10 @@ fn jsapi(pay: &PayFake, mchid: &str, h: &Headers, body: &[u8], now: i64) -> Answ
         // research §3: "appid and mchid not match" (binding missing).
         return Err(Refusal(400, "APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配".into()));
     }
-    let expires_at = match &request.time_expire {
-        None => now + DEFAULT_EXPIRY,
+    let time_expire = match &request.time_expire {
+        None => None,
         Some(text) => {
-            let at =
-                parse_rfc3339(text).ok_or_else(|| param("time_expire is not RFC 3339 (2015-05-20T13:29:35+08:00)"))?;
-            // research §3: time_expire at least 1 minute after the order.
-            if at < now + 60 {
-                return Err(param("time_expire must be at least 1 minute from now"));
-            }
-            at
+            Some(parse_rfc3339(text).ok_or_else(|| param("time_expire is not RFC 3339 (2015-05-20T13:29:35+08:00)"))?)
         }
     };
     let mut inner = pay.lock();
@@ -295,6 +289,13 @@ fn jsapi(pay: &PayFake, mchid: &str, h: &Headers, body: &[u8], now: i64) -> Answ
         }
         return Ok((200, Some(json!({"prepay_id": order.prepay_id}))));
     }
+    // research §3: time_expire at least 1 minute after the order (checked for new orders:
+    // an existing order is refused for what it is, above).
+    let expires_at = match time_expire {
+        None => now + DEFAULT_EXPIRY,
+        Some(at) if at < now + 60 => return Err(param("time_expire must be at least 1 minute from now")),
+        Some(at) => at,
+    };
     let prepay_id = new_prepay_id(now);
     inner.orders.insert(Order {
         request,

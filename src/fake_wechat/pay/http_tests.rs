@@ -428,6 +428,31 @@ fn a_payment_notification_verifies_and_decrypts_to_the_transaction() {
     let deliveries = wait_for_deliveries(&client, "T20261202000007", 1);
     assert_eq!(deliveries[0]["status"], 204);
     assert_eq!(deliveries[0]["ok"], true);
+
+    // Redelivered twice, one after the other: the same transaction under a new id.
+    let (status, _) =
+        client.control("/__fake/pay/notify", json!({"out_trade_no": "T20261202000007", "mode": "twice", "wait": true}));
+    assert_eq!(status, 200);
+    assert_eq!(open(&next(&rx)), t);
+    assert_eq!(open(&next(&rx)), t);
+    let list = client.deliveries("T20261202000007");
+    assert_eq!(list.len(), 3);
+    assert_ne!(list[0]["notification_id"], list[1]["notification_id"]);
+    assert_eq!(list[1]["notification_id"], list[2]["notification_id"]);
+}
+
+#[test]
+fn an_order_past_its_time_expire_cannot_be_paid_or_placed_again() {
+    let (fake, client) = start();
+    let mut o = order("T20261202000013", 100, NOTIFY);
+    o["time_expire"] = json!(super::wire::format_cst(crate::pay::unix_now() + 120));
+    assert_eq!(client.jsapi(&o).status, 200);
+    fake.advance_clock(150);
+    let (status, refused) = client.control("/__fake/pay/pay", json!({"out_trade_no": "T20261202000013"}));
+    assert_eq!(status, 409, "{refused}");
+    let again = client.jsapi(&o);
+    assert_eq!((again.status, again.code()), (400, "ORDER_CLOSED"), "{}", again.body);
+    assert_eq!(client.query("T20261202000013").json["trade_state"], "NOTPAY");
 }
 
 #[test]
