@@ -116,6 +116,7 @@ impl FakeWeChat {
 impl Drop for FakeWeChat {
     fn drop(&mut self) {
         self.shared.stop();
+        self.shared.pay.stop();
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }

@@ -550,3 +550,17 @@ fn a_late_notification_comes_after_the_delay() {
     open(&next(&rx));
     assert_eq!(wait_for_deliveries(&client, "T20261202000012", 1)[0]["status"], 204);
 }
+
+#[test]
+fn a_stopped_fake_drops_its_late_deliveries() {
+    let (fake, client) = start();
+    let (url, rx) = receiver(204);
+    assert_eq!(client.jsapi(&order("T20261202000014", 100, &url)).status, 200);
+    let (status, _) = client.control(
+        "/__fake/pay/pay",
+        json!({"out_trade_no": "T20261202000014", "notify": {"mode": "once", "delay_ms": 1000}}),
+    );
+    assert_eq!(status, 200);
+    fake.stop();
+    assert!(rx.recv_timeout(Duration::from_secs(3)).is_err(), "nothing delivered after stop");
+}

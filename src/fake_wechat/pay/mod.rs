@@ -21,6 +21,7 @@ mod wire;
 mod http_tests;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::pay::{ApiV3Key, SigningKey, VerifyingKey};
@@ -97,6 +98,8 @@ pub(crate) struct PayFake {
     pub apps: Vec<String>,
     pub platform_key: SigningKey,
     pub clock: Clock,
+    /// Set when the fake stops: pending (late, retried) deliveries are dropped.
+    stopping: AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -144,12 +147,27 @@ impl PayFake {
     pub(crate) fn new(opts: FakePayOptions, apps: Vec<String>, clock: Clock) -> PayFake {
         let platform_key = SigningKey::from_pem(PLATFORM_KEY_PEM).expect("the committed platform key parses");
         let calls = api::APIS.iter().map(|a| (*a, 0)).collect();
-        PayFake { opts, apps, platform_key, clock, inner: Mutex::new(Inner { calls, ..Inner::default() }) }
+        PayFake {
+            opts,
+            apps,
+            platform_key,
+            clock,
+            stopping: AtomicBool::new(false),
+            inner: Mutex::new(Inner { calls, ..Inner::default() }),
+        }
     }
 
     /// The state, also after a panic elsewhere (each update is one consistent step).
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// Whether `appid` is bound to the merchant (APPID_MCHID_NOT_MATCH otherwise).

@@ -99,9 +99,7 @@ pub(crate) fn deliver(pay: &Arc<PayFake>, out_trade_no: &str, plan: Plan, wait: 
     let notification = Arc::new(build(pay, out_trade_no)?);
     let pay = Arc::clone(pay);
     let run = move || {
-        if !plan.delay.is_zero() {
-            thread::sleep(plan.delay);
-        }
+        pause(&pay, plan.delay);
         if plan.concurrent {
             let threads: Vec<_> = (0..plan.copies)
                 .map(|_| {
@@ -128,11 +126,23 @@ pub(crate) fn deliver(pay: &Arc<PayFake>, out_trade_no: &str, plan: Plan, wait: 
 fn send_with_retries(pay: &PayFake, n: &Notification, plan: Plan) {
     for attempt in 0..=plan.retries {
         if attempt > 0 {
-            thread::sleep(plan.retry_interval);
+            pause(pay, plan.retry_interval);
         }
-        if send(pay, n, plan.probe) {
+        if pay.is_stopping() || send(pay, n, plan.probe) {
             return;
         }
+    }
+}
+
+/// Sleeps, cut short when the fake stops (whose deliveries are then dropped).
+fn pause(pay: &PayFake, duration: Duration) {
+    let until = std::time::Instant::now() + duration;
+    while !pay.is_stopping() {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        thread::sleep(left.min(Duration::from_millis(50)));
     }
 }
 
