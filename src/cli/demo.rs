@@ -132,6 +132,10 @@ fn pay_options(args: &mut Args) -> Result<FakePayOptions> {
     let serial = args.value("--pay-merchant-serial")?;
     let appids = args.values("--pay-appid")?;
     let allow_http_notify = args.switch("--allow-http-notify");
+    let notify_override = args.value("--pay-notify-to")?;
+    if notify_override.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+        return Err(CliError::usage("--pay-notify-to takes an http:// or https:// URL"));
+    }
     let mut opts = match (mchid, public_key, apiv3_file) {
         (None, None, None) => FakePayOptions { merchant_serial: serial.or(Some(fake::TEST_MERCHANT_SERIAL.into())), ..FakePayOptions::test() },
         (Some(mchid), Some(public_key), Some(apiv3_file)) => {
@@ -155,6 +159,7 @@ fn pay_options(args: &mut Args) -> Result<FakePayOptions> {
     };
     opts.appids = appids;
     opts.allow_http_notify = allow_http_notify;
+    opts.notify_override = notify_override;
     Ok(opts)
 }
 

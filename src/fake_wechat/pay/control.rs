@@ -63,6 +63,9 @@ struct NotifyOptions {
     retry_interval_ms: Option<u64>,
     /// Answer only once every delivery is done.
     wait: Option<bool>,
+    /// Deliver here instead of the order's notify_url (e.g. a wxlogin whose configured
+    /// notify_url is its public https address, listening on loopback http in the test).
+    to: Option<String>,
 }
 
 impl NotifyOptions {
@@ -87,6 +90,11 @@ impl NotifyOptions {
         let retries = self.retries.unwrap_or(0);
         if retries > MAX_COPIES {
             return Err(bad_request(&format!("notify.retries: at most {MAX_COPIES}")));
+        }
+        if let Some(to) = &self.to {
+            if !(to.starts_with("http://") || to.starts_with("https://")) || to.bytes().any(|b| !b.is_ascii_graphic()) {
+                return Err(bad_request("notify.to: must be an http:// or https:// URL"));
+            }
         }
         Ok(Some(Plan {
             copies,
@@ -144,7 +152,7 @@ fn pay_order(pay: &Arc<PayFake>, req: PayRequest) -> Outcome {
         (order.request.out_trade_no.clone(), id, now)
     };
     if let Some(plan) = plan {
-        notify::deliver(pay, &out_trade_no, plan, req.notify.wait.unwrap_or(false))
+        notify::deliver(pay, &out_trade_no, req.notify.to.as_deref(), plan, req.notify.wait.unwrap_or(false))
             .map_err(|e| Reply::fake_error(500, &format!("cannot deliver: {e}")))?;
     }
     Ok(json!({
@@ -170,7 +178,7 @@ fn renotify(pay: &Arc<PayFake>, req: NotifyRequest) -> Outcome {
     let Some(plan) = req.notify.plan(req.probe)? else {
         return Ok(json!({"ok": true}));
     };
-    notify::deliver(pay, &req.out_trade_no, plan, req.notify.wait.unwrap_or(false))
+    notify::deliver(pay, &req.out_trade_no, req.notify.to.as_deref(), plan, req.notify.wait.unwrap_or(false))
         .map_err(|e| Reply::fake_error(409, &format!("{}: {e}", req.out_trade_no)))?;
     Ok(json!({"ok": true}))
 }

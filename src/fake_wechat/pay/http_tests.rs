@@ -564,3 +564,29 @@ fn a_stopped_fake_drops_its_late_deliveries() {
     fake.stop();
     assert!(rx.recv_timeout(Duration::from_secs(3)).is_err(), "nothing delivered after stop");
 }
+
+#[test]
+fn notifications_can_be_sent_elsewhere_than_the_https_notify_url() {
+    // Per request: the order keeps its https notify_url, the test's receiver gets it.
+    let (_fake, client) = start();
+    let (url, rx) = receiver(204);
+    assert_eq!(client.jsapi(&order("T20261202000015", 100, NOTIFY)).status, 200);
+    let (status, _) =
+        client.control("/__fake/pay/pay", json!({"out_trade_no": "T20261202000015", "notify": {"to": url}}));
+    assert_eq!(status, 200);
+    assert_eq!(open(&next(&rx))["out_trade_no"], "T20261202000015");
+
+    // For every notification, from the fake's options (plain http notify_urls refused).
+    let (url, rx) = receiver(204);
+    let opts = FakeOptions {
+        apps: vec![(APPID.into(), "secret".into())],
+        pay: Some(FakePayOptions { notify_override: Some(url), ..FakePayOptions::test() }),
+        ..FakeOptions::default()
+    };
+    let fake = FakeWeChat::start("127.0.0.1:0", opts).expect("starts");
+    let client = Client::new(&fake);
+    assert_eq!(client.jsapi(&order("T20261202000016", 100, NOTIFY)).status, 200);
+    let (status, _) = client.control("/__fake/pay/pay", json!({"out_trade_no": "T20261202000016"}));
+    assert_eq!(status, 200);
+    assert_eq!(open(&next(&rx))["out_trade_no"], "T20261202000016");
+}

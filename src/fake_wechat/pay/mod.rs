@@ -64,6 +64,9 @@ pub struct FakePayOptions {
     /// Accept `http://` notify_urls (real WeChat Pay requires https, research §3): for
     /// tests and `demo`, whose receivers listen on plain loopback HTTP.
     pub allow_http_notify: bool,
+    /// Deliver every notification here instead of the order's notify_url: for a wxlogin
+    /// under test whose configured notify_url is an https address it cannot receive on.
+    pub notify_override: Option<String>,
 }
 
 impl FakePayOptions {
@@ -77,6 +80,7 @@ impl FakePayOptions {
             apiv3_key: ApiV3Key::new(TEST_APIV3_KEY.as_bytes()).expect("the test APIv3 key is 32 bytes"),
             appids: Vec::new(),
             allow_http_notify: false,
+            notify_override: None,
         }
     }
 

@@ -54,6 +54,12 @@ pub(crate) struct Plan {
     pub retry_interval: Duration,
 }
 
+/// Where a notification goes: `to` if the control request named a receiver, else the
+/// fake's `notify_override`, else the order's notify_url (as WeChat Pay does).
+fn destination(pay: &PayFake, order_url: String, to: Option<&str>) -> String {
+    to.map(str::to_string).or_else(|| pay.opts.notify_override.clone()).unwrap_or(order_url)
+}
+
 /// One notification of an order's payment, ready to send.
 struct Notification {
     out_trade_no: String,
@@ -63,12 +69,12 @@ struct Notification {
 }
 
 /// The notification of `out_trade_no`'s payment: `None` if the order is not paid.
-fn build(pay: &PayFake, out_trade_no: &str) -> Result<Notification, String> {
+fn build(pay: &PayFake, out_trade_no: &str, to: Option<&str>) -> Result<Notification, String> {
     let (transaction, url, paid_at) = {
         let inner = pay.lock();
         let order = inner.orders.get(out_trade_no).ok_or("no such order")?;
         let paid_at = order.success_time.ok_or("the order is not paid")?;
-        (order.transaction(), order.request.notify_url.clone(), paid_at)
+        (order.transaction(), destination(pay, order.request.notify_url.clone(), to), paid_at)
     };
     let resource =
         Resource::encrypt(&pay.opts.apiv3_key, "transaction", "transaction", transaction.to_string().as_bytes())
@@ -93,10 +99,16 @@ fn build(pay: &PayFake, out_trade_no: &str) -> Result<Notification, String> {
     Ok(Notification { out_trade_no: out_trade_no.to_string(), url, id, body })
 }
 
-/// Delivers `out_trade_no`'s notification as `plan` says. With `wait`, returns once every
+/// Delivers `out_trade_no`'s notification as `plan` says (to `to` if given). With `wait`, returns once every
 /// delivery (and retry) is done; otherwise at once.
-pub(crate) fn deliver(pay: &Arc<PayFake>, out_trade_no: &str, plan: Plan, wait: bool) -> Result<(), String> {
-    let notification = Arc::new(build(pay, out_trade_no)?);
+pub(crate) fn deliver(
+    pay: &Arc<PayFake>,
+    out_trade_no: &str,
+    to: Option<&str>,
+    plan: Plan,
+    wait: bool,
+) -> Result<(), String> {
+    let notification = Arc::new(build(pay, out_trade_no, to)?);
     let pay = Arc::clone(pay);
     let run = move || {
         pause(&pay, plan.delay);
