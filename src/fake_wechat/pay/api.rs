@@ -1,9 +1,15 @@
 //! `/v3/pay/transactions/...`: each request checked in the order WeChat Pay checks it
 //! (who signed, then what was asked), each answer signed.
 //!
-//! Status codes and error codes come from research §2.4 (`PARAM_ERROR` 400, `SIGN_ERROR`
-//! 401, `ORDER_NOT_EXIST` 404, ...) and the error tables of the JSAPI order, query and close
-//! pages (pay.weixin.qq.com/doc/v3/merchant/4012525182 and the pages research §7 cites).
+//! Status codes and error codes: `PARAM_ERROR` 400, `SIGN_ERROR` 401, `NO_AUTH` 403,
+//! `ORDER_NOT_EXIST` 404, `RATELIMIT_EXCEEDED` 429, `SYSTEM_ERROR` 500 and the
+//! `{"code","message"}` shape are research §2.4 (pay.weixin.qq.com/docs/merchant/development/
+//! interface-rules/basic-rules.html); `APPID_MCHID_NOT_MATCH` research §3. NOT verified
+//! against the docs' per-API error tables (research "Open points": the duplicate-order code
+//! was not collected): `OUT_TRADE_NO_USED` 403 for a reused out_trade_no, `ORDERPAID` and
+//! `ORDER_CLOSED` 400, `MCH_NOT_EXISTS` 400 for an unknown signer, and an old timestamp or
+//! wrong `serial_no` as 401 `SIGN_ERROR` are the fake's best reading; clients must treat
+//! any of them as a refusal by code, not by status.
 
 use serde_json::{json, Value};
 
