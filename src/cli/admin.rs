@@ -167,7 +167,7 @@ fn sessions_revoke(mut args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn user_id(args: &mut Args) -> Result<Option<i64>> {
+pub(super) fn user_id(args: &mut Args) -> Result<Option<i64>> {
     match args.value("--user")? {
         None => Ok(None),
         Some(v) => {
@@ -177,7 +177,7 @@ fn user_id(args: &mut Args) -> Result<Option<i64>> {
 }
 
 /// The configuration (secrets optional) and the existing database it names.
-fn open(args: &mut Args) -> Result<(Config, Store)> {
+pub(super) fn open(args: &mut Args) -> Result<(Config, Store)> {
     let path = config::locate(args.path("--config")?.as_deref());
     let config = config::load_for_admin(&path)?;
     let store = Store::open_existing(&config.database.path)
@@ -185,15 +185,15 @@ fn open(args: &mut Args) -> Result<(Config, Store)> {
     Ok((config, store))
 }
 
-fn opt(v: &Option<String>) -> String {
+pub(super) fn opt(v: &Option<String>) -> String {
     v.clone().unwrap_or_else(|| "-".into())
 }
 
-fn row(cells: &[&str]) -> Vec<String> {
+pub(super) fn row(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| c.to_string()).collect()
 }
 
-fn print_table(rows: &[Vec<String>]) {
+pub(super) fn print_table(rows: &[Vec<String>]) {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> =
         (0..cols).map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0)).collect();

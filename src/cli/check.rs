@@ -1,10 +1,12 @@
 //! `wxlogin check`: is the configuration valid and the database usable? Exit 0 or 1.
+//! With `--live`, do WeChat and WeChat Pay accept our credentials?
 
 use std::process::ExitCode;
 
 use super::{Args, CliError, Result};
 use crate::config::{self, TokenApi};
 use crate::metrics::Metrics;
+use crate::pay::{explain as pay_explain, PayError};
 use crate::store::{self, SCHEMA_VERSION};
 use crate::wechat::access_token::fetch_token;
 use crate::wechat::{explain, WeChat};
@@ -20,8 +22,13 @@ pub fn check(mut args: Args) -> Result<ExitCode> {
     }
     let db = &config.database.path;
     check_database(db)?;
-    if live && !check_live(&config) {
-        return Ok(ExitCode::FAILURE);
+    if live {
+        // Both, whatever the first says: an operator fixing one wants to know about the other.
+        let wechat_ok = check_live(&config);
+        let pay_ok = config.pay.as_ref().is_none_or(|pay| check_pay(&config, pay));
+        if !(wechat_ok && pay_ok) {
+            return Ok(ExitCode::FAILURE);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -82,6 +89,35 @@ fn check_live(config: &config::Config) -> bool {
         }
     }
     all_ok
+}
+
+/// Signs a query of an order that cannot exist. WeChat Pay checks the merchant's
+/// signature before it looks for the order, so its verified ORDER_NOT_EXIST proves the
+/// mchid, the merchant key and serial, and the WeChat Pay public key and id all work.
+fn check_pay(config: &config::Config, pay: &config::PayConfig) -> bool {
+    let made_up = format!("wxlogin-check-{}", crate::secrets::random_id(8));
+    match super::orders::client(config, pay).query(&made_up) {
+        Err(PayError::Refused { code, .. }) if code == "ORDER_NOT_EXIST" => {
+            println!(
+                "wechat pay: merchant {}: OK, a signed query was accepted and its answer verified (ORDER_NOT_EXIST \
+                 for the made-up order {made_up})",
+                pay.mchid
+            );
+            true
+        }
+        Ok(_) => {
+            println!(
+                "wechat pay: merchant {}: FAILED: {} answered a query of the made-up order {made_up} as if it \
+                 existed; check pay.api_base",
+                pay.mchid, pay.api_base
+            );
+            false
+        }
+        Err(e) => {
+            println!("wechat pay: merchant {}: FAILED: {}", pay.mchid, pay_explain::failure(&e, &pay.api_base));
+            false
+        }
+    }
 }
 
 fn app_names(c: &config::Config) -> String {

@@ -7,6 +7,7 @@ mod backup;
 mod check;
 mod check_key;
 mod demo;
+mod orders;
 mod serve;
 
 use std::fmt;
@@ -62,8 +63,9 @@ USAGE:
   wxlogin demo    [--listen ADDR]           the service plus a built-in fake WeChat on a
                                             fresh database, with a printed walk-through
   wxlogin check   [--config FILE] [--live]  validate the configuration and the database (exit 0/1);
-                                            --live also fetches each app's access token from WeChat
-                                            and explains a failure in plain words
+                                            --live also fetches each app's access token from WeChat,
+                                            signs a WeChat Pay query of a made-up order when [pay] is
+                                            set, and explains a failure in plain words
   wxlogin backup  DEST [--force] [--config FILE]
                                             consistent, verified online copy, safe while serving;
                                             never replaces an existing DEST without --force
@@ -75,6 +77,11 @@ USAGE:
   wxlogin sessions list --user ID | revoke --user ID | revoke --all
                                             (tokens are never shown, only a hash prefix)
   wxlogin stats                             users, live sessions, logins today, by app
+  wxlogin orders  list [--state S] [--user ID] [--limit N] | show OUT_TRADE_NO | sync OUT_TRADE_NO
+                                            WeChat Pay orders, newest first (S: created, paid, closed,
+                                            refunded); show: the order and its events; sync asks WeChat
+                                            Pay now and applies a payment or a close as a notification
+                                            would (refunds come later)
   wxlogin fake-wechat [--listen ADDR] [--app APPID:SECRET]... [--latency-ms N] [--mock-codes]
                                             the fake WeChat API alone, for integration tests
                                             (--mock-codes: accept unseen codes mock-<user>-<n>
@@ -89,8 +96,8 @@ USAGE:
 
 The configuration is --config FILE, else $WXLOGIN_CONFIG, else ./appliance.toml.
 App secrets may come from WXLOGIN_SECRET_<NAME> or WXLOGIN_SECRET_<NAME>_FILE.
-backup, restore, users (but check-key), sessions and stats need no app secret, and all but restore
-work while the server runs. Add --config FILE to any of them.
+backup, restore, users (but check-key), sessions, stats and orders need no app secret (orders sync
+needs the [pay] keys), and all but restore work while the server runs. Add --config FILE to any of them.
 Logging: RUST_LOG=info (default), debug, warn, ...
 ";
 
@@ -110,6 +117,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         "users" => admin::users(args),
         "sessions" => admin::sessions(args),
         "stats" => admin::stats(args),
+        "orders" => orders::orders(args),
         "fake-wechat" => demo::fake_wechat(args),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

@@ -17,7 +17,8 @@
 //! - `client.rs`: `PayClient` (JSAPI order, query, close; timeouts, bounded retries,
 //!   every answer verified before it is read), `error.rs` its `PayError`,
 //!   `transaction.rs` the `Transaction` that queries answer and notifications carry,
-//!   `rfc3339.rs` WeChat Pay's time format.
+//!   `rfc3339.rs` WeChat Pay's time format, `explain.rs` failures in plain words for the
+//!   command line.
 //!
 //! The primitives are ring's (RSA PKCS#1 v1.5 with SHA-256, AES-256-GCM), which is
 //! already compiled in for rustls and has no timing advisory on private-key operations
@@ -27,6 +28,7 @@
 pub mod client;
 mod der;
 mod error;
+pub mod explain;
 pub mod keys;
 mod pem;
 pub mod rfc3339;

@@ -1,0 +1,282 @@
+//! `wxlogin orders list | show | sync`: WeChat Pay orders, beside a serving instance.
+//! `list` and `show` only read the database (no key needed); `sync` asks WeChat Pay about
+//! one order and applies what it says exactly as a notification would: a SUCCESS with
+//! the order's mchid, appid and amount becomes `paid` (once, with its event), a CLOSED
+//! closes the order here.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::admin::{opt, print_table, row, user_id};
+use super::{Args, CliError, Result};
+use crate::config::{self, Config, PayConfig};
+use crate::pay::{explain, PayClient, PayError, Transaction};
+use crate::store::{self, Applied, Order, OrderState, Payment, Store};
+
+/// `wxlogin orders list|show|sync`.
+pub fn orders(mut args: Args) -> Result<ExitCode> {
+    let sub = args.command().ok_or_else(|| CliError::usage("orders needs a subcommand: list, show or sync"))?;
+    match sub.as_str() {
+        "list" => list(args),
+        "show" => show(args),
+        "sync" => sync(args),
+        "refund" => Err(CliError::new("`orders refund` is not available yet: refunds come with WeChat Pay part 2")),
+        other => Err(CliError::usage(format!("unknown orders subcommand `{other}`"))),
+    }
+}
+
+fn list(mut args: Args) -> Result<ExitCode> {
+    let state =
+        match args.value("--state")? {
+            None => None,
+            Some(s) => Some(OrderState::parse(&s).ok_or_else(|| {
+                CliError::usage(format!("--state takes created, paid, closed or refunded, not `{s}`"))
+            })?),
+        };
+    let user = user_id(&mut args)?;
+    let limit = usize::try_from(args.number("--limit")?.unwrap_or(50)).unwrap_or(usize::MAX);
+    let opened = open(&mut args)?;
+    args.finish()?;
+    opened.require_table()?;
+    let orders = opened.store.list_orders(state, user, limit)?;
+    let mut rows = vec![row(&["OUT_TRADE_NO", "STATE", "USER", "APP", "PRODUCT", "AMOUNT", "CREATED", "PAID"])];
+    for o in &orders {
+        rows.push(vec![
+            o.out_trade_no.clone(),
+            o.state.as_str().into(),
+            o.user_id.to_string(),
+            o.app.clone(),
+            opt(&o.product),
+            money(o.amount, &o.currency),
+            super::admin::utc(o.created_at),
+            o.paid_at.map(super::admin::utc).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    print_table(&rows);
+    println!(
+        "({} order(s), newest first{})",
+        orders.len(),
+        if orders.len() == limit { "; --limit N for more" } else { "" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(mut args: Args) -> Result<ExitCode> {
+    let no = args.positional().ok_or_else(|| CliError::usage("orders show needs an OUT_TRADE_NO"))?;
+    let opened = open(&mut args)?;
+    args.finish()?;
+    opened.require_table()?;
+    let order = find(&opened.store, &no)?;
+    print_order(&order);
+    let events = opened.store.order_events(&no)?;
+    println!();
+    let mut rows = vec![row(&["EVENT", "TYPE", "CREATED", "DELIVERED", "ATTEMPTS", "ID"])];
+    for e in &events {
+        rows.push(vec![
+            e.seq.to_string(),
+            e.kind.clone(),
+            super::admin::utc(e.created_at),
+            e.delivered_at.map(super::admin::utc).unwrap_or_else(|| "-".into()),
+            e.attempts.to_string(),
+            e.id.clone(),
+        ]);
+    }
+    print_table(&rows);
+    println!("({} event(s), oldest first)", events.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_order(o: &Order) {
+    let time = |t: Option<i64>| t.map(super::admin::utc).unwrap_or_else(|| "-".into());
+    let fields = [
+        ("out_trade_no", o.out_trade_no.clone()),
+        ("state", o.state.as_str().to_string()),
+        ("app", o.app.clone()),
+        ("user", o.user_id.to_string()),
+        ("openid", o.openid.clone()),
+        ("product", opt(&o.product)),
+        ("description", o.description.clone()),
+        ("amount", format!("{} fen ({})", o.amount, money(o.amount, &o.currency))),
+        ("attach", opt(&o.attach)),
+        ("transaction_id", opt(&o.transaction_id)),
+        ("created", super::admin::utc(o.created_at)),
+        ("expires", super::admin::utc(o.expires_at)),
+        ("paid", time(o.paid_at)),
+        ("refunded", format!("{} fen", o.refunded_amount)),
+        ("prepay", if o.prepay_id.is_some() { format!("yes, at {}", time(o.prepay_at)) } else { "no".into() }),
+    ];
+    for (k, v) in fields {
+        println!("{k:<15} {v}");
+    }
+}
+
+/// `orders sync NO`: asks WeChat Pay now. Exit 0 when its answer was applied (or said
+/// nothing changed), 1 when it could not be asked or its answer could not be applied.
+fn sync(mut args: Args) -> Result<ExitCode> {
+    let no = args.positional().ok_or_else(|| CliError::usage("orders sync needs an OUT_TRADE_NO"))?;
+    let opened = open(&mut args)?;
+    args.finish()?;
+    let pay = opened.require_keys()?;
+    let (config, store) = (&opened.config, &opened.store);
+    let order = find(store, &no)?;
+    let before = order.state;
+    let t = match client(config, pay).query(&no) {
+        Ok(t) => t,
+        Err(PayError::Refused { code, .. }) if code == "ORDER_NOT_EXIST" => {
+            println!(
+                "order {no}: WeChat Pay has no such order (ORDER_NOT_EXIST: it was never placed there); \
+                 unchanged, {}",
+                before.as_str()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(CliError::new(format!("order {no}: {}", explain::failure(&e, &pay.api_base)))),
+    };
+    if t.mchid != pay.mchid || t.out_trade_no != no {
+        return Err(CliError::new(format!(
+            "order {no}: WeChat Pay's answer names another merchant or order (mchid {}); nothing recorded",
+            t.mchid
+        )));
+    }
+    match t.trade_state.as_str() {
+        "SUCCESS" => apply_success(config, store, &order, &t),
+        "CLOSED" => {
+            let closed = store.close_order(&no, store::now())?.ok_or_else(|| gone(&no))?;
+            println!("order {no}: WeChat Pay says CLOSED; {} -> {}", before.as_str(), closed.state.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        other => {
+            println!("order {no}: WeChat Pay says {other}; unchanged, {}", before.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A SUCCESS, checked as a notification is (appid, amount) and applied exactly once.
+fn apply_success(config: &Config, store: &Store, order: &Order, t: &Transaction) -> Result<ExitCode> {
+    let no = &order.out_trade_no;
+    let appid = config.app(&order.app).map(|a| a.appid.as_str());
+    if appid != Some(t.appid.as_str()) {
+        return Err(CliError::new(format!(
+            "order {no}: WeChat Pay says SUCCESS for appid {}, which is not app {}'s; nothing recorded",
+            t.appid, order.app
+        )));
+    }
+    let (Some(transaction_id), Some(amount_total)) = (t.transaction_id.as_deref(), t.amount_total) else {
+        return Err(CliError::new(format!(
+            "order {no}: WeChat Pay says SUCCESS without its transaction; nothing recorded"
+        )));
+    };
+    let now = store::now();
+    let p = Payment { out_trade_no: no, transaction_id, amount_total, paid_at: t.success_time.unwrap_or(now) };
+    match store.apply_payment(&p, now)? {
+        Applied::Paid(o) => {
+            println!(
+                "order {no}: WeChat Pay says SUCCESS (transaction {transaction_id}); {} -> {}",
+                order.state.as_str(),
+                o.state.as_str()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Applied::AlreadyPaid(o) => {
+            println!("order {no}: WeChat Pay says SUCCESS; already {}, unchanged", o.state.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        Applied::AmountMismatch(o) => Err(CliError::new(format!(
+            "order {no}: WeChat Pay says {amount_total} fen were paid, but the order is for {} fen; nothing recorded",
+            o.amount
+        ))),
+        Applied::NotPayable(o) => Err(CliError::new(format!(
+            "order {no}: WeChat Pay says SUCCESS (transaction {transaction_id}) but the order is {} here: the user \
+             paid; refund them at 商户平台 or record it by hand",
+            o.state.as_str()
+        ))),
+        Applied::Unknown => Err(gone(no)),
+    }
+}
+
+fn gone(no: &str) -> CliError {
+    CliError::new(format!("order {no} vanished from the database meanwhile"))
+}
+
+fn find(store: &Store, no: &str) -> Result<Order> {
+    store.order(no)?.ok_or_else(|| CliError::new(format!("no order `{no}`")))
+}
+
+/// The WeChat Pay client of `wxlogin serve`: same base, timeout, retries and keys.
+pub(super) fn client(config: &Config, pay: &PayConfig) -> PayClient {
+    PayClient::new(
+        &pay.api_base,
+        Duration::from_millis(config.wechat.timeout_ms),
+        config.wechat.retries,
+        pay.merchant.clone(),
+        pay.verifier.clone(),
+    )
+}
+
+/// Where the command found the configuration, and whether it has a `[pay]` table.
+struct Opened {
+    config: Config,
+    store: Store,
+    pay_table: bool,
+}
+
+impl Opened {
+    /// `list` and `show` only read the database: a `[pay]` table is enough, its keys (which
+    /// an operator's shell may not have) are not needed.
+    fn require_table(&self) -> Result<()> {
+        if self.pay_table {
+            Ok(())
+        } else {
+            Err(not_configured())
+        }
+    }
+
+    /// `sync` talks to WeChat Pay: the keys must load.
+    fn require_keys(&self) -> Result<&PayConfig> {
+        match (&self.config.pay, self.pay_table) {
+            (Some(pay), _) => Ok(pay),
+            (None, true) => Err(CliError::new(
+                "the [pay] keys could not be loaded (missing or unreadable; `wxlogin check` says which), so WeChat \
+                 Pay cannot be asked",
+            )),
+            (None, false) => Err(not_configured()),
+        }
+    }
+}
+
+fn not_configured() -> CliError {
+    CliError::new("payments are not configured (the configuration has no [pay] table)")
+}
+
+/// The configuration (secrets optional) and the existing database it names.
+fn open(args: &mut Args) -> Result<Opened> {
+    let path = config::locate(args.path("--config")?.as_deref());
+    let config = config::load_for_admin(&path)?;
+    // load_for_admin has just read and parsed this file.
+    let pay_table = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .is_some_and(|t| t.contains_key("pay"));
+    let db = &config.database.path;
+    let store = Store::open_existing(db).map_err(|e| CliError::new(format!("database {}: {e}", db.display())))?;
+    Ok(Opened { config, store, pay_table })
+}
+
+/// `990` fen in CNY -> `9.90 CNY`.
+fn money(fen: i64, currency: &str) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    format!("{sign}{}.{:02} {currency}", fen.unsigned_abs() / 100, fen.unsigned_abs() % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::money;
+
+    #[test]
+    fn money_in_yuan() {
+        assert_eq!(money(990, "CNY"), "9.90 CNY");
+        assert_eq!(money(1, "CNY"), "0.01 CNY");
+        assert_eq!(money(100_000, "CNY"), "1000.00 CNY");
+    }
+}

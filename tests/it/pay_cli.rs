@@ -1,0 +1,321 @@
+//! The WeChat Pay command line, with the real binary on a temporary database whose
+//! orders are made through the store API: `orders list | show | sync`, and
+//! `check --live` against the fake WeChat Pay.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wxlogin::fake_wechat::{FakeOptions, FakeWeChat};
+use wxlogin::pay::{JsapiOrder, Merchant, PayClient, PayVerifier, SigningKey, VerifyingKey};
+use wxlogin::secrets::Secret;
+use wxlogin::store::{Caller, NewLogin, NewOrder, Payment, Store, Terms};
+
+use crate::support::*;
+
+const MCHID: &str = "1900007291";
+const SERIAL: &str = "408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB";
+const MERCHANT_KEY: &str = include_str!("../../src/pay/testdata/wechat_docs_merchant_key.pem");
+const OTHER_KEY: &str = include_str!("../../src/pay/testdata/rsa3072_key.pem");
+const PAY_PUBLIC_KEY: &str = include_str!("../../src/pay/testdata/fake_wechatpay_platform_public_key.pem");
+const OTHER_PUBLIC_KEY: &str = include_str!("../../src/pay/testdata/wechat_docs_pay_public_key.pem");
+const PUBLIC_KEY_ID: &str = "PUB_KEY_ID_0000000000000000000000000000000001";
+const APIV3: &str = "wxloginFakeWeChatPayApiV3Key0001";
+const NOTIFY_URL: &str = "https://login.example.com/v1/pay/notify";
+
+/// Runs the binary without any secret in its environment but those given.
+fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .env_remove("WXLOGIN_SECRET_MAIN")
+        .env_remove("WXLOGIN_CONFIG")
+        .env_remove("WXLOGIN_PAY_MERCHANT_KEY")
+        .env_remove("WXLOGIN_PAY_APIV3_KEY")
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run wxlogin");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// An appliance.toml in `dir` for the database `dir/wxlogin.db`, WeChat (and WeChat Pay)
+/// at `base`, and with `pay` (a `[pay]` table, or "") appended.
+fn config(dir: &Path, base: &str, pay: &str) -> PathBuf {
+    let path = dir.join("appliance.toml");
+    let text = format!(
+        "[database]\npath = \"{db}\"\n\n[wechat]\napi_base = \"{base}\"\ntimeout_ms = 2000\nretries = 0\n\n\
+         [[apps]]\nname = \"main\"\nappid = \"{APPID}\"\n\n{pay}",
+        db = dir.join("wxlogin.db").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A `[pay]` table for the fake's test merchant, signing with `merchant_key` and trusting
+/// `public_key`, both written into `dir`.
+fn pay_table(dir: &Path, base: &str, merchant_key: &str, public_key: &str) -> String {
+    std::fs::write(dir.join("apiclient_key.pem"), merchant_key).unwrap();
+    std::fs::write(dir.join("pub_key.pem"), public_key).unwrap();
+    format!(
+        "[pay]\nmchid = \"{MCHID}\"\nmerchant_serial = \"{SERIAL}\"\nmerchant_key_file = \"apiclient_key.pem\"\n\
+         apiv3_key = \"{APIV3}\"\npublic_key_file = \"pub_key.pem\"\npublic_key_id = \"{PUBLIC_KEY_ID}\"\n\
+         notify_url = \"{NOTIFY_URL}\"\napi_base = \"{base}\"\n\n\
+         [[pay.products]]\nid = \"vip30\"\ndescription = \"VIP, 30 days\"\namount = 990\n"
+    )
+}
+
+/// A user of app "main"; returns its id.
+fn user(store: &Store, openid: &str, n: u8) -> i64 {
+    store
+        .record_login(&NewLogin {
+            app: "main",
+            openid,
+            unionid: None,
+            session_key: &Secret::new("k"),
+            code_hash: [n; 32],
+            token_hash: [n; 32],
+            terms: Terms { now: wxlogin::store::now(), ttl: 3600, max_lifetime: 7200, max_per_user: 50 },
+            caller: Caller { key_hash: None, ip: std::net::IpAddr::from([127, 0, 0, 1]) },
+        })
+        .unwrap()
+        .user
+        .id
+}
+
+fn order(store: &Store, no: &str, user_id: i64, openid: &str, amount: i64) {
+    let now = wxlogin::store::now();
+    store
+        .create_order(&NewOrder {
+            out_trade_no: no,
+            app: "main",
+            user_id,
+            openid,
+            product: Some("vip30"),
+            description: "VIP, 30 days",
+            amount,
+            attach: None,
+            created_at: now,
+            expires_at: now + 7200,
+        })
+        .unwrap();
+}
+
+fn lines_with<'a>(out: &'a str, word: &str) -> Vec<&'a str> {
+    out.lines().filter(|l| l.split_whitespace().any(|w| w == word)).collect()
+}
+
+#[test]
+fn orders_without_payments_configured_say_so_in_one_line() {
+    let dir = TempDir::new("orders-off");
+    Store::open(&dir.path().join("wxlogin.db")).unwrap();
+    let cfg = config(dir.path(), "http://127.0.0.1:9", "");
+    let cfg = cfg.to_str().unwrap();
+    for args in [vec!["orders", "list"], vec!["orders", "show", "W1234567"], vec!["orders", "sync", "W1234567"]] {
+        let args: Vec<&str> = args.into_iter().chain(["--config", cfg]).collect();
+        let (code, out, err) = run(&args, &[]);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("payments are not configured"), "{err}");
+    }
+    let (code, _, err) = run(&["orders", "refund", "W1234567", "--config", cfg], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not available yet"), "{err}");
+    let (code, _, err) = run(&["orders", "--config", cfg], &[]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn orders_list_and_show_read_the_database_without_the_keys() {
+    let dir = TempDir::new("orders-list");
+    let store = Store::open(&dir.path().join("wxlogin.db")).unwrap();
+    let ann = user(&store, "o-ann", 1);
+    let ben = user(&store, "o-ben", 2);
+    order(&store, "Wann-paid-01", ann, "o-ann", 990);
+    order(&store, "Wann-open-02", ann, "o-ann", 990);
+    order(&store, "Wben-closed-3", ben, "o-ben", 12345);
+    let now = wxlogin::store::now();
+    let paid = Payment {
+        out_trade_no: "Wann-paid-01",
+        transaction_id: "4200000001202612020000000001",
+        amount_total: 990,
+        paid_at: now,
+    };
+    store.apply_payment(&paid, now).unwrap();
+    store.close_order("Wben-closed-3", now).unwrap();
+    drop(store);
+    // The merchant key comes from the environment, which an operator's shell lacks.
+    let text = pay_table(dir.path(), "http://127.0.0.1:9", MERCHANT_KEY, PAY_PUBLIC_KEY)
+        .replace("merchant_key_file = \"apiclient_key.pem\"\n", "");
+    let cfg = config(dir.path(), "http://127.0.0.1:9", &text);
+    let cfg = cfg.to_str().unwrap();
+
+    let (code, out, err) = run(&["orders", "list", "--config", cfg], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("OUT_TRADE_NO") && out.contains("3 order(s)"), "{out}");
+    let newest = out.lines().nth(1).unwrap();
+    assert!(newest.starts_with("Wben-closed-3") && newest.contains("123.45 CNY"), "newest first: {out}");
+    assert!(lines_with(&out, "Wann-paid-01")[0].contains("paid"), "{out}");
+    let (_, out, _) = run(&["orders", "list", "--state", "created", "--config", cfg], &[]);
+    assert!(out.contains("Wann-open-02") && out.contains("1 order(s)"), "{out}");
+    let (_, out, _) = run(&["orders", "list", "--user", &ann.to_string(), "--limit", "1", "--config", cfg], &[]);
+    assert!(out.contains("Wann-open-02") && !out.contains("Wann-paid-01") && out.contains("--limit N"), "{out}");
+    let (code, _, err) = run(&["orders", "list", "--state", "unpaid", "--config", cfg], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--state takes created, paid, closed or refunded"), "{err}");
+
+    let (code, out, err) = run(&["orders", "show", "Wann-paid-01", "--config", cfg], &[]);
+    assert_eq!(code, 0, "{err}");
+    for want in
+        ["state           paid", "4200000001202612020000000001", "990 fen (9.90 CNY)", "order.paid", "1 event(s)"]
+    {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    let (_, out, _) = run(&["orders", "show", "Wben-closed-3", "--config", cfg], &[]);
+    assert!(out.contains("state           closed") && out.contains("order.closed"), "{out}");
+    let (code, _, err) = run(&["orders", "show", "Wnobody-0000", "--config", cfg], &[]);
+    assert_eq!(code, 1);
+    assert_eq!(err.trim(), "wxlogin: no order `Wnobody-0000`");
+
+    // sync must talk to WeChat Pay: without the key it says so, in one line.
+    let (code, _, err) = run(&["orders", "sync", "Wann-open-02", "--config", cfg], &[]);
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("[pay] keys could not be loaded"), "{err}");
+}
+
+/// A client of the fake WeChat Pay as the test merchant, to place and close orders there.
+fn merchant_client(base: &str) -> PayClient {
+    let merchant = Merchant::new(MCHID, SERIAL, SigningKey::from_pem(MERCHANT_KEY).unwrap()).unwrap();
+    let verifier = PayVerifier::new(PUBLIC_KEY_ID, VerifyingKey::from_pem(PAY_PUBLIC_KEY).unwrap());
+    PayClient::new(base, Duration::from_secs(5), 0, Arc::new(merchant), Arc::new(verifier))
+}
+
+fn place(client: &PayClient, no: &str, openid: &str, amount: i64) -> String {
+    client
+        .jsapi(&JsapiOrder {
+            appid: APPID,
+            mchid: MCHID,
+            description: "VIP, 30 days",
+            out_trade_no: no,
+            time_expire: wxlogin::store::now() + 7200,
+            attach: None,
+            notify_url: NOTIFY_URL,
+            amount_total: amount,
+            payer_openid: openid,
+        })
+        .unwrap()
+}
+
+fn start_fake() -> FakeWeChat {
+    FakeWeChat::start(
+        "127.0.0.1:0",
+        FakeOptions { apps: vec![(APPID.into(), SECRET.into())], ..FakeOptions::default() },
+    )
+    .unwrap()
+}
+
+#[test]
+#[ignore = "needs the fake WeChat Pay (branch wt-g), not yet on main"]
+fn orders_sync_applies_what_wechat_pay_says_once() {
+    let fake = start_fake();
+    let base = fake.base_url();
+    let dir = TempDir::new("orders-sync");
+    let store = Store::open(&dir.path().join("wxlogin.db")).unwrap();
+    let ann = user(&store, "o-ann", 1);
+    for no in ["Wsync-paid-01", "Wsync-closed-02", "Wsync-never-03"] {
+        order(&store, no, ann, "o-ann", 990);
+    }
+    let cfg = config(dir.path(), &base, &pay_table(dir.path(), &base, MERCHANT_KEY, PAY_PUBLIC_KEY));
+    let cfg = cfg.to_str().unwrap();
+    let pay = merchant_client(&base);
+
+    // Paid at WeChat Pay, its notification never delivered: sync finds it.
+    place(&pay, "Wsync-paid-01", "o-ann", 990);
+    let r = send(
+        &format!("{base}/__fake/pay/pay"),
+        "POST",
+        None,
+        Some(serde_json::json!({"out_trade_no": "Wsync-paid-01", "notify": {"mode": "never"}}).to_string()),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let transaction_id = r.json()["transaction_id"].as_str().unwrap().to_string();
+    let (code, out, err) = run(&["orders", "sync", "Wsync-paid-01", "--config", cfg], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("SUCCESS") && out.contains("created -> paid"), "{out}");
+    let o = store.order("Wsync-paid-01").unwrap().unwrap();
+    assert_eq!((o.state.as_str(), o.transaction_id.as_deref()), ("paid", Some(transaction_id.as_str())));
+    // Again: nothing changes, no second event.
+    let (code, out, _) = run(&["orders", "sync", "Wsync-paid-01", "--config", cfg], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("already paid, unchanged"), "{out}");
+    let events = store.order_events("Wsync-paid-01").unwrap();
+    assert_eq!(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["order.paid"]);
+
+    // Closed at WeChat Pay: closed here.
+    place(&pay, "Wsync-closed-02", "o-ann", 990);
+    pay.close("Wsync-closed-02").unwrap();
+    let (code, out, err) = run(&["orders", "sync", "Wsync-closed-02", "--config", cfg], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("CLOSED") && out.contains("created -> closed"), "{out}");
+    assert_eq!(store.order("Wsync-closed-02").unwrap().unwrap().state.as_str(), "closed");
+
+    // Never placed there: WeChat Pay does not know it; nothing changes.
+    let (code, out, err) = run(&["orders", "sync", "Wsync-never-03", "--config", cfg], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ORDER_NOT_EXIST") && out.contains("unchanged, created"), "{out}");
+    assert_eq!(store.order("Wsync-never-03").unwrap().unwrap().state.as_str(), "created");
+
+    // An answer that does not verify with the key we trust is not believed.
+    std::fs::write(dir.path().join("other_pub.pem"), OTHER_PUBLIC_KEY).unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(cfg).unwrap().replace("\"pub_key.pem\"", "\"other_pub.pem\"");
+    std::fs::write(&bad, text).unwrap();
+    let bad = bad.to_str().unwrap();
+    let (code, _, err) = run(&["orders", "sync", "Wsync-never-03", "--config", bad], &[]);
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("did not verify") && err.contains("pay.public_key_id"), "{err}");
+}
+
+#[test]
+#[ignore = "needs the fake WeChat Pay (branch wt-g), not yet on main"]
+fn check_live_signs_a_query_and_explains_a_refusal() {
+    let fake = start_fake();
+    let base = fake.base_url();
+    let secret = [("WXLOGIN_SECRET_MAIN", SECRET)];
+
+    let dir = TempDir::new("check-pay-ok");
+    let cfg = config(dir.path(), &base, &pay_table(dir.path(), &base, MERCHANT_KEY, PAY_PUBLIC_KEY));
+    let (code, out, err) = run(&["check", "--live", "--config", cfg.to_str().unwrap()], &secret);
+    assert_eq!(code, 0, "{out}{err}");
+    let line = out.lines().find(|l| l.starts_with("wechat pay:")).unwrap_or_default();
+    assert!(line.contains("merchant 1900007291: OK") && line.contains("ORDER_NOT_EXIST"), "{out}");
+
+    let dir = TempDir::new("check-pay-sign");
+    let cfg = config(dir.path(), &base, &pay_table(dir.path(), &base, OTHER_KEY, PAY_PUBLIC_KEY));
+    let (code, out, err) = run(&["check", "--live", "--config", cfg.to_str().unwrap()], &secret);
+    assert_eq!(code, 1, "{out}{err}");
+    let line = out.lines().find(|l| l.starts_with("wechat pay:")).unwrap_or_default();
+    assert!(line.contains("FAILED") && line.contains("SIGN_ERROR") && line.contains("pay.merchant_key_file"), "{out}");
+    assert!(out.contains("wechat: app main") && out.contains("OK"), "WeChat itself was still checked: {out}");
+
+    let dir = TempDir::new("check-pay-verify");
+    let cfg = config(dir.path(), &base, &pay_table(dir.path(), &base, MERCHANT_KEY, OTHER_PUBLIC_KEY));
+    let (code, out, _) = run(&["check", "--live", "--config", cfg.to_str().unwrap()], &secret);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("did not verify with the configured WeChat Pay public key"), "{out}");
+
+    // Nothing listens there: explained, not a hang.
+    let dir = TempDir::new("check-pay-down");
+    let dead = "http://127.0.0.1:9";
+    let text = pay_table(dir.path(), dead, MERCHANT_KEY, PAY_PUBLIC_KEY);
+    let cfg = config(dir.path(), &base, &text);
+    let (code, out, _) = run(&["check", "--live", "--config", cfg.to_str().unwrap()], &secret);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("could not be reached at http://127.0.0.1:9"), "{out}");
+}
