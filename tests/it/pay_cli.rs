@@ -219,7 +219,6 @@ fn start_fake() -> FakeWeChat {
 }
 
 #[test]
-#[ignore = "needs the fake WeChat Pay (branch wt-g), not yet on main"]
 fn orders_sync_applies_what_wechat_pay_says_once() {
     let fake = start_fake();
     let base = fake.base_url();
@@ -283,7 +282,6 @@ fn orders_sync_applies_what_wechat_pay_says_once() {
 }
 
 #[test]
-#[ignore = "needs the fake WeChat Pay (branch wt-g), not yet on main"]
 fn check_live_signs_a_query_and_explains_a_refusal() {
     let fake = start_fake();
     let base = fake.base_url();
