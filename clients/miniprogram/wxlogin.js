@@ -19,7 +19,8 @@
  *   retry; if another caller already logged in meanwhile, its token is reused instead.
  *   Never a loop.
  * - Errors are `Error`s with `.code` (the server's `error.code`, or `network_error`,
- *   `wx_login_failed`, `phone_denied`, `invalid_method`), `.status` (HTTP status, 0 when
+ *   `wx_login_failed`, `phone_denied`, `invalid_method`, and for pay() `pay_cancelled`,
+ *   `pay_failed`, `pay_pending`, `pay_closed`), `.status` (HTTP status, 0 when
  *   there was none) and `.requestId` (the server's X-Request-Id, for the logs) when present.
  * - Only the methods `wx.request` can send (no PATCH: profile updates use POST /v1/me).
  * - Every login carries an `Idempotency-Key`, fresh for each code. If the answer to a
@@ -54,6 +55,20 @@
  *   captured earlier (a button event) was encrypted with an older key; for the phone
  *   number use the getPhoneNumber button's `code` with getPhoneNumber(code) instead,
  *   which needs no session_key at all.
+ *
+ * pay({ product }) or pay({ outTradeNo }): WeChat Pay, and why it works this way.
+ *
+ *   A price never comes from here: the server creates the order of a configured product
+ *   (POST /v1/pay/orders) or hands fresh parameters for an order your own service made
+ *   (POST /v1/pay/orders/{no}/payment). Those parameters (signed by the server) go to
+ *   wx.requestPayment as they are. Its success callback is NOT proof of payment (WeChat
+ *   Pay: "订单状态以查单结果为准"), so pay() then asks GET /v1/pay/orders/{no}?sync=true,
+ *   which makes the server ask WeChat Pay itself, until the order is `paid`: a few tries
+ *   with a growing pause (PAY_POLLS). It resolves with the paid Order. Rejections: the
+ *   user's cancel is `pay_cancelled`, any other wx.requestPayment failure `pay_failed`,
+ *   paid but not yet confirmed after the polls `pay_pending`, an order that closed
+ *   meanwhile `pay_closed`; each carries `.order` (what the server last said) when known,
+ *   so the app can show it or call pay({ outTradeNo }) again later.
  */
 'use strict';
 
@@ -116,6 +131,22 @@ function httpError(res) {
   var message = e && e.message ? e.message : 'HTTP ' + res.statusCode;
   var err = WxLoginError(code, message, res.statusCode, requestId);
   if (e && typeof e.wechat_errcode === 'number') err.wechatErrcode = e.wechat_errcode;
+  if (e && typeof e.wechatpay_code === 'string') err.wechatpayCode = e.wechatpay_code;
+  return err;
+}
+
+// After wx.requestPayment succeeds: how many times the order is asked for, and the pause
+// before each ask after the first (the server asks WeChat Pay at most every 2 s per order,
+// so the later pauses are that long).
+var PAY_POLLS = 6;
+var PAY_PAUSES_MS = [500, 1000, 2000, 2000, 2000];
+
+function sleep(ms) {
+  return new Promise(function (resolve) { setTimeout(resolve, ms); });
+}
+
+function withOrder(err, order) {
+  if (order) err.order = order;
   return err;
 }
 
@@ -347,6 +378,80 @@ function createClient(options) {
     return (await request({ url: '/v1/me/phone', method: 'POST', data: { code: code } })).data;
   }
 
+  // ---- WeChat Pay ----
+  // wx.requestPayment with the server's parameters as they are (signType 'RSA' included).
+  function requestPayment(payment, order) {
+    return new Promise(function (resolve, reject) {
+      if (!payment || typeof payment !== 'object' || typeof payment.paySign !== 'string') {
+        reject(withOrder(WxLoginError('invalid_response', 'the server gave no payment parameters', 0), order));
+        return;
+      }
+      if (typeof wxApi.requestPayment !== 'function') {
+        reject(withOrder(WxLoginError('pay_failed', 'this wx object has no requestPayment', 0), order));
+        return;
+      }
+      wxApi.requestPayment({
+        timeStamp: payment.timeStamp,
+        nonceStr: payment.nonceStr,
+        package: payment.package,
+        signType: payment.signType || 'RSA',
+        paySign: payment.paySign,
+        success: function () { resolve(); },
+        fail: function (r) {
+          var msg = r && r.errMsg ? r.errMsg : 'requestPayment:fail';
+          // "requestPayment:fail cancel"; WeChat 6.5.2 and older said "requestPayment:cancel".
+          var cancelled = /^requestPayment:(fail )?cancel/.test(msg);
+          reject(withOrder(WxLoginError(cancelled ? 'pay_cancelled' : 'pay_failed', msg, 0), order));
+        }
+      });
+    });
+  }
+
+  // Asks the server (which asks WeChat Pay) until the order is paid, a bounded number of times.
+  async function waitPaid(outTradeNo, order) {
+    var path = '/v1/pay/orders/' + encodeURIComponent(outTradeNo) + '?sync=true';
+    var last = order;
+    for (var i = 0; i < PAY_POLLS; i++) {
+      if (i > 0) await sleep(PAY_PAUSES_MS[Math.min(i - 1, PAY_PAUSES_MS.length - 1)]);
+      var res;
+      try {
+        res = await request({ url: path });
+      } catch (err) {
+        if (err.code !== 'network_error') throw withOrder(err, last);
+        continue; // the payment went through; a lost answer is worth another ask
+      }
+      last = res.data;
+      if (last && (last.state === 'paid' || last.state === 'refunded')) return last;
+      if (last && last.state === 'closed') {
+        throw withOrder(WxLoginError('pay_closed', 'the order was closed before WeChat Pay reported a payment', 0), last);
+      }
+    }
+    throw withOrder(WxLoginError('pay_pending', 'WeChat Pay has not confirmed the payment yet; ask again later with pay({ outTradeNo }) or GET /v1/pay/orders/{no}', 0), last);
+  }
+
+  // pay({product}) | pay({outTradeNo}) -> the paid Order; see the header comment.
+  async function pay(opts) {
+    opts = opts || {};
+    var order;
+    var payment;
+    if (typeof opts.product === 'string' && opts.product && opts.outTradeNo === undefined) {
+      var created = (await request({ url: '/v1/pay/orders', method: 'POST', data: { product: opts.product } })).data;
+      order = created && created.order;
+      payment = created && created.payment;
+    } else if (typeof opts.outTradeNo === 'string' && opts.outTradeNo && opts.product === undefined) {
+      var path = '/v1/pay/orders/' + encodeURIComponent(opts.outTradeNo) + '/payment';
+      payment = ((await request({ url: path, method: 'POST' })).data || {}).payment;
+      order = { out_trade_no: opts.outTradeNo };
+    } else {
+      throw new Error('wxlogin: pay takes { product } or { outTradeNo } (one of them)');
+    }
+    if (!order || typeof order.out_trade_no !== 'string') {
+      throw WxLoginError('invalid_response', 'the server gave no order', 0);
+    }
+    await requestPayment(payment, order);
+    return waitPaid(order.out_trade_no, order);
+  }
+
   async function me() {
     return (await request({ url: '/v1/me' })).data;
   }
@@ -383,6 +488,7 @@ function createClient(options) {
     updateProfile: updateProfile,
     session: session,
     logout: logout,
+    pay: pay,
     token: storedToken,
     isLoggedIn: function () { return storedToken() !== null; }
   };

@@ -13,6 +13,9 @@ const http = require('node:http');
 
 const APPID = 'wxtest0000000001';
 const SECRET = 'test-secret';
+// The one product the test server sells, and the notify_url it tells WeChat Pay.
+const PRODUCT = { id: 'vip30', description: 'VIP, 30 days', amount: 990 };
+const NOTIFY_URL = 'https://login.example.com/v1/pay/notify';
 
 function bin() {
   const b = process.env.WXLOGIN_BIN;
@@ -78,6 +81,33 @@ function call(method, url, body, headers) {
   });
 }
 
+// A [pay] table for the fake WeChat Pay's test merchant, whose keys the fake publishes at
+// GET /__fake/pay/stats; the keys go into files in `dir`. notify_url is a public-looking
+// https address, as WeChat Pay requires: the shim's requestPayment tells the fake to
+// deliver the notification to the server under test instead.
+async function payConfig(dir, fakeUrl) {
+  const r = await call('GET', fakeUrl + '/__fake/pay/stats');
+  const c = r.json && r.json.config;
+  if (r.status !== 200 || !c || !c.merchant_key_pem) throw new Error(`fake /__fake/pay/stats: ${r.status} ${r.text}`);
+  fs.writeFileSync(path.join(dir, 'apiclient_key.pem'), c.merchant_key_pem, { mode: 0o600 });
+  fs.writeFileSync(path.join(dir, 'pub_key.pem'), c.public_key_pem);
+  return `[pay]
+mchid = "${c.mchid}"
+merchant_serial = "${c.merchant_serial}"
+merchant_key_file = "apiclient_key.pem"
+apiv3_key = "${c.apiv3_key}"
+public_key_file = "pub_key.pem"
+public_key_id = "${c.public_key_id}"
+notify_url = "${NOTIFY_URL}"
+api_base = "${fakeUrl}"
+
+[[pay.products]]
+id = "${PRODUCT.id}"
+description = "${PRODUCT.description}"
+amount = ${PRODUCT.amount}
+`;
+}
+
 async function start() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wxlogin-js-'));
   const procs = [];
@@ -87,6 +117,7 @@ async function start() {
       ['fake-wechat', '--listen', '127.0.0.1:0', '--app', `${APPID}:${SECRET}`], {}, path.join(dir, 'fake.log'));
     procs.push(fake.child);
     h.fakeUrl = fake.url;
+    const payTable = await payConfig(dir, fake.url);
     const config = path.join(dir, 'appliance.toml');
     fs.writeFileSync(config, `
 [server]
@@ -108,7 +139,8 @@ login_per_ip_per_minute = 10000
 [[apps]]
 name = "main"
 appid = "${APPID}"
-`);
+
+${payTable}`);
     const server = await startListening(['serve', '--config', config], { WXLOGIN_SECRET_MAIN: SECRET },
       path.join(dir, 'serve.log'));
     procs.push(server.child);
@@ -119,6 +151,7 @@ appid = "${APPID}"
   }
   h.call = call;
   h.stop = () => stop(h);
+  h.notifyUrl = h.baseUrl + '/v1/pay/notify';
   // Control endpoints of the fake WeChat.
   h.fake = async (p, body) => {
     const r = await call('POST', h.fakeUrl + p, body);
@@ -142,4 +175,4 @@ function stop(h) {
   });
 }
 
-module.exports = { start, call, APPID, SECRET };
+module.exports = { start, call, APPID, SECRET, PRODUCT };

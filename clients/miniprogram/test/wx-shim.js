@@ -6,8 +6,12 @@
 //   on something a phone cannot do fails a test instead of failing in production;
 // - login: asks the fake WeChat's /__fake/login for a code for `user`, as wx.login
 //   would on that user's phone (and, like it, rotates the user's session_key);
-// - storage: in memory, values copied through JSON like the real storage.
+// - storage: in memory, values copied through JSON like the real storage;
+// - requestPayment: as strict as the real one (see PAYMENT below); "pays" through the
+//   fake WeChat Pay's control endpoint (POST /__fake/pay/pay, src/fake_wechat/README.md),
+//   and can be told to cancel or fail.
 
+const crypto = require('node:crypto');
 const http = require('node:http');
 
 // STRICTNESS: what the real wx.request does differently from a browser or Node, each
@@ -42,6 +46,41 @@ const WX_METHODS = ['OPTIONS', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'TRACE', 
 const FORBIDDEN_HEADERS = ['referer'];
 const REFERER = 'https://servicewechat.com/wxtest0000000001/0/page-frame.html';
 
+// PAYMENT: what the real wx.requestPayment checks, each with its source.
+//
+// 1. Parameters. timeStamp, nonceStr, package, signType and paySign are all required
+//    strings (the wx.requestPayment reference, developers.weixin.qq.com/miniprogram/dev/
+//    api/payment/wx.requestPayment.html, 参数 table; research/wechat-pay.md §4.1: timeStamp
+//    is Unix seconds AS A STRING). A missing or non-string one fails before anything is
+//    shown, in the base library's usual form ("requestPayment:fail parameter error:
+//    parameter.timeStamp should be String instead of Number;").
+// 2. signType. "RSA" is the only type of APIv3 parameters; the API's default (MD5) and
+//    HMAC-SHA256 are v2 (research/wechat-pay.md §4.1). WeChat then verifies paySign:
+//    RSA-SHA256 with the merchant's key over "appId\ntimeStamp\nnonceStr\npackage\n"
+//    (§4.2), appId being the mini-program's own. A wrong signature or type fails with
+//    "requestPayment:fail 支付验证签名失败" (the message developers report for it).
+// 3. Outcomes (the reference's 回调结果 table): success {errMsg: "requestPayment:ok"};
+//    the user's cancel fail({errMsg: "requestPayment:fail cancel"}); any other failure
+//    fail({errMsg: "requestPayment:fail <detail>"}). success means the user paid, not
+//    that the merchant was told: the order's state comes from the server.
+const PAY_FIELDS = ['timeStamp', 'nonceStr', 'package', 'signType', 'paySign'];
+
+function typeName(v) {
+  if (v === undefined) return 'Undefined';
+  if (v === null) return 'Null';
+  if (Array.isArray(v)) return 'Array';
+  const t = typeof v;
+  return t.charAt(0).toUpperCase() + t.slice(1);
+}
+
+// The parameter refusal of the real wx.requestPayment, or null.
+function paymentRefusal(opts) {
+  const bad = PAY_FIELDS.filter((k) => typeof opts[k] !== 'string');
+  if (bad.length === 0) return null;
+  return 'requestPayment:fail parameter error: ' +
+    bad.map((k) => `parameter.${k} should be String instead of ${typeName(opts[k])};`).join(' ');
+}
+
 function query(data) {
   return Object.keys(data).map((k) => encodeURIComponent(k) + '=' + encodeURIComponent(data[k])).join('&');
 }
@@ -63,10 +102,22 @@ function refusal(opts) {
   return null;
 }
 
-function createWx({ fakeUrl, user }) {
+function createWx({ fakeUrl, user, appid, notifyTo }) {
   const storage = new Map();
+  let merchantKey = null; // the fake's test merchant key, to check paySign with
   const wx = {
     user,
+    appid: appid || 'wxtest0000000001',
+    // Where the fake delivers the payment notification (the server under test), since
+    // the configured notify_url is a public https address.
+    notifyTo,
+    // The notification's fate (the fake's `notify` object: {mode: "never"}, ...).
+    payNotify: null,
+    // null: the user pays; 'cancel': the user closes the payment sheet; 'fail': the
+    // payment fails (e.g. a declined card).
+    payBehaviour: null,
+    // Every wx.requestPayment call, as it was made.
+    payments: [],
     loginCalls: 0,
     requests: [],
     // Calls the strict wx.request refused before sending anything.
@@ -139,6 +190,38 @@ function createWx({ fakeUrl, user }) {
       return { abort() {} };
     },
 
+    requestPayment(opts) {
+      wx.payments.push(Object.assign({}, opts));
+      const done = (ok, errMsg) => {
+        if (ok && opts.success) opts.success({ errMsg });
+        if (!ok && opts.fail) opts.fail({ errMsg });
+        if (opts.complete) opts.complete({ errMsg });
+      };
+      const refused = paymentRefusal(opts);
+      if (refused) return setTimeout(() => done(false, refused), 0);
+      payKey((err, key) => {
+        if (err) return done(false, 'requestPayment:fail ' + err.message);
+        const signed = `${wx.appid}\n${opts.timeStamp}\n${opts.nonceStr}\n${opts.package}\n`;
+        let good = false;
+        try {
+          good = opts.signType === 'RSA' &&
+            crypto.verify('RSA-SHA256', Buffer.from(signed), key, Buffer.from(opts.paySign, 'base64'));
+        } catch (e) { good = false; }
+        if (!good) return done(false, 'requestPayment:fail 支付验证签名失败');
+        if (wx.payBehaviour === 'cancel') return done(false, 'requestPayment:fail cancel');
+        if (wx.payBehaviour === 'fail') return done(false, 'requestPayment:fail 支付失败 (simulated by the shim)');
+        const prepay = /^prepay_id=(.+)$/.exec(opts.package);
+        if (!prepay) return done(false, 'requestPayment:fail package is not prepay_id=...');
+        const notify = Object.assign({}, wx.notifyTo ? { to: wx.notifyTo } : {}, wx.payNotify || {});
+        const body = JSON.stringify({ prepay_id: prepay[1], notify });
+        doRequest('POST', fakeUrl + '/__fake/pay/pay', body, { 'Content-Type': 'application/json' }, 30000, true, (e, res) => {
+          if (e) return done(false, 'requestPayment:fail ' + e.message);
+          if (res.statusCode !== 200) return done(false, 'requestPayment:fail ' + JSON.stringify(res.data));
+          done(true, 'requestPayment:ok');
+        });
+      });
+    },
+
     setStorageSync(key, value) {
       storage.set(key, JSON.stringify(value));
     },
@@ -149,6 +232,21 @@ function createWx({ fakeUrl, user }) {
       storage.delete(key);
     },
   };
+
+  // The public half of the fake's test merchant key (GET /__fake/pay/stats), fetched once.
+  function payKey(cb) {
+    if (merchantKey) return cb(null, merchantKey);
+    doRequest('GET', fakeUrl + '/__fake/pay/stats', undefined, {}, 30000, true, (err, res) => {
+      const pem = !err && res.statusCode === 200 && res.data && res.data.config && res.data.config.merchant_key_pem;
+      if (!pem) return cb(new Error('the shim cannot check paySign: the fake WeChat Pay has no test merchant key'));
+      try {
+        merchantKey = crypto.createPublicKey(pem);
+      } catch (e) {
+        return cb(e);
+      }
+      cb(null, merchantKey);
+    });
+  }
   return wx;
 }
 
