@@ -50,6 +50,37 @@ export interface PhoneNumber {
   country_code: string;
 }
 
+/** A WeChat Pay order, as the server keeps it (amounts in fen, times in Unix seconds). */
+export interface Order {
+  out_trade_no: string;
+  app: string;
+  user_id: number;
+  product: string | null;
+  description: string;
+  amount: number;
+  currency: string;
+  attach: string | null;
+  state: 'created' | 'paid' | 'closed' | 'refunded';
+  transaction_id: string | null;
+  paid_at: number | null;
+  expires_at: number;
+  refunded_amount: number;
+  created_at: number;
+  refunds: unknown[];
+}
+
+/** What the server signs for wx.requestPayment, handed to it as it is. */
+export interface PaymentParams {
+  timeStamp: string;
+  nonceStr: string;
+  package: string;
+  signType: 'RSA';
+  paySign: string;
+}
+
+/** Exactly one of them: a configured product, or an order your own service created. Never an amount. */
+export type PayOptions = { product: string; outTradeNo?: undefined } | { outTradeNo: string; product?: undefined };
+
 export interface RequestOptions {
   /** A path on baseUrl ("/v1/me", "/api/orders") or an absolute http(s) URL. */
   url?: string;
@@ -68,7 +99,12 @@ export interface Response<T = any> {
 
 /** Every rejection of the client. */
 export interface WxLoginError extends Error {
-  /** The server's error.code, or network_error, wx_login_failed, phone_denied, invalid_method. */
+  /**
+   * The server's error.code, or network_error, wx_login_failed, phone_denied, invalid_method;
+   * from pay(): pay_cancelled (the user closed the payment sheet), pay_failed (another
+   * wx.requestPayment failure), pay_pending (paid perhaps, but not confirmed after the
+   * bounded polling: ask again later), pay_closed (the order closed meanwhile).
+   */
   code: string;
   /** The HTTP status, 0 when there was no HTTP answer. */
   status: number;
@@ -76,6 +112,10 @@ export interface WxLoginError extends Error {
   requestId?: string;
   /** WeChat's errcode, when the server reported one. */
   wechatErrcode?: number;
+  /** WeChat Pay's error code (e.g. "SIGN_ERROR"), when the server reported one. */
+  wechatpayCode?: string;
+  /** pay() rejections: the order as the server last described it (at least its out_trade_no). */
+  order?: Partial<Order> & { out_trade_no: string };
 }
 
 /** The subset of the mini-program `wx` object the client uses. */
@@ -86,6 +126,11 @@ export interface WxLike {
     success?(res: { statusCode: number; data: any; header: Record<string, string> }): void;
     fail?(res: { errMsg: string }): void;
   }): unknown;
+  /** Needed by pay() only. */
+  requestPayment?(options: PaymentParams & {
+    success?(res: { errMsg: string }): void;
+    fail?(res: { errMsg: string }): void;
+  }): void;
   getStorageSync(key: string): any;
   setStorageSync(key: string, value: any): void;
   removeStorageSync(key: string): void;
@@ -119,6 +164,14 @@ export interface Client {
   session(): Promise<SessionInfo>;
   /** DELETE /v1/session, then clears storage even when the server cannot be reached. */
   logout(): Promise<void>;
+  /**
+   * WeChat Pay: creates the order of a product (or gets fresh parameters for an existing
+   * order), calls wx.requestPayment with the server's parameters, then asks
+   * GET /v1/pay/orders/{no}?sync=true (6 times at most, pauses from 500 ms) until the
+   * order is paid. Resolves with the paid Order; rejects with pay_cancelled, pay_failed,
+   * pay_pending or pay_closed (with `.order`), or the server's error code.
+   */
+  pay(options: PayOptions): Promise<Order>;
   /** The stored token, or null. */
   token(): string | null;
   isLoggedIn(): boolean;
