@@ -142,7 +142,11 @@ fn sync(mut args: Args) -> Result<ExitCode> {
         "SUCCESS" => apply_success(config, store, &order, &t),
         "CLOSED" => {
             let closed = store.close_order(&no, store::now())?.ok_or_else(|| gone(&no))?;
-            println!("order {no}: WeChat Pay says CLOSED; {} -> {}", before.as_str(), closed.state.as_str());
+            if closed.state == before {
+                println!("order {no}: WeChat Pay says CLOSED; already {}, unchanged", before.as_str());
+            } else {
+                println!("order {no}: WeChat Pay says CLOSED; {} -> {}", before.as_str(), closed.state.as_str());
+            }
             Ok(ExitCode::SUCCESS)
         }
         other => {

@@ -262,6 +262,9 @@ fn orders_sync_applies_what_wechat_pay_says_once() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("CLOSED") && out.contains("created -> closed"), "{out}");
     assert_eq!(store.order("Wsync-closed-02").unwrap().unwrap().state.as_str(), "closed");
+    let (_, out, _) = run(&["orders", "sync", "Wsync-closed-02", "--config", cfg], &[]);
+    assert!(out.contains("already closed, unchanged"), "{out}");
+    assert_eq!(store.order_events("Wsync-closed-02").unwrap().len(), 1, "one order.closed event");
 
     // Never placed there: WeChat Pay does not know it; nothing changes.
     let (code, out, err) = run(&["orders", "sync", "Wsync-never-03", "--config", cfg], &[]);
