@@ -126,6 +126,9 @@ fn orders_without_payments_configured_say_so_in_one_line() {
     assert!(err.contains("not available yet"), "{err}");
     let (code, _, err) = run(&["orders", "--config", cfg], &[]);
     assert_eq!(code, 2, "{err}");
+    let (_, help, _) = run(&["help"], &[]);
+    assert!(help.contains("wxlogin orders  list [--state S] [--user ID] [--limit N]"), "{help}");
+    assert!(!help.contains("orders refund"), "refunds are part 2: {help}");
 }
 
 #[test]
