@@ -133,6 +133,10 @@ fn pay_options(args: &mut Args) -> Result<FakePayOptions> {
     let appids = args.values("--pay-appid")?;
     let allow_http_notify = args.switch("--allow-http-notify");
     let notify_override = args.value("--pay-notify-to")?;
+    let platform_mode = match args.value("--pay-platform-mode")? {
+        None => fake::PlatformMode::default(),
+        Some(mode) => mode.parse().map_err(|e| CliError::usage(format!("--pay-platform-mode: {e}")))?,
+    };
     if notify_override.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
         return Err(CliError::usage("--pay-notify-to takes an http:// or https:// URL"));
     }
@@ -160,6 +164,7 @@ fn pay_options(args: &mut Args) -> Result<FakePayOptions> {
     opts.appids = appids;
     opts.allow_http_notify = allow_http_notify;
     opts.notify_override = notify_override;
+    opts.platform_mode = platform_mode;
     Ok(opts)
 }
 
@@ -168,10 +173,13 @@ fn pay_options(args: &mut Args) -> Result<FakePayOptions> {
 /// printed only for the fixed test merchant, whose key WeChat publishes.
 fn pay_banner(opts: &FakePayOptions) -> String {
     let mut out = format!(
-        "fake WeChat Pay: mchid {}, merchant serial {}, WeChat Pay public key id {}, notify_url {}\n",
+        "fake WeChat Pay: mchid {}, merchant serial {}, WeChat Pay public key id {}, platform certificate serials {} {} (signing: {}), notify_url {}\n",
         opts.mchid,
         opts.merchant_serial.as_deref().unwrap_or("(any)"),
         fake::PLATFORM_PUBLIC_KEY_ID,
+        fake::PLATFORM_CERT_SERIAL,
+        fake::PLATFORM2_CERT_SERIAL,
+        opts.platform_mode,
         if opts.allow_http_notify { "http or https" } else { "https only" },
     );
     if opts.is_test_setup() {

@@ -88,7 +88,7 @@ USAGE:
                                             once each, for load tests)
                     [--pay-mchid ID --pay-merchant-public-key FILE --pay-apiv3-key-file FILE]
                     [--pay-merchant-serial S] [--pay-appid APPID]... [--allow-http-notify]
-                    [--pay-notify-to URL]
+                    [--pay-notify-to URL] [--pay-platform-mode public_key|certificate|mixed]
                                             with it a fake WeChat Pay (APIv3) on the same port;
                                             without --pay-*, WeChat's public test merchant and
                                             fixed test keys, printed on stderr

@@ -11,6 +11,8 @@
 //! wrong `serial_no` as 401 `SIGN_ERROR` are the fake's best reading; clients must treat
 //! any of them as a refusal by code, not by status.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use crate::pay::sign::request_message;
@@ -19,11 +21,13 @@ use crate::pay::verify::WINDOW_SECONDS;
 use super::super::behaviour::HANG;
 use super::super::reply::Reply;
 use super::orders::{new_prepay_id, Order, OrderRequest, TradeState, DEFAULT_EXPIRY, PREPAY_TTL};
+use super::platform::Signer;
 use super::wire::{error_body, parse_authorization, parse_rfc3339, signed_reply};
-use super::{PayFailure, PayFake};
+use super::{refunds, PayFailure, PayFake};
 
 /// The APIs, by the names `GET /__fake/pay/stats` counts them under.
-pub(crate) const APIS: [&str; 4] = ["jsapi", "query_out_trade_no", "query_id", "close"];
+pub(crate) const APIS: [&str; 7] =
+    ["jsapi", "query_out_trade_no", "query_id", "close", "refund", "query_refund", "certificates"];
 
 /// The request headers WeChat Pay looks at.
 #[derive(Debug, Default)]
@@ -36,19 +40,21 @@ pub(crate) struct Headers {
 
 /// A refusal: status, WeChat Pay's code, and a message (the real messages are Chinese
 /// and vary; clients must key off `code`).
-struct Refusal(u16, &'static str, String);
+pub(crate) struct Refusal(pub u16, pub &'static str, pub String);
 
-type Answer = Result<(u16, Option<Value>), Refusal>;
+pub(crate) type Answer = Result<(u16, Option<Value>), Refusal>;
 
-fn param(message: impl Into<String>) -> Refusal {
+pub(crate) fn param(message: impl Into<String>) -> Refusal {
     Refusal(400, "PARAM_ERROR", message.into())
 }
 
 /// Answers a request under `/v3/`, or fails as `POST /__fake/pay/behaviour` asked.
-pub(crate) fn handle(pay: &PayFake, method: &str, url: &str, headers: &Headers, body: &[u8]) -> Reply {
+pub(crate) fn handle(pay: &Arc<PayFake>, method: &str, url: &str, headers: &Headers, body: &[u8]) -> Reply {
     let now = pay.clock.now();
     let path = url.split_once('?').map_or(url, |(p, _)| p);
     let failure = api_of(path).and_then(|(api, _)| pay.lock().take_failure(api));
+    // One signer per answer: in mixed mode every signature alternates keys.
+    let signer = pay.platform.signer();
     let early = match failure {
         Some(PayFailure::Code(status, code)) => Some(Err(Refusal(status, code, "injected by the fake".into()))),
         Some(PayFailure::Http500) => {
@@ -57,7 +63,7 @@ pub(crate) fn handle(pay: &PayFake, method: &str, url: &str, headers: &Headers, 
             return Reply { status: 500, content_type: "text/html", body, delay: None, headers: Vec::new() };
         }
         Some(PayFailure::Hang) => {
-            let reply = signed_reply(&pay.platform_key, now, 500, Some(&error_body("SYSTEM_ERROR", "系统错误")));
+            let reply = signed_reply(signer, now, 500, Some(&error_body("SYSTEM_ERROR", "系统错误")));
             return Reply { delay: Some(HANG), ..reply };
         }
         _ => None,
@@ -67,23 +73,23 @@ pub(crate) fn handle(pay: &PayFake, method: &str, url: &str, headers: &Headers, 
         Ok(ok) => ok,
         Err(Refusal(status, code, message)) => (status, Some(error_body(code, &message))),
     };
-    let mut reply = signed_reply(&pay.platform_key, now, status, value.as_ref());
+    let mut reply = signed_reply(signer, now, status, value.as_ref());
     match failure {
         Some(PayFailure::Unsigned) => reply.headers.retain(|(name, _)| !name.starts_with("Wechatpay-")),
         Some(PayFailure::BadSignature) => {
             // The signature of another body: what a tampered answer looks like.
-            let other = signed_reply(&pay.platform_key, now, status, Some(&serde_json::json!({"tampered": true})));
+            let other = signed_reply(signer, now, status, Some(&serde_json::json!({"tampered": true})));
             reply.headers = other.headers;
         }
-        Some(PayFailure::Garbage) => reply = signed_text(pay, now, "<xml>not json</xml>"),
+        Some(PayFailure::Garbage) => reply = signed_text(signer, now, "<xml>not json</xml>"),
         _ => {}
     }
     reply
 }
 
-fn signed_text(pay: &PayFake, now: i64, text: &str) -> Reply {
-    let mut reply = signed_reply(&pay.platform_key, now, 200, None);
-    let sig = pay.platform_key.sign_base64(&crate::pay::verify::response_message(
+fn signed_text(signer: Signer<'_>, now: i64, text: &str) -> Reply {
+    let mut reply = signed_reply(signer, now, 200, None);
+    let sig = signer.key.sign_base64(&crate::pay::verify::response_message(
         &now.to_string(),
         reply.headers.iter().find(|(n, _)| *n == "Wechatpay-Nonce").map_or("", |(_, v)| v.as_str()),
         text.as_bytes(),
@@ -98,6 +104,13 @@ fn signed_text(pay: &PayFake, now: i64, text: &str) -> Reply {
 
 /// The API a path names, and whether it takes POST.
 pub(crate) fn api_of(path: &str) -> Option<(&'static str, bool)> {
+    // research §7 (refunds) and §5 (certificates).
+    match path {
+        "/v3/refund/domestic/refunds" => return Some(("refund", true)),
+        "/v3/certificates" => return Some(("certificates", false)),
+        p if p.starts_with("/v3/refund/domestic/refunds/") => return Some(("query_refund", false)),
+        _ => {}
+    }
     match path.strip_prefix("/v3/pay/transactions/")? {
         "jsapi" => Some(("jsapi", true)),
         rest if rest.starts_with("out-trade-no/") && rest.ends_with("/close") => Some(("close", true)),
@@ -107,7 +120,7 @@ pub(crate) fn api_of(path: &str) -> Option<(&'static str, bool)> {
     }
 }
 
-fn route(pay: &PayFake, method: &str, url: &str, headers: &Headers, body: &[u8], now: i64) -> Answer {
+fn route(pay: &Arc<PayFake>, method: &str, url: &str, headers: &Headers, body: &[u8], now: i64) -> Answer {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     // WeChat Pay answers an unknown path 404 NOT_FOUND (research §2.4's error shape).
     let (api, post) = api_of(path).ok_or_else(|| Refusal(404, "NOT_FOUND", format!("no such API: {path}")))?;
@@ -123,6 +136,18 @@ fn route(pay: &PayFake, method: &str, url: &str, headers: &Headers, body: &[u8],
         "close" => {
             let no = path_segment(path, "/v3/pay/transactions/out-trade-no/", "/close")?;
             close(pay, &mchid, headers, body, &no)
+        }
+        "refund" => refunds::create(pay, &mchid, headers, body, now),
+        "query_refund" => {
+            let no = path_segment(path, "/v3/refund/domestic/refunds/", "")?;
+            refunds::query(pay, &no)
+        }
+        "certificates" => {
+            let body = pay
+                .platform
+                .certificates_body(&pay.opts.apiv3_key)
+                .map_err(|e| Refusal(500, "SYSTEM_ERROR", format!("cannot encrypt the certificates: {e}")))?;
+            Ok((200, Some(body)))
         }
         "query_out_trade_no" => {
             let no = path_segment(path, "/v3/pay/transactions/out-trade-no/", "")?;
@@ -142,11 +167,11 @@ fn route(pay: &PayFake, method: &str, url: &str, headers: &Headers, body: &[u8],
     }
 }
 
-fn not_exist() -> Refusal {
+pub(crate) fn not_exist() -> Refusal {
     Refusal(404, "ORDER_NOT_EXIST", "订单不存在".into())
 }
 
-fn path_segment(path: &str, prefix: &str, suffix: &str) -> Result<String, Refusal> {
+pub(crate) fn path_segment(path: &str, prefix: &str, suffix: &str) -> Result<String, Refusal> {
     let raw = path.strip_prefix(prefix).and_then(|r| r.strip_suffix(suffix)).unwrap_or("");
     let decoded: String = percent_decode(raw);
     if decoded.is_empty() || decoded.contains('/') {
@@ -213,7 +238,7 @@ fn sign_error(message: &str) -> Refusal {
 }
 
 /// research §2.4: bodies are `application/json`.
-fn check_json_body(h: &Headers) -> Result<(), Refusal> {
+pub(crate) fn check_json_body(h: &Headers) -> Result<(), Refusal> {
     let ok =
         h.content_type.as_deref().is_some_and(|c| c.trim_start().to_ascii_lowercase().starts_with("application/json"));
     if ok {
@@ -223,7 +248,7 @@ fn check_json_body(h: &Headers) -> Result<(), Refusal> {
     }
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, Refusal> {
+pub(crate) fn parse_body(body: &[u8]) -> Result<Value, Refusal> {
     let value: Value = serde_json::from_slice(body).map_err(|e| param(format!("the body is not JSON: {e}")))?;
     if value.is_object() {
         Ok(value)
@@ -234,7 +259,7 @@ fn parse_body(body: &[u8]) -> Result<Value, Refusal> {
 
 /// A string field: required or not, at most `max` characters (research §3 gives each
 /// field's `string(n)`), and never 4-byte UTF-8 (research §2.4: "1-3 bytes" only).
-fn text(v: &Value, field: &str, max: usize, required: bool) -> Result<Option<String>, Refusal> {
+pub(crate) fn text(v: &Value, field: &str, max: usize, required: bool) -> Result<Option<String>, Refusal> {
     let found = field.split('.').try_fold(v, |v, k| v.get(k));
     match found {
         None | Some(Value::Null) if required => Err(param(format!("{field} is required"))),
@@ -276,7 +301,7 @@ fn jsapi(pay: &PayFake, mchid: &str, h: &Headers, body: &[u8], now: i64) -> Answ
     let mut inner = pay.lock();
     if let Some(order) = inner.orders.get_mut(&request.out_trade_no) {
         match order.state {
-            TradeState::Success => return Err(Refusal(400, "ORDERPAID", "该订单已支付".into())),
+            TradeState::Success | TradeState::Refund => return Err(Refusal(400, "ORDERPAID", "该订单已支付".into())),
             TradeState::Closed => return Err(Refusal(400, "ORDER_CLOSED", "订单已关闭".into())),
             TradeState::NotPay => {}
         }
@@ -351,7 +376,7 @@ fn order_request(pay: &PayFake, v: &Value) -> Result<OrderRequest, Refusal> {
 
 /// research §3: "HTTPS, no query parameters". Plain http only when the fake was started
 /// to allow it (tests and `demo` receive on loopback); real WeChat Pay never allows it.
-fn check_notify_url(url: &str, allow_http: bool) -> Result<(), Refusal> {
+pub(crate) fn check_notify_url(url: &str, allow_http: bool) -> Result<(), Refusal> {
     let rest = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
         (Some(rest), _) => rest,
         (None, Some(rest)) if allow_http => rest,
@@ -375,7 +400,7 @@ fn close(pay: &PayFake, mchid: &str, h: &Headers, body: &[u8], no: &str) -> Answ
     let mut inner = pay.lock();
     let order = inner.orders.get_mut(no).ok_or_else(not_exist)?;
     match order.state {
-        TradeState::Success => Err(Refusal(400, "ORDERPAID", "订单已支付,不能关单".into())),
+        TradeState::Success | TradeState::Refund => Err(Refusal(400, "ORDERPAID", "订单已支付,不能关单".into())),
         // Closing a closed order again changes nothing and succeeds.
         TradeState::Closed | TradeState::NotPay => {
             order.state = TradeState::Closed;

@@ -9,8 +9,10 @@ use serde_json::{json, Value};
 
 use super::super::api::Method;
 use super::super::reply::{Reply, CONTROL_JSON};
-use super::notify::{self, Plan};
+use super::notify::{self, Plan, Subject};
 use super::orders::{new_transaction_id, TradeState};
+use super::refunds::{self, RefundPlan, RefundStatus};
+use super::PlatformMode;
 use super::{
     PayFailure, PayFake, PLATFORM_PUBLIC_KEY_ID, PLATFORM_PUBLIC_KEY_PEM, TEST_APIV3_KEY, TEST_MERCHANT_KEY_PEM,
 };
@@ -27,10 +29,19 @@ pub(crate) fn handle(pay: &Arc<PayFake>, method: Method, path: &str, query: &str
         ("/__fake/pay/deliveries", Method::Get) => Ok(deliveries(pay, query)),
         ("/__fake/pay/stats", Method::Get) => Ok(stats(pay)),
         ("/__fake/pay/behaviour", Method::Post) => parse(body).and_then(|r| behaviour(pay, r)),
+        ("/__fake/pay/refund", Method::Post) => parse(body).and_then(|r| settle_refund(pay, r)),
+        ("/__fake/pay/refunds/next", Method::Post) => parse(body).and_then(|r| next_refunds(pay, r)),
+        ("/__fake/pay/platform", Method::Post) => parse(body).and_then(|r| platform(pay, r)),
         ("/__fake/pay/deliveries" | "/__fake/pay/stats", _) => Err(Reply::fake_error(405, "use GET")),
-        ("/__fake/pay/pay" | "/__fake/pay/notify" | "/__fake/pay/behaviour", _) => {
-            Err(Reply::fake_error(405, "use POST with a JSON body"))
-        }
+        (
+            "/__fake/pay/pay"
+            | "/__fake/pay/notify"
+            | "/__fake/pay/behaviour"
+            | "/__fake/pay/refund"
+            | "/__fake/pay/refunds/next"
+            | "/__fake/pay/platform",
+            _,
+        ) => Err(Reply::fake_error(405, "use POST with a JSON body")),
         _ => Err(Reply::fake_error(404, &format!("no control endpoint {path}"))),
     };
     match outcome {
@@ -136,7 +147,9 @@ fn pay_order(pay: &Arc<PayFake>, req: PayRequest) -> Outcome {
             .ok_or_else(|| Reply::fake_error(404, "ORDER_NOT_EXIST: no such order"))?;
         match order.state {
             TradeState::Closed => return Err(Reply::fake_error(409, "ORDER_CLOSED: the order is closed")),
-            TradeState::Success => return Err(Reply::fake_error(409, "ORDERPAID: the order is paid already")),
+            TradeState::Success | TradeState::Refund => {
+                return Err(Reply::fake_error(409, "ORDERPAID: the order is paid already"))
+            }
             TradeState::NotPay => {}
         }
         if now >= order.expires_at {
@@ -152,7 +165,8 @@ fn pay_order(pay: &Arc<PayFake>, req: PayRequest) -> Outcome {
         (order.request.out_trade_no.clone(), id, now)
     };
     if let Some(plan) = plan {
-        notify::deliver(pay, &out_trade_no, req.notify.to.as_deref(), plan, req.notify.wait.unwrap_or(false))
+        let subject = Subject::Payment(out_trade_no.clone());
+        notify::deliver(pay, &subject, req.notify.to.as_deref(), plan, req.notify.wait.unwrap_or(false))
             .map_err(|e| Reply::fake_error(500, &format!("cannot deliver: {e}")))?;
     }
     Ok(json!({
@@ -165,7 +179,9 @@ fn pay_order(pay: &Arc<PayFake>, req: PayRequest) -> Outcome {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NotifyRequest {
-    out_trade_no: String,
+    /// A paid order's notification, or a settled refund's: exactly one of the two.
+    out_trade_no: Option<String>,
+    out_refund_no: Option<String>,
     /// A signature probe (`WECHATPAY/SIGNTEST/...`) instead of a genuine notification.
     #[serde(default)]
     probe: bool,
@@ -173,23 +189,34 @@ struct NotifyRequest {
     notify: NotifyOptions,
 }
 
-/// Delivers a paid order's notification again (or a probe of it), on demand.
+/// Delivers a paid order's or a settled refund's notification again (or a probe of it).
 fn renotify(pay: &Arc<PayFake>, req: NotifyRequest) -> Outcome {
+    let subject = match (req.out_trade_no, req.out_refund_no) {
+        (Some(no), None) => Subject::Payment(no),
+        (None, Some(no)) => Subject::Refund(no),
+        _ => return Err(bad_request("give exactly one of out_trade_no and out_refund_no")),
+    };
     let Some(plan) = req.notify.plan(req.probe)? else {
         return Ok(json!({"ok": true}));
     };
-    notify::deliver(pay, &req.out_trade_no, req.notify.to.as_deref(), plan, req.notify.wait.unwrap_or(false))
-        .map_err(|e| Reply::fake_error(409, &format!("{}: {e}", req.out_trade_no)))?;
+    notify::deliver(pay, &subject, req.notify.to.as_deref(), plan, req.notify.wait.unwrap_or(false))
+        .map_err(|e| Reply::fake_error(409, &format!("{subject:?}: {e}")))?;
     Ok(json!({"ok": true}))
 }
 
-/// `GET /__fake/pay/deliveries[?out_trade_no=]`: every delivery's outcome, oldest first.
+/// `GET /__fake/pay/deliveries[?out_trade_no=][&out_refund_no=]`: every delivery's
+/// outcome, oldest first.
 fn deliveries(pay: &PayFake, query: &str) -> Value {
-    let wanted =
-        form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "out_trade_no").map(|(_, v)| v.into_owned());
+    let param =
+        |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let (trade, refund) = (param("out_trade_no"), param("out_refund_no"));
     let inner = pay.lock();
-    let list: Vec<&notify::Delivery> =
-        inner.deliveries.iter().filter(|d| wanted.as_deref().is_none_or(|w| d.out_trade_no == w)).collect();
+    let list: Vec<&notify::Delivery> = inner
+        .deliveries
+        .iter()
+        .filter(|d| trade.as_deref().is_none_or(|w| d.out_trade_no == w))
+        .filter(|d| refund.as_deref().is_none_or(|w| d.out_refund_no.as_deref() == Some(w)))
+        .collect();
     json!({"deliveries": list})
 }
 
@@ -201,6 +228,7 @@ fn stats(pay: &PayFake) -> Value {
     json!({
         "calls": inner.calls,
         "orders": inner.orders.len(),
+        "refunds": inner.refunds.len(),
         "deliveries": inner.deliveries.len(),
         "config": {
             "mchid": pay.opts.mchid,
@@ -210,6 +238,7 @@ fn stats(pay: &PayFake) -> Value {
             "public_key_id": PLATFORM_PUBLIC_KEY_ID,
             "public_key_pem": PLATFORM_PUBLIC_KEY_PEM,
             "allow_http_notify": pay.opts.allow_http_notify,
+            "platform": pay.platform.describe(),
         },
     })
 }
@@ -267,4 +296,79 @@ fn behaviour(pay: &PayFake, req: BehaviourRequest) -> Outcome {
         inner.failures.push(entry);
     }
     Ok(json!({"ok": true}))
+}
+
+/// A refund's outcome, by name.
+fn outcome(name: &str, processing: bool) -> Result<RefundStatus, Reply> {
+    match name {
+        "success" => Ok(RefundStatus::Success),
+        "abnormal" => Ok(RefundStatus::Abnormal),
+        "closed" => Ok(RefundStatus::Closed),
+        "processing" if processing => Ok(RefundStatus::Processing),
+        other => Err(bad_request(&format!(
+            "outcome: {other:?} is not one of \"success\", \"abnormal\", \"closed\"{}",
+            if processing { ", \"processing\"" } else { "" }
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettleRequest {
+    out_refund_no: String,
+    outcome: String,
+    #[serde(default)]
+    notify: NotifyOptions,
+}
+
+/// WeChat Pay finishes a refund: PROCESSING → SUCCESS | ABNORMAL | CLOSED, or ABNORMAL →
+/// SUCCESS | CLOSED, then its notification. 404 unknown refund, 409 a final one.
+fn settle_refund(pay: &Arc<PayFake>, req: SettleRequest) -> Outcome {
+    let status = outcome(&req.outcome, false)?;
+    let plan = req.notify.plan(false)?;
+    refunds::settle(pay, &req.out_refund_no, status, plan, req.notify.to.as_deref(), req.notify.wait.unwrap_or(false))
+        .map_err(|e| {
+            let code = if e.starts_with("RESOURCE_NOT_EXISTS") { 404 } else { 409 };
+            Reply::fake_error(code, &format!("{}: {e}", req.out_refund_no))
+        })?;
+    Ok(json!({"out_refund_no": req.out_refund_no, "status": status.as_str()}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NextRefunds {
+    outcome: String,
+    times: Option<u32>,
+    #[serde(default)]
+    notify: NotifyOptions,
+}
+
+/// What the next `times` refunds created become: at once success (the default without
+/// one), abnormal or closed with their notification, or "processing" until
+/// `POST /__fake/pay/refund`.
+fn next_refunds(pay: &PayFake, req: NextRefunds) -> Outcome {
+    let status = outcome(&req.outcome, true)?;
+    let notify = req.notify.plan(false)?;
+    if req.notify.wait.is_some() {
+        return Err(bad_request("notify.wait: not for refunds yet to come"));
+    }
+    let times = req.times.unwrap_or(1);
+    if times > 0 {
+        let plan = RefundPlan { outcome: status, notify, to: req.notify.to.clone(), times };
+        pay.lock().refunds.plans.push(plan);
+    }
+    Ok(json!({"ok": true}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlatformRequest {
+    mode: String,
+}
+
+/// Switches the signing key mid-run, as WeChat Pay does during a migration.
+fn platform(pay: &PayFake, req: PlatformRequest) -> Outcome {
+    let mode: PlatformMode = req.mode.parse().map_err(|e: String| bad_request(&format!("mode: {e}")))?;
+    pay.platform.set_mode(mode);
+    Ok(pay.platform.describe())
 }

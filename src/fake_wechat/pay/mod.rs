@@ -8,13 +8,18 @@
 //! - `api.rs`: `/v3/pay/transactions/...`, each request checked as WeChat Pay does.
 //! - `wire.rs`: the `Authorization` header read, every answer signed, RFC 3339 times.
 //! - `orders.rs`: the orders the fake holds and their states.
-//! - `notify.rs`: the TRANSACTION.SUCCESS notifications, delivered on threads.
-//! - `control.rs`: `/__fake/pay/...`, where tests play the paying user.
+//! - `refunds.rs`: `/v3/refund/domestic/refunds...` and the refunds the fake holds.
+//! - `platform.rs`: which key signs (public key, certificate, or both: the migration),
+//!   and `/v3/certificates`.
+//! - `notify.rs`: payment and refund notifications, delivered on threads.
+//! - `control.rs`: `/__fake/pay/...`, where tests play the paying user and WeChat Pay.
 
 pub(crate) mod api;
 pub(crate) mod control;
 mod notify;
 mod orders;
+mod platform;
+mod refunds;
 mod wire;
 
 #[cfg(test)]
@@ -24,11 +29,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::pay::{ApiV3Key, SigningKey, VerifyingKey};
+use crate::pay::{ApiV3Key, VerifyingKey};
 
 use super::clock::Clock;
 use notify::Delivery;
 use orders::Orders;
+use platform::Platform;
+pub use platform::PlatformMode;
+use refunds::Refunds;
 
 /// WeChat's documented TEST merchant (research Appendix A): its key is public, so the
 /// fake may hold it and print it for users' tests. Never a real merchant.
@@ -48,6 +56,16 @@ pub const PLATFORM_PUBLIC_KEY_ID: &str = "PUB_KEY_ID_000000000000000000000000000
 /// notification; wxlogin under test trusts the public half.
 pub const PLATFORM_KEY_PEM: &str = include_str!("../../pay/testdata/fake_wechatpay_platform_key.pem");
 pub const PLATFORM_PUBLIC_KEY_PEM: &str = include_str!("../../pay/testdata/fake_wechatpay_platform_public_key.pem");
+/// A self-signed certificate for the platform key (src/pay/testdata/README.md): what
+/// `/v3/certificates` serves and `certificate` mode signs as.
+pub const PLATFORM_CERT_PEM: &str = include_str!("../../pay/testdata/fake_wechatpay_platform_cert.pem");
+/// Its serial number in upper-case hex, as `serial_no` and `Wechatpay-Serial` carry it.
+pub const PLATFORM_CERT_SERIAL: &str = "1E67BC1813BE76B106AB44097F2EC661555DD8DB";
+/// A second platform key and certificate: the certificate side of `mixed` mode.
+pub const PLATFORM2_KEY_PEM: &str = include_str!("../../pay/testdata/fake_wechatpay_platform2_key.pem");
+pub const PLATFORM2_PUBLIC_KEY_PEM: &str = include_str!("../../pay/testdata/fake_wechatpay_platform2_public_key.pem");
+pub const PLATFORM2_CERT_PEM: &str = include_str!("../../pay/testdata/fake_wechatpay_platform2_cert.pem");
+pub const PLATFORM2_CERT_SERIAL: &str = "27E2C32F08B7047F253ECCC60D1E2DBEE915EEAE";
 
 /// The merchant the fake serves. `FakePayOptions::test()` is the fixed test setup.
 #[derive(Debug, Clone)]
@@ -67,6 +85,8 @@ pub struct FakePayOptions {
     /// Deliver every notification here instead of the order's notify_url: for a wxlogin
     /// under test whose configured notify_url is an https address it cannot receive on.
     pub notify_override: Option<String>,
+    /// Which key signs answers and notifications (platform.rs); switchable at run time.
+    pub platform_mode: PlatformMode,
 }
 
 impl FakePayOptions {
@@ -81,6 +101,7 @@ impl FakePayOptions {
             appids: Vec::new(),
             allow_http_notify: false,
             notify_override: None,
+            platform_mode: PlatformMode::PublicKey,
         }
     }
 
@@ -100,7 +121,7 @@ pub(crate) struct PayFake {
     pub opts: FakePayOptions,
     /// The fake's own appids, used when `opts.appids` is empty.
     pub apps: Vec<String>,
-    pub platform_key: SigningKey,
+    pub platform: Platform,
     pub clock: Clock,
     /// Set when the fake stops: pending (late, retried) deliveries are dropped.
     stopping: AtomicBool,
@@ -110,6 +131,7 @@ pub(crate) struct PayFake {
 #[derive(Debug, Default)]
 pub(crate) struct Inner {
     pub orders: Orders,
+    pub refunds: Refunds,
     pub deliveries: Vec<Delivery>,
     pub calls: BTreeMap<&'static str, u64>,
     /// Queued failures: (api or "*", failure, remaining).
@@ -149,12 +171,12 @@ impl Inner {
 
 impl PayFake {
     pub(crate) fn new(opts: FakePayOptions, apps: Vec<String>, clock: Clock) -> PayFake {
-        let platform_key = SigningKey::from_pem(PLATFORM_KEY_PEM).expect("the committed platform key parses");
+        let platform = Platform::new(opts.platform_mode);
         let calls = api::APIS.iter().map(|a| (*a, 0)).collect();
         PayFake {
             opts,
             apps,
-            platform_key,
+            platform,
             clock,
             stopping: AtomicBool::new(false),
             inner: Mutex::new(Inner { calls, ..Inner::default() }),

@@ -33,6 +33,16 @@ pub(crate) enum TradeState {
     NotPay,
     Success,
     Closed,
+    /// Paid, then (partly or wholly) refunded: research §7, "`SUCCESS` → `REFUND` after a
+    /// refund" (订单状态流转.md).
+    Refund,
+}
+
+impl TradeState {
+    /// Whether the user paid (a refunded order was paid too).
+    pub(crate) fn paid(self) -> bool {
+        matches!(self, TradeState::Success | TradeState::Refund)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -59,18 +69,20 @@ impl Order {
                 TradeState::NotPay => "NOTPAY",
                 TradeState::Success => "SUCCESS",
                 TradeState::Closed => "CLOSED",
+                TradeState::Refund => "REFUND",
             },
             "trade_state_desc": match self.state {
                 TradeState::NotPay => "订单未支付",
                 TradeState::Success => "支付成功",
                 TradeState::Closed => "订单已关闭",
+                TradeState::Refund => "转入退款",
             },
             "amount": {"total": r.total, "currency": "CNY", "payer_currency": "CNY"},
         });
         if let Some(attach) = &r.attach {
             t["attach"] = json!(attach);
         }
-        if self.state == TradeState::Success {
+        if self.state.paid() {
             t["transaction_id"] = json!(self.transaction_id);
             t["trade_type"] = json!("JSAPI");
             t["bank_type"] = json!("OTHERS");

@@ -5,11 +5,10 @@ use serde_json::{json, Value};
 
 use crate::pay::sign::{new_nonce, SCHEME};
 use crate::pay::verify::response_message;
-use crate::pay::SigningKey;
 use crate::secrets::random_id;
 
 use super::super::reply::Reply;
-use super::PLATFORM_PUBLIC_KEY_ID;
+use super::platform::Signer;
 
 /// The five fields of `Authorization: WECHATPAY2-SHA256-RSA2048 k="v",...` (research
 /// §2.3: comma-separated, no spaces, any order).
@@ -63,21 +62,22 @@ pub(crate) fn parse_authorization(header: &str) -> Result<Authorization, String>
 }
 
 /// An answer signed as WeChat Pay signs every answer (research §5): `Wechatpay-Timestamp`,
-/// `-Nonce`, `-Serial` (the public key id) and `-Signature` over `TS\nNONCE\nBODY\n`, plus
-/// a `Request-ID` (research §2.4). A 204 has an empty body, signed as such.
-pub(crate) fn signed_reply(key: &SigningKey, now: i64, status: u16, body: Option<&Value>) -> Reply {
+/// `-Nonce`, `-Serial` (the public key id or certificate serial naming the signer's key) and
+/// `-Signature` over `TS\nNONCE\nBODY\n`, plus a `Request-ID` (research §2.4). A 204 has an
+/// empty body, signed as such.
+pub(crate) fn signed_reply(signer: Signer<'_>, now: i64, status: u16, body: Option<&Value>) -> Reply {
     let body = body.map(Value::to_string).unwrap_or_default();
     let timestamp = now.to_string();
     let nonce = new_nonce().to_uppercase();
     let mut headers = vec![
         ("Wechatpay-Timestamp", timestamp.clone()),
         ("Wechatpay-Nonce", nonce.clone()),
-        ("Wechatpay-Serial", PLATFORM_PUBLIC_KEY_ID.to_string()),
+        ("Wechatpay-Serial", signer.serial.to_string()),
         ("Request-ID", request_id()),
     ];
     // ring does not refuse a key that loaded; were it to, an unsigned answer is what a
     // client must refuse, which is the safe way to fail.
-    if let Ok(signature) = key.sign_base64(&response_message(&timestamp, &nonce, body.as_bytes())) {
+    if let Ok(signature) = signer.key.sign_base64(&response_message(&timestamp, &nonce, body.as_bytes())) {
         headers.push(("Wechatpay-Signature", signature));
     }
     Reply { status, content_type: "application/json; charset=utf-8", body, delay: None, headers }
