@@ -1011,3 +1011,48 @@ fn mixed_mode_alternates_keys_and_the_mode_switches_mid_run() {
     let (status, _) = client.control("/__fake/pay/platform", json!({"mode": "v2"}));
     assert_eq!(status, 400);
 }
+
+#[test]
+fn refund_notifications_take_the_delivery_options() {
+    let (_fake, client) = start();
+    let (url, rx) = receiver(204);
+    client.paid_order("T20261202000171", 900, NOTIFY);
+    // Never: the refund succeeds, nothing is sent.
+    let (status, _) =
+        client.control("/__fake/pay/refunds/next", json!({"outcome": "success", "notify": {"mode": "never"}}));
+    assert_eq!(status, 200);
+    let body = refund_body(("out_trade_no", "T20261202000171"), "R20261202000171", 100, 900, Some(&url));
+    assert_eq!(client.refund(&body).status, 200);
+    assert_eq!(client.query_refund("R20261202000171").json["status"], "SUCCESS");
+    // Late and twice, to a receiver named by the control request.
+    let (late, late_rx) = receiver(204);
+    let (status, _) = client.control(
+        "/__fake/pay/refunds/next",
+        json!({"outcome": "success", "notify": {"mode": "twice", "delay_ms": 3000, "to": late}}),
+    );
+    assert_eq!(status, 200);
+    let body = refund_body(("out_trade_no", "T20261202000171"), "R20261202000172", 100, 900, Some(&url));
+    assert_eq!(client.refund(&body).status, 200);
+    assert!(client.deliveries_where("out_refund_no=R20261202000172").is_empty(), "nothing before the delay");
+    assert_eq!(open_refund(&next(&late_rx)).1["out_refund_no"], "R20261202000172");
+    assert_eq!(open_refund(&next(&late_rx)).1["out_refund_no"], "R20261202000172");
+    assert!(rx.recv_timeout(Duration::from_millis(500)).is_err(), "neither refund went to its notify_url");
+    // Retried when refused, every attempt recorded.
+    let (refusing, refusing_rx) = receiver(500);
+    let body = refund_body(("out_trade_no", "T20261202000171"), "R20261202000173", 100, 900, Some(&refusing));
+    let (status, _) = client.control("/__fake/pay/refunds/next", json!({"outcome": "processing"}));
+    assert_eq!(status, 200);
+    assert_eq!(client.refund(&body).status, 200);
+    let (status, _) = client.control(
+        "/__fake/pay/refund",
+        json!({"out_refund_no": "R20261202000173", "outcome": "success",
+               "notify": {"retries": 2, "retry_interval_ms": 10, "wait": true}}),
+    );
+    assert_eq!(status, 200);
+    let list = client.deliveries_where("out_refund_no=R20261202000173");
+    assert_eq!(list.len(), 3, "{list:?}");
+    assert!(list.iter().all(|d| d["ok"] == false && d["event_type"] == "REFUND.SUCCESS"));
+    for _ in 0..3 {
+        open_refund(&next(&refusing_rx));
+    }
+}
