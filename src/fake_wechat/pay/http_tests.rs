@@ -728,6 +728,7 @@ fn an_unpaid_or_closed_order_cannot_be_refunded() {
     assert_eq!(client.jsapi(&order("T20261202000131", 500, NOTIFY)).status, 200);
     let resp = client.refund(&refund_body(("out_trade_no", "T20261202000131"), "R20261202000131", 100, 500, None));
     assert_eq!((resp.status, resp.code()), (400, "INVALID_REQUEST"), "{}", resp.body);
+    assert!(resp.json["message"].as_str().is_some_and(|m| m.contains("未支付")), "refused as unpaid: {}", resp.body);
     assert_eq!(client.close("T20261202000131").status, 204);
     let resp = client.refund(&refund_body(("out_trade_no", "T20261202000131"), "R20261202000131", 100, 500, None));
     assert_eq!(resp.code(), "INVALID_REQUEST");

@@ -24,7 +24,7 @@ use crate::secrets::random_id;
 
 use super::api::{check_json_body, check_notify_url, param, parse_body, text, Answer, Headers, Refusal};
 use super::notify::{self, Plan, Subject};
-use super::orders::TradeState;
+use super::orders::{Order, TradeState};
 use super::wire::format_cst;
 use super::PayFake;
 
@@ -277,22 +277,7 @@ pub(crate) fn create(pay: &Arc<PayFake>, mchid: &str, h: &Headers, body: &[u8], 
             }
             return Ok((200, Some(existing.answer())));
         }
-        let (paid_at, transaction_id) = match (order.state.paid(), order.success_time, &order.transaction_id) {
-            (true, Some(at), Some(id)) => (at, id.clone()),
-            _ => return Err(invalid("订单未支付,不能退款")),
-        };
-        if p.total != order.request.total {
-            return Err(invalid("amount.total is not the order's amount"));
-        }
-        if now - paid_at > REFUND_WINDOW {
-            return Err(invalid("the order was paid more than a year ago"));
-        }
-        if inner.refunds.of_order(&request.out_trade_no).count() >= MAX_REFUNDS_PER_ORDER {
-            return Err(invalid("the order has 50 refunds already"));
-        }
-        if p.refund > p.total - inner.refunds.reserved(&request.out_trade_no) {
-            return Err(invalid("amount.refund is more than what is left to refund"));
-        }
+        let transaction_id = check_refundable(order, &inner.refunds, &request, now)?;
         let refund = Refund {
             request,
             out_refund_no: p.out_refund_no.clone(),
@@ -313,6 +298,28 @@ pub(crate) fn create(pay: &Arc<PayFake>, mchid: &str, h: &Headers, body: &[u8], 
         let _ = settle(pay, &p.out_refund_no, plan.outcome, plan.notify, plan.to.as_deref(), false);
     }
     Ok((200, Some(answer)))
+}
+
+/// The business rules of a new refund (research §7); the order's transaction_id if it
+/// may be refunded.
+fn check_refundable(order: &Order, refunds: &Refunds, request: &RefundRequest, now: i64) -> Result<String, Refusal> {
+    let (paid_at, transaction_id) = match (order.state.paid(), order.success_time, &order.transaction_id) {
+        (true, Some(at), Some(id)) => (at, id.clone()),
+        _ => return Err(invalid("订单未支付,不能退款")),
+    };
+    if request.total != order.request.total {
+        return Err(invalid("amount.total is not the order's amount"));
+    }
+    if now - paid_at > REFUND_WINDOW {
+        return Err(invalid("the order was paid more than a year ago"));
+    }
+    if refunds.of_order(&request.out_trade_no).count() >= MAX_REFUNDS_PER_ORDER {
+        return Err(invalid("the order has 50 refunds already"));
+    }
+    if request.refund > request.total - refunds.reserved(&request.out_trade_no) {
+        return Err(invalid("amount.refund is more than what is left to refund"));
+    }
+    Ok(transaction_id)
 }
 
 /// `GET /v3/refund/domestic/refunds/{out_refund_no}` (research §7).
