@@ -10,6 +10,7 @@ use crate::error::ApiError;
 pub use crate::limits::RateLimiter;
 use crate::limits::UserLimits;
 use crate::metrics::Metrics;
+use crate::payments::Payments;
 use crate::store::Store;
 use crate::wechat::{AccessTokens, WeChat};
 
@@ -24,6 +25,8 @@ pub struct App {
     pub login_limiter: RateLimiter,
     /// Per-user limits on WeChat-costly calls (phone lookups, checksession).
     pub user_limits: UserLimits,
+    /// WeChat Pay: `None` when `[pay]` is absent (payments off).
+    pub payments: Option<Payments>,
     stopping: AtomicBool,
 }
 
@@ -39,6 +42,7 @@ impl App {
             login_limiter: RateLimiter::new(config.rate_limit.login_per_ip_per_minute, Duration::from_secs(60)),
             user_limits: UserLimits::new(config.rate_limit.phone_per_user_per_hour),
             code_flights: CodeFlights::default(),
+            payments: Payments::new(&config, metrics.clone()),
             metrics,
             store,
             config,
@@ -54,6 +58,11 @@ impl App {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
+    /// The payments, or 404 when `[pay]` is absent.
+    pub fn payments(&self) -> Result<&Payments, ApiError> {
+        self.payments.as_ref().ok_or(ApiError::PaymentsOff)
+    }
+
     /// The app a request names, or the only one when it names none.
     pub fn resolve_app(&self, name: Option<&str>) -> Result<&AppConfig, ApiError> {
         match name {
@@ -67,6 +76,9 @@ impl App {
     /// [`FOLD_EVERY`] (see `Store::fold_wal`), and purges expired sessions and spent
     /// codes every `every`, in small batches, so that requests are never blocked behind it.
     pub fn spawn_maintenance(self: &Arc<App>, every: Duration) -> std::io::Result<std::thread::JoinHandle<()>> {
+        if self.payments.is_some() {
+            self.spawn_pay_maintenance(PAY_PASS_EVERY)?;
+        }
         let app = self.clone();
         std::thread::Builder::new().name("maintenance".into()).spawn(move || {
             let mut next = Instant::now();
@@ -96,6 +108,39 @@ impl App {
         })
     }
 }
+
+impl App {
+    /// Until shutdown, on its own thread (so that a hung WeChat Pay never delays folding
+    /// the WAL): a bounded WeChat Pay pass every `every` (`Payments::maintenance_pass`).
+    /// The thread is not joined at shutdown: it holds no transaction across a WeChat Pay
+    /// call, and stops between orders once shutdown begins.
+    pub fn spawn_pay_maintenance(self: &Arc<App>, every: Duration) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let app = self.clone();
+        std::thread::Builder::new().name("pay-maintenance".into()).spawn(move || {
+            let mut next = Instant::now() + every;
+            while !app.is_stopping() {
+                if Instant::now() >= next {
+                    app.pay_pass(crate::store::now());
+                    next = Instant::now() + every;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    }
+
+    /// One WeChat Pay maintenance pass at `now`; how many orders it changed.
+    pub fn pay_pass(&self, now: i64) -> usize {
+        let Some(p) = self.payments.as_ref() else { return 0 };
+        let n = p.maintenance_pass(&self.config, &self.store, now, &|| self.is_stopping());
+        if n > 0 {
+            log::info!("maintenance: {n} order(s) paid or closed after asking WeChat Pay");
+        }
+        n
+    }
+}
+
+/// How often the WeChat Pay pass runs (each pass bounded by `payments::PASS_LIMIT`).
+const PAY_PASS_EVERY: Duration = Duration::from_secs(10);
 
 /// How often the maintenance thread copies the WAL into the database file. At 4,000
 /// logins a second that is some 4,000 pages each time, well under the writer's own

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use crate::pay::{PayCryptoError, PayError};
 use crate::store::StoreError;
 use crate::wechat::crypto::OpenDataError;
 use crate::wechat::WeChatError;
@@ -73,6 +74,49 @@ pub enum ApiError {
     Unavailable(&'static str),
     /// 500: a bug; the detail goes to the log, never to the client.
     Internal,
+    /// 404: `[pay]` is absent, so no payment route exists.
+    PaymentsOff,
+    /// 400: a product id the configuration does not list.
+    UnknownProduct(String),
+    /// 502: WeChat Pay refused (with its `code`), or answered in a way not to be believed.
+    PayError {
+        wechatpay_code: Option<String>,
+        message: String,
+    },
+    /// 504: WeChat Pay did not answer in time.
+    PayTimeout,
+    /// 409: the order is no longer waiting for payment (paid, closed or expired).
+    OrderNotPayable(&'static str),
+    /// 409: `out_trade_no` exists with other parameters.
+    OrderConflict,
+    /// 409: the order was paid, so it cannot be closed.
+    OrderPaid,
+    /// A refusal of `POST /v1/pay/notify`, answered by WeChat Pay's rules (its status and
+    /// `{"code": "FAIL", "message"}`), not ours: see [`Notify`].
+    Notify(Notify),
+}
+
+/// Why a WeChat Pay notification was refused; WeChat Pay retries each of them.
+#[derive(Debug, Clone)]
+pub enum Notify {
+    /// 401: the signature cannot be trusted (bad, a probe, an unknown serial, a timestamp
+    /// out of the window, a header missing).
+    Untrusted(String),
+    /// 400: trusted, but not for us or not usable (does not decrypt, mchid, appid or
+    /// amount differ, unknown order).
+    Refused(String),
+    /// 500: the database failed; WeChat Pay will deliver it again.
+    Failed,
+}
+
+impl From<PayCryptoError> for Notify {
+    fn from(e: PayCryptoError) -> Notify {
+        if e.is_untrusted() {
+            Notify::Untrusted(format!("The notification's signature cannot be trusted: {e}."))
+        } else {
+            Notify::Refused(format!("The notification cannot be used: {e}."))
+        }
+    }
 }
 
 impl ApiError {
@@ -83,7 +127,14 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         use ApiError::*;
         match self {
-            InvalidRequest(_) | UnknownApp(_) => 400,
+            InvalidRequest(_) | UnknownApp(_) | UnknownProduct(_) => 400,
+            PaymentsOff => 404,
+            OrderNotPayable(_) | OrderConflict | OrderPaid => 409,
+            PayError { .. } => 502,
+            PayTimeout => 504,
+            Notify(self::Notify::Untrusted(_)) => 401,
+            Notify(self::Notify::Refused(_)) => 400,
+            Notify(self::Notify::Failed) => 500,
             NoToken | Unauthorized | SessionExpired | BadApiKey | InvalidCode { .. } => 401,
             UserBlocked { .. } => 403,
             NotFound => 404,
@@ -122,6 +173,14 @@ impl ApiError {
             WeChatTimeout => "wechat_timeout",
             Unavailable(_) => "unavailable",
             Internal => "internal",
+            PaymentsOff => "not_found",
+            UnknownProduct(_) => "unknown_product",
+            PayError { .. } => "pay_error",
+            PayTimeout => "wechat_timeout",
+            OrderNotPayable(_) => "order_not_payable",
+            OrderConflict => "order_conflict",
+            OrderPaid => "order_paid",
+            Notify(_) => "FAIL",
         }
     }
 
@@ -182,14 +241,29 @@ impl ApiError {
             WeChatTimeout => "WeChat did not answer in time; retry shortly.".into(),
             Unavailable(why) => format!("The service is unavailable: {why}."),
             Internal => "An internal error occurred; it has been logged with this request's id.".into(),
+            PaymentsOff => "Payments are not configured on this server.".into(),
+            UnknownProduct(p) => format!("No product \"{p}\" is configured (`pay.products`)."),
+            PayError { message, .. } => message.clone(),
+            PayTimeout => "WeChat Pay did not answer in time; retry shortly.".into(),
+            OrderNotPayable(why) => format!("The order cannot be paid: {why}."),
+            OrderConflict => "An order with this out_trade_no exists with other parameters.".into(),
+            OrderPaid => "The order was paid; it cannot be closed (refund it instead).".into(),
+            Notify(self::Notify::Untrusted(m) | self::Notify::Refused(m)) => m.clone(),
+            Notify(self::Notify::Failed) => "The notification could not be recorded; send it again.".into(),
         }
     }
 
     /// The JSON error body of the contract.
     pub fn body(&self) -> serde_json::Value {
+        if let ApiError::Notify(_) = self {
+            return serde_json::json!({"code": "FAIL", "message": self.message()});
+        }
         let mut error = serde_json::json!({"code": self.code(), "message": self.message()});
         if let Some(errcode) = self.wechat_errcode() {
             error["wechat_errcode"] = errcode.into();
+        }
+        if let ApiError::PayError { wechatpay_code: Some(code), .. } = self {
+            error["wechatpay_code"] = code.as_str().into();
         }
         serde_json::json!({ "error": error })
     }
@@ -209,6 +283,29 @@ impl From<StoreError> for ApiError {
             other => {
                 log::error!("database error: {other}");
                 ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<PayError> for ApiError {
+    /// WeChat Pay's own `message` never reaches the client (the client logged it): its
+    /// `code` is passed on as `wechatpay_code`.
+    fn from(e: PayError) -> ApiError {
+        match e {
+            PayError::Refused { status, code } => ApiError::PayError {
+                message: format!(
+                    "WeChat Pay refused the request (HTTP {status}, {code}); the server's log has the details."
+                ),
+                wechatpay_code: Some(code),
+            },
+            PayError::Timeout => ApiError::PayTimeout,
+            PayError::Invalid(what) => {
+                log::error!("a WeChat Pay request could not be made: {what}");
+                ApiError::Internal
+            }
+            other @ (PayError::Unverified | PayError::Unreachable | PayError::Unreadable) => {
+                ApiError::PayError { wechatpay_code: None, message: format!("{other}.") }
             }
         }
     }

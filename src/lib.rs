@@ -14,6 +14,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod pay;
+pub mod payments;
 pub mod secrets;
 pub mod store;
 pub mod wechat;

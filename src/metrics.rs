@@ -21,6 +21,8 @@ struct Inner {
     latency_sum_micros: AtomicU64,
     logins: Mutex<BTreeMap<&'static str, u64>>,
     wechat: Mutex<BTreeMap<(&'static str, String), u64>>,
+    pay_calls: Mutex<BTreeMap<(&'static str, String), u64>>,
+    notifications: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
@@ -50,6 +52,35 @@ impl Metrics {
 
     pub fn wechat_call(&self, api: &'static str, errcode: String) {
         bump(&self.0.wechat, (api, errcode));
+    }
+
+    /// One WeChat Pay call: its API and its answer (`OK`, WeChat Pay's code, `TIMEOUT`...).
+    pub fn pay_call(&self, api: &'static str, code: String) {
+        bump(&self.0.pay_calls, (api, code));
+    }
+
+    /// One WeChat Pay notification's result: "applied", "duplicate", "untrusted",
+    /// "refused" or "failed".
+    pub fn notification(&self, result: &'static str) {
+        bump(&self.0.notifications, result);
+    }
+
+    /// The payments part of the exposition; `orders` (state, count) comes from the caller.
+    pub fn render_pay(&self, orders: &[(String, i64)]) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP wxlogin_pay_orders Orders, by state.\n# TYPE wxlogin_pay_orders gauge\n");
+        for (state, n) in orders {
+            let _ = writeln!(out, "wxlogin_pay_orders{{state=\"{state}\"}} {n}");
+        }
+        out.push_str("# HELP wxlogin_pay_notifications_total WeChat Pay notifications, by result.\n# TYPE wxlogin_pay_notifications_total counter\n");
+        for (result, n) in self.0.notifications.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "wxlogin_pay_notifications_total{{result=\"{result}\"}} {n}");
+        }
+        out.push_str("# HELP wxlogin_pay_calls_total Calls to WeChat Pay, by API and answer code (OK = success).\n# TYPE wxlogin_pay_calls_total counter\n");
+        for ((api, code), n) in self.0.pay_calls.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "wxlogin_pay_calls_total{{api=\"{api}\",code=\"{code}\"}} {n}");
+        }
+        out
     }
 
     pub fn logins(&self, result: &str) -> u64 {
@@ -115,5 +146,19 @@ mod tests {
         assert!(text.contains("wxlogin_wechat_calls_total{api=\"jscode2session\",errcode=\"40029\"} 1"));
         assert!(text.contains("wxlogin_live_sessions 3"));
         assert!(text.contains("wxlogin_access_token_age_seconds{app=\"main\"} 12"));
+    }
+
+    #[test]
+    fn payments_are_counted_by_state_result_api_and_code() {
+        let m = Metrics::default();
+        m.pay_call("jsapi", "OK".into());
+        m.pay_call("query", "ORDER_NOT_EXIST".into());
+        m.notification("applied");
+        m.notification("applied");
+        let text = m.render_pay(&[("created".into(), 2), ("paid".into(), 1)]);
+        assert!(text.contains("wxlogin_pay_orders{state=\"paid\"} 1"));
+        assert!(text.contains("wxlogin_pay_notifications_total{result=\"applied\"} 2"));
+        assert!(text.contains("wxlogin_pay_calls_total{api=\"jsapi\",code=\"OK\"} 1"));
+        assert!(text.contains("wxlogin_pay_calls_total{api=\"query\",code=\"ORDER_NOT_EXIST\"} 1"));
     }
 }

@@ -12,7 +12,7 @@ use crate::secrets::{ct_eq, sha256};
 
 /// 404 when no key is configured (the endpoint does not exist), 401 without a
 /// configured key. Every key is compared, in constant time over hashes of equal length.
-fn require_key(app: &App, req: &Req) -> Result<(), ApiError> {
+pub(crate) fn require_key(app: &App, req: &Req) -> Result<(), ApiError> {
     let keys = &app.config.internal.api_keys;
     if keys.is_empty() {
         return Err(ApiError::NotFound);

@@ -6,6 +6,7 @@ pub mod internal;
 pub mod login;
 pub mod me;
 pub mod ops;
+pub mod pay;
 pub mod phone;
 pub mod session;
 

@@ -28,7 +28,11 @@ pub fn metrics(app: &App, req: &Req) -> Result<Resp, ApiError> {
     }
     let live = app.store.live_sessions(crate::store::now()).unwrap_or(-1);
     let ages = token_ages(app);
-    Ok(Resp::text("text/plain; version=0.0.4", app.metrics.render(live, &ages)))
+    let mut text = app.metrics.render(live, &ages);
+    if app.payments.is_some() {
+        text.push_str(&app.metrics.render_pay(&app.store.order_counts().unwrap_or_default()));
+    }
+    Ok(Resp::text("text/plain; version=0.0.4", text))
 }
 
 /// The TCP peer must be on loopback; behind a same-host proxy (`trust_forwarded_for`)

@@ -84,6 +84,57 @@ static ROUTES: &[Entry] = &[
             (Method::Post, route("/internal/v1/access_token", WeChat, true, api::internal::report_token)),
         ],
     },
+    // WeChat Pay (pay.md). Routes that may call WeChat Pay run in the WeChat lane; the
+    // notification endpoint never does, so WeChat Pay's deliveries are never queued
+    // behind a slow WeChat.
+    Entry {
+        path: "/v1/pay/orders",
+        allow: "GET, HEAD, POST",
+        methods: &[
+            (Method::Get, route("/v1/pay/orders", Local, false, api::pay::orders::list)),
+            (Method::Post, route("/v1/pay/orders", WeChat, true, api::pay::orders::create)),
+        ],
+    },
+    Entry {
+        path: "/v1/pay/orders/{out_trade_no}",
+        allow: "GET, HEAD",
+        // `?sync=true` asks WeChat Pay.
+        methods: &[(Method::Get, route("/v1/pay/orders/{out_trade_no}", WeChat, false, api::pay::orders::get))],
+    },
+    Entry {
+        path: "/v1/pay/orders/{out_trade_no}/payment",
+        allow: "POST",
+        methods: &[(
+            Method::Post,
+            route("/v1/pay/orders/{out_trade_no}/payment", WeChat, false, api::pay::orders::payment),
+        )],
+    },
+    Entry {
+        path: "/v1/pay/notify",
+        allow: "POST",
+        methods: &[(Method::Post, route("/v1/pay/notify", Local, true, api::pay::notify::notify))],
+    },
+    Entry {
+        path: "/internal/v1/pay/orders",
+        allow: "POST",
+        methods: &[(Method::Post, route("/internal/v1/pay/orders", WeChat, true, api::pay::internal::create))],
+    },
+    Entry {
+        path: "/internal/v1/pay/orders/{out_trade_no}",
+        allow: "GET, HEAD",
+        methods: &[(
+            Method::Get,
+            route("/internal/v1/pay/orders/{out_trade_no}", WeChat, false, api::pay::internal::get),
+        )],
+    },
+    Entry {
+        path: "/internal/v1/pay/orders/{out_trade_no}/close",
+        allow: "POST",
+        methods: &[(
+            Method::Post,
+            route("/internal/v1/pay/orders/{out_trade_no}/close", WeChat, false, api::pay::internal::close),
+        )],
+    },
     Entry {
         path: "/healthz",
         allow: "GET, HEAD",
@@ -106,13 +157,32 @@ pub enum Found {
 /// GET route answers it (same status and headers). tiny_http leaves the body out of the
 /// answer to a HEAD request, so handlers never need to know.
 pub fn find(method: Method, path: &str) -> Found {
-    let Some(entry) = ROUTES.iter().find(|e| e.path == path) else {
+    let Some(entry) = ROUTES.iter().find(|e| matches(e.path, path)) else {
         return Found::NotFound;
     };
     let method = if method == Method::Head { Method::Get } else { method };
     match entry.methods.iter().find(|(m, _)| *m == method) {
         Some((_, r)) => Found::Route(r),
         None => Found::MethodNotAllowed(entry.allow),
+    }
+}
+
+/// Whether `path` fits `pattern`, where a `{name}` segment stands for any one non-empty
+/// segment (the handler reads it with `api::pay::segment`).
+fn matches(pattern: &str, path: &str) -> bool {
+    let mut want = pattern.split('/');
+    let mut got = path.split('/');
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return true,
+            (Some(w), Some(g)) if w.starts_with('{') => {
+                if g.is_empty() {
+                    return false;
+                }
+            }
+            (Some(w), Some(g)) if w == g => {}
+            _ => return false,
+        }
     }
 }
 
@@ -129,6 +199,15 @@ mod tests {
         assert!(matches!(find(Method::Get, "/v1/me/decrypt"), Found::MethodNotAllowed("POST")));
         assert!(matches!(find(Method::Get, "/v1/nope"), Found::NotFound));
         assert!(matches!(find(Method::Get, "/v1/session/"), Found::NotFound));
+        assert!(
+            matches!(find(Method::Get, "/v1/pay/orders/W123"), Found::Route(r) if r.name == "/v1/pay/orders/{out_trade_no}")
+        );
+        assert!(matches!(find(Method::Get, "/v1/pay/orders/"), Found::NotFound));
+        assert!(matches!(find(Method::Post, "/v1/pay/orders/W1/payment"), Found::Route(r) if r.lane == Lane::WeChat));
+        assert!(matches!(find(Method::Get, "/v1/pay/orders/W1/payment/x"), Found::NotFound));
+        assert!(
+            matches!(find(Method::Post, "/v1/pay/notify"), Found::Route(r) if r.lane == Lane::Local && r.reads_body)
+        );
         assert!(matches!(find(Method::Head, "/healthz"), Found::Route(r) if r.name == "/healthz"));
         assert!(matches!(find(Method::Head, "/v1/login"), Found::MethodNotAllowed("POST")));
         for m in [Method::Patch, Method::Put, Method::Post] {

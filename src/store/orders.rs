@@ -433,6 +433,22 @@ impl Store {
         })
     }
 
+    /// How many orders are in each state (for `/metrics`), every state listed.
+    pub fn order_counts(&self) -> Result<Vec<(String, i64)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached("SELECT state, count(*) FROM orders GROUP BY state")?;
+            let found: Vec<(String, i64)> =
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+            Ok([OrderState::Created, OrderState::Paid, OrderState::Closed, OrderState::Refunded]
+                .iter()
+                .map(|s| {
+                    let n = found.iter().find(|(name, _)| name == s.as_str()).map_or(0, |(_, n)| *n);
+                    (s.as_str().to_string(), n)
+                })
+                .collect())
+        })
+    }
+
     /// The order's events, in the order they happened.
     pub fn order_events(&self, out_trade_no: &str) -> Result<Vec<PayEvent>> {
         self.read(|c| {

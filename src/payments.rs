@@ -1,0 +1,343 @@
+//! Order operations that combine the store and the WeChat Pay client: placing an order
+//! with its prepay id, the `wx.requestPayment` parameters, asking WeChat Pay about an
+//! order and applying what it says, closing, and the maintenance pass. Handlers
+//! (`api/pay/`) and the maintenance thread share them.
+//!
+//! Each store call is its own transaction and no WeChat Pay call happens inside one: the
+//! writer is never held while WeChat Pay is slow.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::pay::PayConfig;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::pay::{JsapiOrder, PayClient, PayError, PaymentParams, Transaction};
+use crate::store::Store;
+use crate::store::{Applied, Order, OrderState, Payment};
+
+/// A prepay id lives 2 hours at WeChat Pay; one this old is renewed (a minute early, so
+/// that the mini-program still has time to use it).
+pub const PREPAY_RENEW_AFTER: i64 = 7200 - 60;
+/// `?sync=true` asks WeChat Pay about one order at most this often.
+pub const SYNC_EVERY: Duration = Duration::from_secs(2);
+/// Orders remembered for [`SYNC_EVERY`]; when all are recent, a sync answers from the
+/// database instead.
+const SYNC_MEMORY: usize = 10_000;
+/// The maintenance pass handles at most this many orders of each kind.
+pub const PASS_LIMIT: usize = 50;
+
+/// Everything payments need; present only with `[pay]`.
+pub struct Payments {
+    pub config: PayConfig,
+    pub client: PayClient,
+    sync_gate: SyncGate,
+    metrics: Metrics,
+}
+
+impl Payments {
+    pub fn new(config: &Config, metrics: Metrics) -> Option<Payments> {
+        let pay = config.pay.clone()?;
+        let client = PayClient::new(
+            &pay.api_base,
+            Duration::from_millis(config.wechat.timeout_ms),
+            config.wechat.retries,
+            pay.merchant.clone(),
+            pay.verifier.clone(),
+        );
+        Some(Payments { config: pay, client, sync_gate: SyncGate::default(), metrics })
+    }
+
+    /// Counts a WeChat Pay call by its answer: `OK`, WeChat Pay's code, or what went wrong.
+    fn counted<T>(&self, api: &'static str, r: Result<T, PayError>) -> Result<T, PayError> {
+        let code = match &r {
+            Ok(_) => "OK".to_string(),
+            Err(PayError::Refused { code, .. }) => code.clone(),
+            Err(PayError::Unverified) => "UNVERIFIED".into(),
+            Err(PayError::Timeout) => "TIMEOUT".into(),
+            Err(PayError::Unreachable) => "UNREACHABLE".into(),
+            Err(PayError::Unreadable) => "UNREADABLE".into(),
+            Err(PayError::Invalid(_)) => "INVALID".into(),
+        };
+        self.metrics.pay_call(api, code);
+        r
+    }
+
+    pub fn query(&self, out_trade_no: &str) -> Result<Transaction, PayError> {
+        self.counted("query", self.client.query(out_trade_no))
+    }
+
+    fn close_at_wechatpay(&self, out_trade_no: &str) -> Result<(), PayError> {
+        self.counted("close", self.client.close(out_trade_no))
+    }
+
+    /// The appid of the app an order is for.
+    fn appid_of<'a>(&self, config: &'a Config, order: &Order) -> Result<&'a str, ApiError> {
+        config.app(&order.app).map(|a| a.appid.as_str()).ok_or_else(|| {
+            log::error!("order {} is for app {:?}, which is no longer configured", order.out_trade_no, order.app);
+            ApiError::OrderNotPayable("its app is no longer configured")
+        })
+    }
+
+    /// Fresh `wx.requestPayment` parameters for an order that is still payable, asking
+    /// WeChat Pay for a prepay id (with the order's own parameters) when it has none or
+    /// when the one it has is too old.
+    pub fn payment(&self, config: &Config, store: &Store, order: &Order, now: i64) -> Result<PaymentParams, ApiError> {
+        if order.state != OrderState::Created {
+            return Err(ApiError::OrderNotPayable("it is no longer waiting for payment"));
+        }
+        if order.expires_at <= now {
+            return Err(ApiError::OrderNotPayable("it has expired"));
+        }
+        let appid = self.appid_of(config, order)?;
+        let prepay_id = match (&order.prepay_id, order.prepay_at) {
+            (Some(id), Some(at)) if now - at < PREPAY_RENEW_AFTER => id.clone(),
+            _ => {
+                let asked = JsapiOrder {
+                    appid,
+                    mchid: &self.config.mchid,
+                    description: &order.description,
+                    out_trade_no: &order.out_trade_no,
+                    time_expire: order.expires_at,
+                    attach: order.attach.as_deref(),
+                    notify_url: &self.config.notify_url,
+                    amount_total: order.amount,
+                    payer_openid: &order.openid,
+                };
+                let id = self.counted("jsapi", self.client.jsapi(&asked))?;
+                store.set_prepay(&order.out_trade_no, &id, now)?;
+                id
+            }
+        };
+        self.config.merchant.payment_params(appid, &prepay_id).map_err(|e| {
+            log::error!("the payment parameters could not be signed: {e}");
+            ApiError::Internal
+        })
+    }
+
+    /// Whether a WeChat Pay transaction (from a verified notification or query) is about
+    /// `order` and this merchant: mchid, an appid of ours that is the order's app's, and
+    /// the amount. The refusal says which.
+    pub fn check_transaction(&self, config: &Config, order: &Order, t: &Transaction) -> Result<(), String> {
+        if t.mchid != self.config.mchid {
+            return Err("its mchid is not this merchant's".into());
+        }
+        if !config.apps.iter().any(|a| a.appid == t.appid) {
+            return Err("its appid is not one of this server's apps".into());
+        }
+        if config.app(&order.app).map(|a| a.appid.as_str()) != Some(t.appid.as_str()) {
+            return Err("its appid is not the order's app's".into());
+        }
+        if t.amount_total != Some(order.amount) {
+            return Err("its amount is not the order's amount".into());
+        }
+        Ok(())
+    }
+
+    /// Asks WeChat Pay about a `created` order and applies a payment it reports, as a
+    /// notification would. Returns the order as the database then has it; when WeChat Pay
+    /// cannot be asked, the order as it was (with the reason logged).
+    pub fn sync(&self, config: &Config, store: &Store, order: Order, now: i64) -> Result<Order, ApiError> {
+        if order.state != OrderState::Created {
+            return Ok(order);
+        }
+        let t = match self.query(&order.out_trade_no) {
+            Ok(t) => t,
+            Err(PayError::Refused { code, .. }) if code == "ORDER_NOT_EXIST" => return Ok(order),
+            Err(e) => {
+                log::warn!("wechat pay: order {} could not be queried: {e}", order.out_trade_no);
+                return Ok(order);
+            }
+        };
+        if t.trade_state != "SUCCESS" && t.trade_state != "REFUND" {
+            return Ok(order);
+        }
+        if let Err(why) = self.check_transaction(config, &order, &t) {
+            log::warn!("wechat pay: the query of order {} was not applied: {why}", order.out_trade_no);
+            return Ok(order);
+        }
+        match self.apply(store, &order.out_trade_no, &t, now)? {
+            Applied::Paid(o) | Applied::AlreadyPaid(o) | Applied::AmountMismatch(o) | Applied::NotPayable(o) => Ok(o),
+            Applied::Unknown => Ok(order),
+        }
+    }
+
+    /// Records a paid transaction (already checked), exactly once.
+    pub fn apply(&self, store: &Store, out_trade_no: &str, t: &Transaction, now: i64) -> Result<Applied, ApiError> {
+        let (Some(transaction_id), Some(amount_total)) = (t.transaction_id.as_deref(), t.amount_total) else {
+            return Err(ApiError::PayError {
+                wechatpay_code: None,
+                message: "WeChat Pay reported a payment without its transaction id or amount.".into(),
+            });
+        };
+        let p = Payment { out_trade_no, transaction_id, amount_total, paid_at: t.success_time.unwrap_or(now) };
+        let applied = store.apply_payment(&p, now)?;
+        match &applied {
+            Applied::AlreadyPaid(o) if o.transaction_id.as_deref() != Some(transaction_id) => {
+                log::warn!("wechat pay: order {out_trade_no} is paid by another transaction than the one just reported")
+            }
+            Applied::NotPayable(_) => log::warn!(
+                "wechat pay: order {out_trade_no} was paid at WeChat Pay after it was closed here; refund it"
+            ),
+            _ => {}
+        }
+        Ok(applied)
+    }
+
+    /// Whether `?sync=true` may ask WeChat Pay about this order now.
+    pub fn may_sync(&self, out_trade_no: &str) -> bool {
+        self.sync_gate.allow(out_trade_no, Instant::now())
+    }
+
+    /// Closes a `created` order at WeChat Pay, then here. A paid order (here, or at
+    /// WeChat Pay before its notification came, which is then recorded) is
+    /// [`ApiError::OrderPaid`]; a closed one is answered as it is.
+    pub fn close(&self, config: &Config, store: &Store, order: Order, now: i64) -> Result<Order, ApiError> {
+        match order.state {
+            OrderState::Paid | OrderState::Refunded => return Err(ApiError::OrderPaid),
+            OrderState::Closed => return Ok(order),
+            OrderState::Created => {}
+        }
+        match self.close_at_wechatpay(&order.out_trade_no) {
+            Ok(()) => {}
+            // Never placed at WeChat Pay (its JSAPI call failed), or closed there already.
+            Err(PayError::Refused { code, .. }) if code == "ORDER_NOT_EXIST" || code == "ORDER_CLOSED" => {}
+            Err(PayError::Refused { code, .. }) if code == "ORDERPAID" || code == "ORDER_PAID" => {
+                let synced = self.sync(config, store, order, now)?;
+                log::warn!("wechat pay: order {} was paid before it could be closed", synced.out_trade_no);
+                return Err(ApiError::OrderPaid);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        match store.close_order(&order.out_trade_no, now)? {
+            Some(o) if matches!(o.state, OrderState::Paid | OrderState::Refunded) => Err(ApiError::OrderPaid),
+            Some(o) => Ok(o),
+            None => Err(ApiError::NotFound),
+        }
+    }
+
+    /// One bounded maintenance pass: asks WeChat Pay about orders due for a query, then
+    /// closes expired ones at WeChat Pay and here. Stops at the first failure to reach
+    /// WeChat Pay (an outage delays the pass; the next one starts over), or when `stop`
+    /// says so. Returns how many orders changed.
+    pub fn maintenance_pass(&self, config: &Config, store: &Store, now: i64, stop: &dyn Fn() -> bool) -> usize {
+        let mut changed = 0;
+        match store.orders_due_for_query(now, PASS_LIMIT) {
+            Ok(due) => {
+                for order in due {
+                    if stop() {
+                        return changed;
+                    }
+                    match self.pass_query(config, store, order, now) {
+                        Ok(true) => changed += 1,
+                        Ok(false) => {}
+                        Err(()) => return changed,
+                    }
+                }
+            }
+            Err(e) => log::warn!("maintenance: orders due for a query could not be read: {e}"),
+        }
+        match store.expired_orders(now, PASS_LIMIT) {
+            Ok(expired) => {
+                for order in expired {
+                    if stop() {
+                        return changed;
+                    }
+                    let no = order.out_trade_no.clone();
+                    match self.close(config, store, order, now) {
+                        Ok(_) | Err(ApiError::OrderPaid) => changed += 1,
+                        Err(e) => {
+                            log::warn!("maintenance: expired order {no} could not be closed: {e}");
+                            return changed;
+                        }
+                    }
+                }
+            }
+            Err(e) => log::warn!("maintenance: expired orders could not be read: {e}"),
+        }
+        changed
+    }
+
+    /// Queries one order; `Err` when WeChat Pay could not be asked (the pass stops).
+    fn pass_query(&self, config: &Config, store: &Store, order: Order, now: i64) -> Result<bool, ()> {
+        let no = order.out_trade_no.clone();
+        let t = match self.query(&no) {
+            Ok(t) => Some(t),
+            Err(PayError::Refused { .. }) => None,
+            Err(e) => {
+                log::warn!("maintenance: WeChat Pay could not be asked about order {no}: {e}");
+                return Err(());
+            }
+        };
+        let paid = t.filter(|t| t.trade_state == "SUCCESS" || t.trade_state == "REFUND");
+        if let Some(t) = paid {
+            if let Err(why) = self.check_transaction(config, &order, &t) {
+                log::warn!("maintenance: the query of order {no} was not applied: {why}");
+            } else {
+                match self.apply(store, &no, &t, now) {
+                    Ok(Applied::Paid(_)) => return Ok(true),
+                    Ok(_) => return Ok(false),
+                    Err(e) => log::warn!("maintenance: the payment of order {no} could not be recorded: {e}"),
+                }
+            }
+        }
+        if let Err(e) = store.note_queried(&no, now) {
+            log::warn!("maintenance: order {no}: {e}");
+        }
+        Ok(false)
+    }
+}
+
+/// When each order was last synced with WeChat Pay, for [`SYNC_EVERY`]; bounded.
+#[derive(Default)]
+struct SyncGate {
+    last: Mutex<HashMap<String, Instant>>,
+}
+
+impl SyncGate {
+    fn allow(&self, out_trade_no: &str, now: Instant) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(at) = last.get(out_trade_no) {
+            if now.duration_since(*at) < SYNC_EVERY {
+                return false;
+            }
+        }
+        if last.len() >= SYNC_MEMORY && !last.contains_key(out_trade_no) {
+            last.retain(|_, at| now.duration_since(*at) < SYNC_EVERY);
+            if last.len() >= SYNC_MEMORY {
+                return false;
+            }
+        }
+        last.insert(out_trade_no.to_string(), now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_is_synced_at_most_once_every_two_seconds() {
+        let gate = SyncGate::default();
+        let t0 = Instant::now();
+        assert!(gate.allow("A", t0));
+        assert!(!gate.allow("A", t0 + Duration::from_millis(1500)));
+        assert!(gate.allow("B", t0 + Duration::from_millis(1500)));
+        assert!(gate.allow("A", t0 + Duration::from_millis(2100)));
+    }
+
+    #[test]
+    fn the_sync_memory_is_bounded() {
+        let gate = SyncGate::default();
+        let t0 = Instant::now();
+        for i in 0..SYNC_MEMORY {
+            assert!(gate.allow(&i.to_string(), t0));
+        }
+        assert!(!gate.allow("one more", t0), "a full memory of recent syncs refuses");
+        assert!(gate.allow("one more", t0 + SYNC_EVERY), "old entries make room");
+        assert!(gate.last.lock().unwrap().len() <= SYNC_MEMORY);
+    }
+}
