@@ -16,6 +16,7 @@ mod log_guard;
 mod login;
 mod methods;
 mod ops;
+mod pay;
 mod pay_cli;
 mod session;
 mod tiny_http_limits;

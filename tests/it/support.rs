@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use wxlogin::app::App;
 use wxlogin::config::{self, Config};
+use wxlogin::fake_wechat as fake_pay;
 use wxlogin::fake_wechat::{FakeOptions, FakeWeChat};
 use wxlogin::http::RunningServer;
 
@@ -43,7 +44,11 @@ impl Drop for TempDir {
 /// The configuration tests start from: loopback, ephemeral port, a small pool, short
 /// WeChat timeouts, the fake as WeChat.
 pub fn test_config(dir: &Path, fake_url: &str) -> Config {
-    let text = format!(
+    config::parse(&test_config_text(fake_url), dir, &|_| None).expect("test config")
+}
+
+fn test_config_text(fake_url: &str) -> String {
+    format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -66,8 +71,34 @@ name = "main"
 appid = "{APPID}"
 secret = "{SECRET}"
 "#
-    );
-    config::parse(&text, dir, &|_| None).expect("test config")
+    )
+}
+
+/// `[pay]` for the fake WeChat Pay's test merchant; the key files are `merchant.pem` and
+/// `wechatpay.pem` in the configuration's folder.
+pub fn pay_config_text(fake_url: &str, notify_url: &str) -> String {
+    format!(
+        r#"
+[pay]
+mchid = "{mchid}"
+merchant_serial = "{serial}"
+merchant_key_file = "merchant.pem"
+apiv3_key = "{apiv3}"
+public_key_file = "wechatpay.pem"
+public_key_id = "{key_id}"
+notify_url = "{notify_url}"
+api_base = "{fake_url}"
+
+[[pay.products]]
+id = "vip30"
+description = "VIP, 30 days"
+amount = 990
+"#,
+        mchid = fake_pay::TEST_MCHID,
+        serial = fake_pay::TEST_MERCHANT_SERIAL,
+        apiv3 = fake_pay::TEST_APIV3_KEY,
+        key_id = fake_pay::PLATFORM_PUBLIC_KEY_ID,
+    )
 }
 
 pub struct TestServer {
@@ -99,6 +130,78 @@ impl TestServer {
         let server = RunningServer::start(app).expect("start server");
         let base = format!("http://{}", server.addr());
         TestServer { server: Some(server), fake, base, dir }
+    }
+
+    /// Starts with payments on: `[pay]` with the fake WeChat Pay's fixed test merchant
+    /// (its keys written to the server's folder), one product `vip30` (990 fen), and a
+    /// notify_url that is https as WeChat Pay requires; tests deliver notifications to
+    /// this server's own address instead (`pay`, `notify.to`).
+    pub fn start_pay() -> TestServer {
+        TestServer::start_pay_with(|_| {})
+    }
+
+    pub fn start_pay_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let pay = fake_pay::FakePayOptions { allow_http_notify: true, ..fake_pay::FakePayOptions::test() };
+        let fake = FakeWeChat::start(
+            "127.0.0.1:0",
+            FakeOptions { apps: vec![(APPID.into(), SECRET.into())], pay: Some(pay), ..FakeOptions::default() },
+        )
+        .expect("fake wechat");
+        let dir = TempDir::new("pay");
+        std::fs::write(dir.path().join("merchant.pem"), fake_pay::TEST_MERCHANT_KEY_PEM).expect("key file");
+        std::fs::write(dir.path().join("wechatpay.pem"), fake_pay::PLATFORM_PUBLIC_KEY_PEM).expect("key file");
+        let text = format!(
+            "{}\n{}",
+            test_config_text(&fake.base_url()),
+            pay_config_text(&fake.base_url(), "https://login.example.com/v1/pay/notify")
+        );
+        let mut config = config::parse(&text, dir.path(), &|_| None).expect("test pay config");
+        tweak(&mut config);
+        let app = Arc::new(App::open(config).expect("open app"));
+        let server = RunningServer::start(app).expect("start server");
+        let base = format!("http://{}", server.addr());
+        TestServer { server: Some(server), fake, base, dir }
+    }
+
+    /// `POST /__fake/pay/pay` for an order, its notification delivered to this server as
+    /// `notify` says (`{"mode": "once" | "twice" | "concurrent" | "never"}`), waiting
+    /// until every delivery is done.
+    pub fn pay(&self, out_trade_no: &str, notify: Value) -> Reply {
+        let mut notify = notify;
+        notify["to"] = self.url("/v1/pay/notify").into();
+        notify["wait"] = true.into();
+        send(
+            &format!("{}/__fake/pay/pay", self.fake.base_url()),
+            "POST",
+            None,
+            Some(json!({"out_trade_no": out_trade_no, "notify": notify}).to_string()),
+            &[],
+        )
+    }
+
+    /// The fake WeChat Pay's deliveries of this order's notifications.
+    pub fn deliveries(&self, out_trade_no: &str) -> Vec<Value> {
+        let r = send(
+            &format!("{}/__fake/pay/deliveries?out_trade_no={out_trade_no}", self.fake.base_url()),
+            "GET",
+            None,
+            None,
+            &[],
+        );
+        assert_eq!(r.status, 200, "fake deliveries: {}", r.text);
+        r.json()["deliveries"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Tells the fake WeChat Pay how to misbehave (`POST /__fake/pay/behaviour`).
+    pub fn fake_pay_behaviour(&self, body: Value) {
+        let r =
+            send(&format!("{}/__fake/pay/behaviour", self.fake.base_url()), "POST", None, Some(body.to_string()), &[]);
+        assert_eq!(r.status, 200, "fake pay behaviour: {}", r.text);
+    }
+
+    pub fn fake_pay_calls(&self, api: &str) -> u64 {
+        let r = send(&format!("{}/__fake/pay/stats", self.fake.base_url()), "GET", None, None, &[]);
+        r.json()["calls"][api].as_u64().unwrap_or(0)
     }
 
     pub fn app(&self) -> &Arc<App> {
