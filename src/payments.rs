@@ -248,6 +248,10 @@ impl Payments {
                     let no = order.out_trade_no.clone();
                     match self.close(config, store, order, now) {
                         Ok(_) | Err(ApiError::OrderPaid) => changed += 1,
+                        // WeChat Pay refused this one: the next order may still close.
+                        Err(e @ ApiError::PayError { wechatpay_code: Some(_), .. }) => {
+                            log::warn!("maintenance: expired order {no} could not be closed: {e}");
+                        }
                         Err(e) => {
                             log::warn!("maintenance: expired order {no} could not be closed: {e}");
                             return changed;

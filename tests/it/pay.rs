@@ -124,6 +124,12 @@ fn a_payment_never_notified_is_found_by_sync_and_by_the_maintenance_pass() {
     let no1 = no(&answer);
     assert_eq!(s.pay(&no1, json!({"mode": "never"})).status, 200);
     assert_eq!(s.get(&format!("/v1/pay/orders/{no1}"), Some(&token)).json()["state"], "created");
+    // WeChat Pay unreachable: the answer is what the database knows.
+    s.fake_pay_behaviour(json!({"fail": {"api": "query_out_trade_no", "error": "http_500", "times": 5}}));
+    let r = s.get(&format!("/v1/pay/orders/{no1}?sync=true"), Some(&token));
+    assert_eq!((r.status, r.json()["state"].as_str()), (200, Some("created")), "{}", r.text);
+    s.fake_pay_behaviour(json!({"clear_failures": true}));
+    std::thread::sleep(Duration::from_millis(2100));
     let queries = s.fake_pay_calls("query_out_trade_no");
     let r = s.get(&format!("/v1/pay/orders/{no1}?sync=true"), Some(&token));
     assert_eq!(r.json()["state"], "paid", "{}", r.text);
@@ -163,6 +169,26 @@ fn an_expired_order_is_closed_at_wechat_pay_and_here() {
     assert_eq!(s.pay(&no, json!({})).status, 409);
     let r = send(&s.url(&format!("/v1/pay/orders/{no}/payment")), "POST", Some(&token), None, &[]);
     assert_eq!((r.status, r.error_code().as_str()), (409, "order_not_payable"));
+}
+
+#[test]
+fn the_maintenance_pass_skips_an_order_wechat_pay_refuses_and_stops_at_an_outage() {
+    let s = TestServer::start_pay();
+    let (_, a) = order(&s, "alice");
+    std::thread::sleep(Duration::from_millis(1100));
+    let (_, b) = order(&s, "bob");
+    let (a, b) = (no(&a), no(&b));
+    // The first expired order's close is refused: the pass goes on to the next one.
+    s.fake_pay_behaviour(json!({"fail": {"api": "close", "error": "NO_AUTH"}}));
+    assert_eq!(s.app().pay_pass(now() + 7201), 1);
+    assert_eq!((state(&s, &a), state(&s, &b)), (OrderState::Created, OrderState::Closed));
+    // WeChat Pay unreachable (an unsigned 500): the pass stops, the order waits.
+    s.fake_pay_behaviour(json!({"fail": {"api": "close", "error": "http_500", "times": 5}}));
+    assert_eq!(s.app().pay_pass(now() + 7201), 0);
+    assert_eq!(state(&s, &a), OrderState::Created);
+    s.fake_pay_behaviour(json!({"clear_failures": true}));
+    assert_eq!(s.app().pay_pass(now() + 7201), 1);
+    assert_eq!(state(&s, &a), OrderState::Closed);
 }
 
 #[test]
