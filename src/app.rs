@@ -107,9 +107,7 @@ impl App {
             }
         })
     }
-}
 
-impl App {
     /// Until shutdown, on its own thread (so that a hung WeChat Pay never delays folding
     /// the WAL): a bounded WeChat Pay pass every `every` (`Payments::maintenance_pass`).
     /// The thread is not joined at shutdown: it holds no transaction across a WeChat Pay
