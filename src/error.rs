@@ -379,3 +379,35 @@ impl From<OpenDataError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wechat_pay_refusals_carry_its_code_and_nothing_else_of_its_answer() {
+        let e: ApiError = PayError::Refused { status: 403, code: "NO_AUTH".into() }.into();
+        assert_eq!((e.status(), e.code()), (502, "pay_error"));
+        assert_eq!(e.body()["error"]["wechatpay_code"], "NO_AUTH");
+        let e: ApiError = PayError::Unverified.into();
+        assert_eq!((e.status(), e.code()), (502, "pay_error"));
+        assert!(e.body()["error"].get("wechatpay_code").is_none());
+        assert_eq!(ApiError::from(PayError::Timeout).status(), 504);
+        assert_eq!(ApiError::from(PayError::Invalid("x")).status(), 500);
+    }
+
+    #[test]
+    fn notification_refusals_follow_wechat_pays_rules() {
+        let untrusted: Notify = PayCryptoError::BadSignature.into();
+        let refused: Notify = PayCryptoError::Decrypt("tag").into();
+        for (n, status) in [(untrusted, 401), (refused, 400), (Notify::Failed, 500)] {
+            let e = ApiError::Notify(n);
+            assert_eq!(e.status(), status);
+            let body = e.body();
+            assert_eq!(body["code"], "FAIL");
+            assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+            assert!(body.get("error").is_none(), "WeChat Pay's shape, not ours: {body}");
+        }
+        assert_eq!((ApiError::PaymentsOff.status(), ApiError::PaymentsOff.code()), (404, "not_found"));
+    }
+}
