@@ -129,3 +129,16 @@ CREATE TABLE pay_events (
     UNIQUE (out_trade_no, seq)
 );
 CREATE INDEX pay_events_pending ON pay_events (next_attempt_at) WHERE delivered_at IS NULL;
+
+-- migration 4
+-- Webhook delivery. Each attempt first leases its event (attempts + 1, next_attempt_at =
+-- now + the lease, in one transaction), so a second delivery thread or a restart after a
+-- crash sends it again only once the lease is over. An event still failing 3 days after
+-- it was written (or after `wxlogin pay events retry`: give_up_at) is given up on:
+-- failed_at, kept and listed, and no longer holds back its order's later events.
+ALTER TABLE pay_events ADD COLUMN failed_at INTEGER;
+ALTER TABLE pay_events ADD COLUMN give_up_at INTEGER;  -- NULL: created_at + 3 days
+ALTER TABLE pay_events ADD COLUMN last_error TEXT;     -- what the last failed attempt got
+DROP INDEX pay_events_pending;
+CREATE INDEX pay_events_due ON pay_events (next_attempt_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
+CREATE INDEX pay_events_failed ON pay_events (failed_at) WHERE delivered_at IS NULL AND failed_at IS NOT NULL;

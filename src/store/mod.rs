@@ -9,6 +9,7 @@ mod admin;
 mod group_commit;
 mod migrate;
 mod orders;
+mod pay_events;
 mod sessions;
 pub mod tokens;
 mod users;
@@ -28,6 +29,7 @@ pub use orders::{
     Applied, Created, NewOrder, Order, OrderState, PayEvent, Payment, EVENT_ORDER_CLOSED, EVENT_ORDER_PAID,
     FIRST_QUERY_AFTER, MAX_QUERY_INTERVAL,
 };
+pub use pay_events::{backoff, Backlog, Bell, EventStatus, OutboxEvent, Retry, GIVE_UP_AFTER};
 pub use sessions::{Lookup, SessionInfo, SessionRow, KEEP_EXPIRED_SECONDS, SLIDE_EVERY_SECONDS};
 pub use users::{Caller, LoginOutcome, NewLogin, Replay, Terms, User, MAX_CODE_REPLAYS};
 
@@ -112,6 +114,8 @@ pub struct Store {
     logins: group_commit::LoginQueue,
     /// The connection [`Store::fold_wal`] checkpoints with, opened on first use.
     folder: Mutex<Option<Connection>>,
+    /// Rung when a write adds a webhook event (see `pay_events`).
+    outbox_bell: pay_events::Bell,
 }
 
 /// Before SQLite opens the database: creates the file 0600 when it is absent (SQLite
@@ -165,6 +169,7 @@ impl Store {
             readers: Mutex::new(Vec::new()),
             logins: group_commit::LoginQueue::default(),
             folder: Mutex::new(None),
+            outbox_bell: pay_events::Bell::default(),
         })
     }
 

@@ -198,7 +198,8 @@ fn order_json(o: &Order) -> String {
     .to_string()
 }
 
-/// Inserts `kind` for `order` (as it is now), due for delivery at once.
+/// Inserts `kind` for `order` (as it is now), due for delivery at once. The caller rings
+/// `outbox_bell` after the commit, so the delivery thread need not wait for its next poll.
 fn insert_event(tx: &Connection, kind: &str, order: &Order, now: i64) -> Result<()> {
     let id = format!("evt_{}", crate::secrets::random_id(16));
     tx.prepare_cached(
@@ -326,7 +327,7 @@ impl Store {
     /// transaction_id and an event, or an automatic full refund) rather than leave it only
     /// in the log; the notification handler answers 204 meanwhile so WeChat stops retrying.
     pub fn apply_payment(&self, p: &Payment, now: i64) -> Result<Applied> {
-        self.write(|tx| {
+        let applied = self.write(|tx| {
             let Some(order) = order_by_no(tx, p.out_trade_no)? else { return Ok(Applied::Unknown) };
             if order.amount != p.amount_total {
                 return Ok(Applied::AmountMismatch(order));
@@ -350,14 +351,16 @@ impl Store {
             }
             insert_event(tx, EVENT_ORDER_PAID, &order, now)?;
             Ok(Applied::Paid(order))
-        })
+        })?;
+        self.outbox_bell().ring();
+        Ok(applied)
     }
 
     /// Closes an unpaid order: created -> closed with its `order.closed` event. A closed
     /// order is returned unchanged (no second event), a paid or refunded one as it is;
     /// `None` when there is no such order.
     pub fn close_order(&self, out_trade_no: &str, now: i64) -> Result<Option<Order>> {
-        self.write(|tx| {
+        let closed = self.write(|tx| {
             let Some(order) = order_by_no(tx, out_trade_no)? else { return Ok(None) };
             if order.state != OrderState::Created {
                 return Ok(Some(order));
@@ -370,7 +373,9 @@ impl Store {
             let order = reread(tx, out_trade_no)?;
             insert_event(tx, EVENT_ORDER_CLOSED, &order, now)?;
             Ok(Some(order))
-        })
+        })?;
+        self.outbox_bell().ring();
+        Ok(closed)
     }
 
     /// Orders still `created` and not expired whose next query is due, most overdue
