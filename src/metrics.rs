@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +23,19 @@ struct Inner {
     wechat: Mutex<BTreeMap<(&'static str, String), u64>>,
     pay_calls: Mutex<BTreeMap<(&'static str, String), u64>>,
     notifications: Mutex<BTreeMap<&'static str, u64>>,
+    webhook: Webhook,
+}
+
+/// The webhook's delivery counts and its backlog, as the delivery thread last saw it.
+#[derive(Default)]
+struct Webhook {
+    deliveries: Mutex<BTreeMap<&'static str, u64>>,
+    /// False until the delivery thread runs: no backlog lines without one.
+    running: AtomicBool,
+    pending: AtomicI64,
+    /// 0 = nothing pending.
+    oldest_created_at: AtomicI64,
+    failed: AtomicI64,
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
@@ -83,6 +96,21 @@ impl Metrics {
         out
     }
 
+    /// One webhook attempt's result ("delivered", "rejected", "timeout", "unreachable"),
+    /// or "gave_up" when an event is given up on.
+    pub fn webhook_delivery(&self, result: &'static str) {
+        bump(&self.0.webhook.deliveries, result);
+    }
+
+    /// The outbox as the delivery thread saw it on its last wake.
+    pub fn webhook_backlog(&self, pending: i64, oldest_created_at: Option<i64>, failed: i64) {
+        let w = &self.0.webhook;
+        w.pending.store(pending, Ordering::Relaxed);
+        w.oldest_created_at.store(oldest_created_at.unwrap_or(0), Ordering::Relaxed);
+        w.failed.store(failed, Ordering::Relaxed);
+        w.running.store(true, Ordering::Relaxed);
+    }
+
     pub fn logins(&self, result: &str) -> u64 {
         let m = self.0.logins.lock().unwrap_or_else(|p| p.into_inner());
         m.get(result).copied().unwrap_or(0)
@@ -122,7 +150,32 @@ impl Metrics {
         for (app, age) in token_ages {
             let _ = writeln!(out, "wxlogin_access_token_age_seconds{{app=\"{app}\"}} {age}");
         }
+        self.render_webhook(&mut out, crate::store::now());
         out
+    }
+
+    fn render_webhook(&self, out: &mut String, now: i64) {
+        let w = &self.0.webhook;
+        out.push_str("# HELP wxlogin_webhook_deliveries_total Webhook delivery attempts, by result (gave_up: events given up on).\n# TYPE wxlogin_webhook_deliveries_total counter\n");
+        for (result, n) in w.deliveries.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "wxlogin_webhook_deliveries_total{{result=\"{result}\"}} {n}");
+        }
+        if !w.running.load(Ordering::Relaxed) {
+            return;
+        }
+        let oldest = w.oldest_created_at.load(Ordering::Relaxed);
+        let age = if oldest > 0 { (now - oldest).max(0) } else { 0 };
+        let _ = write!(
+            out,
+            "# HELP wxlogin_webhook_backlog Payment events waiting for delivery.\n# TYPE wxlogin_webhook_backlog gauge\n\
+             wxlogin_webhook_backlog {}\n\
+             # HELP wxlogin_webhook_oldest_pending_age_seconds Age of the oldest event waiting for delivery (0: none).\n\
+             # TYPE wxlogin_webhook_oldest_pending_age_seconds gauge\nwxlogin_webhook_oldest_pending_age_seconds {age}\n\
+             # HELP wxlogin_webhook_failed_events Events given up on after 3 days (`wxlogin pay events retry`).\n\
+             # TYPE wxlogin_webhook_failed_events gauge\nwxlogin_webhook_failed_events {}\n",
+            w.pending.load(Ordering::Relaxed),
+            w.failed.load(Ordering::Relaxed)
+        );
     }
 }
 
@@ -146,6 +199,27 @@ mod tests {
         assert!(text.contains("wxlogin_wechat_calls_total{api=\"jscode2session\",errcode=\"40029\"} 1"));
         assert!(text.contains("wxlogin_live_sessions 3"));
         assert!(text.contains("wxlogin_access_token_age_seconds{app=\"main\"} 12"));
+        assert!(!text.contains("wxlogin_webhook_backlog"), "no backlog without a delivery thread");
+    }
+
+    #[test]
+    fn webhook_deliveries_and_backlog() {
+        let m = Metrics::default();
+        m.webhook_delivery("delivered");
+        m.webhook_delivery("rejected");
+        m.webhook_delivery("delivered");
+        m.webhook_backlog(3, Some(1000), 1);
+        let mut text = String::new();
+        m.render_webhook(&mut text, 1042);
+        assert!(text.contains("wxlogin_webhook_deliveries_total{result=\"delivered\"} 2"));
+        assert!(text.contains("wxlogin_webhook_deliveries_total{result=\"rejected\"} 1"));
+        assert!(text.contains("\nwxlogin_webhook_backlog 3\n"));
+        assert!(text.contains("\nwxlogin_webhook_oldest_pending_age_seconds 42\n"));
+        assert!(text.contains("\nwxlogin_webhook_failed_events 1\n"));
+        m.webhook_backlog(0, None, 0);
+        let mut text = String::new();
+        m.render_webhook(&mut text, 1042);
+        assert!(text.contains("\nwxlogin_webhook_oldest_pending_age_seconds 0\n"));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub fn run_until_signal(config: Config, ready: impl FnOnce(&RunningServer)) -> R
     let app = Arc::new(App::open(config).map_err(|e| CliError::new(format!("database: {e}")))?);
     let server = RunningServer::start(app.clone())?;
     let maintenance = app.spawn_maintenance(MAINTENANCE_EVERY)?;
+    // Not joined on the way out: an attempt cut short is sent again after its lease.
+    let _webhook = crate::pay::webhook::spawn(&app)?;
     log::info!(
         "wxlogin {} listening on http://{} ({} app(s), database {})",
         env!("CARGO_PKG_VERSION"),

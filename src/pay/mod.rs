@@ -35,6 +35,7 @@ pub mod rfc3339;
 pub mod sign;
 mod transaction;
 pub mod verify;
+pub mod webhook;
 
 use std::fmt;
 
