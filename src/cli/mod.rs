@@ -8,6 +8,7 @@ mod check;
 mod check_key;
 mod demo;
 mod orders;
+mod pay_events;
 mod serve;
 
 use std::fmt;
@@ -82,6 +83,9 @@ USAGE:
                                             refunded); show: the order and its events; sync asks WeChat
                                             Pay now and applies a payment or a close as a notification
                                             would (refunds come later)
+  wxlogin pay events list [--pending] [--limit N] | retry ID
+                                            the webhook's events, newest first; retry makes one
+                                            due now (a failed one for 3 more days)
   wxlogin fake-wechat [--listen ADDR] [--app APPID:SECRET]... [--latency-ms N] [--mock-codes]
                                             the fake WeChat API alone, for integration tests
                                             (--mock-codes: accept unseen codes mock-<user>-<n>
@@ -96,8 +100,9 @@ USAGE:
 
 The configuration is --config FILE, else $WXLOGIN_CONFIG, else ./appliance.toml.
 App secrets may come from WXLOGIN_SECRET_<NAME> or WXLOGIN_SECRET_<NAME>_FILE.
-backup, restore, users (but check-key), sessions, stats and orders need no app secret (orders sync
-needs the [pay] keys), and all but restore work while the server runs. Add --config FILE to any of them.
+backup, restore, users (but check-key), sessions, stats, orders and pay events need no app secret
+(orders sync needs the [pay] keys), and all but restore work while the server runs. Add --config FILE
+to any of them.
 Logging: RUST_LOG=info (default), debug, warn, ...
 ";
 
@@ -118,6 +123,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         "sessions" => admin::sessions(args),
         "stats" => admin::stats(args),
         "orders" => orders::orders(args),
+        "pay" => pay_events::pay(args),
         "fake-wechat" => demo::fake_wechat(args),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

@@ -21,3 +21,4 @@ mod pay_cli;
 mod session;
 mod tiny_http_limits;
 mod token;
+mod webhook;
