@@ -454,3 +454,70 @@ fn sigkill_during_delivery_loses_nothing_and_resends_only_the_cut_attempt() {
         assert_eq!(seen, expected, "{id}: {:#?}", summary(&got));
     }
 }
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(bin()).args(args).output().expect("run wxlogin");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn pay_events_list_and_retry_from_the_command_line() {
+    let dir = TempDir::new("hookcli");
+    let cfg = write_config(dir.path(), "http://127.0.0.1:9", &pay_table(dir.path(), "", "http://127.0.0.1:9"));
+    let cfg = cfg.to_str().unwrap();
+    let store = Store::open(&dir.path().join("data/wxlogin.db")).unwrap();
+    let key = wxlogin::secrets::Secret::new("k");
+    let uid = store
+        .record_login(&wxlogin::store::NewLogin {
+            app: "main",
+            openid: "o-cli",
+            unionid: None,
+            session_key: &key,
+            code_hash: [7; 32],
+            token_hash: [7; 32],
+            terms: wxlogin::store::Terms { now: wxlogin::store::now(), ttl: 100, max_lifetime: 1000, max_per_user: 5 },
+            caller: wxlogin::store::Caller { key_hash: None, ip: std::net::IpAddr::from([127, 0, 0, 1]) },
+        })
+        .unwrap()
+        .user
+        .id;
+    let ids = order_with_events(&store, uid, "o-cli", "WCLI1", 1);
+    store.mark_delivered(&ids[0], wxlogin::store::now()).unwrap();
+    store
+        .write(|tx| {
+            Ok(tx.execute("UPDATE pay_events SET failed_at = 1, last_error = 'HTTP 500' WHERE id = ?1", [&ids[1]])?)
+        })
+        .unwrap();
+
+    let (code, out, err) = run(&["pay", "events", "list", "--config", cfg]);
+    assert_eq!(code, 0, "{err}");
+    let line = |id: &str| {
+        out.lines().find(|l| l.starts_with(id)).unwrap_or_else(|| panic!("{id} not listed: {out}")).to_string()
+    };
+    assert!(line(&ids[0]).contains("order.paid") && line(&ids[0]).contains("delivered"), "{out}");
+    assert!(line(&ids[1]).contains("failed") && line(&ids[1]).contains("HTTP 500"), "{out}");
+    assert!(err.contains("pay.webhook_url is empty"), "{err}");
+
+    let (code, out, _) = run(&["pay", "events", "list", "--pending", "--config", cfg]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&ids[1]) && !out.contains(&ids[0]), "{out}");
+
+    let (code, out, err) = run(&["pay", "events", "retry", &ids[1], "--config", cfg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("had been given up on"), "{out}");
+    let e = store.pay_event(&ids[1]).unwrap().unwrap();
+    assert!(e.failed_at.is_none() && e.delivered_at.is_none());
+    assert!((e.next_attempt_at - wxlogin::store::now()).abs() <= 5);
+
+    let (code, _, err) = run(&["pay", "events", "retry", "evt_nope", "--config", cfg]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no event with ID `evt_nope`"), "{err}");
+    let (code, _, _) = run(&["pay", "nope", "--config", cfg]);
+    assert_eq!(code, 2);
+    let (code, _, _) = run(&["pay", "events", "retry", "--config", cfg]);
+    assert_eq!(code, 2);
+}
