@@ -232,12 +232,13 @@ impl Store {
         self.read(|c| by_id(c, id))
     }
 
-    /// Events newest first; with `pending_only`, those not yet delivered (failed included).
+    /// Events newest first (the order they were written: rowid, so no sort of the whole
+    /// table); with `pending_only`, those not yet delivered (failed included).
     pub fn list_pay_events(&self, pending_only: bool, limit: usize) -> Result<Vec<OutboxEvent>> {
         self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM pay_events WHERE (?1 = 0 OR delivered_at IS NULL)
-                 ORDER BY created_at DESC, out_trade_no DESC, seq DESC LIMIT ?2"
+                 ORDER BY rowid DESC LIMIT ?2"
             ))?;
             let rows = st.query_map(params![pending_only, i64::try_from(limit).unwrap_or(i64::MAX)], from_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)

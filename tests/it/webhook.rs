@@ -453,6 +453,10 @@ fn sigkill_during_delivery_loses_nothing_and_resends_only_the_cut_attempt() {
         let expected = if **id == cut { 2 } else { 1 };
         assert_eq!(seen, expected, "{id}: {:#?}", summary(&got));
     }
+    for log in ["serve1.log", "serve2.log"] {
+        let text = std::fs::read_to_string(dir.path().join(log)).unwrap();
+        assert!(!text.contains(WEBHOOK_SECRET), "the webhook secret in {log}");
+    }
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
