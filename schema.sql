@@ -142,3 +142,26 @@ ALTER TABLE pay_events ADD COLUMN last_error TEXT;     -- what the last failed a
 DROP INDEX pay_events_pending;
 CREATE INDEX pay_events_due ON pay_events (next_attempt_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
 CREATE INDEX pay_events_failed ON pay_events (failed_at) WHERE delivered_at IS NULL AND failed_at IS NOT NULL;
+
+-- migration 5
+-- WeChat Pay refunds. A refund is written (`processing`) BEFORE WeChat Pay is asked, so
+-- that a retry with the same out_refund_no finds it and never refunds twice; `refund_id`
+-- is WeChat Pay's, NULL until WeChat Pay has accepted the refund. Financial records:
+-- nothing deletes a refund WeChat Pay accepted.
+CREATE TABLE refunds (
+    id              INTEGER PRIMARY KEY,
+    out_refund_no   TEXT    NOT NULL UNIQUE,
+    out_trade_no    TEXT    NOT NULL REFERENCES orders (out_trade_no),
+    amount          INTEGER NOT NULL CHECK (amount > 0),  -- fen
+    reason          TEXT,
+    state           TEXT    NOT NULL CHECK (state IN ('processing', 'succeeded', 'closed', 'abnormal')),
+    refund_id       TEXT,
+    created_at      INTEGER NOT NULL,
+    succeeded_at    INTEGER,
+    -- While processing or abnormal (neither is final): when to ask WeChat Pay next, and
+    -- how many times it was asked (the backoff). NULL once final.
+    next_query_at   INTEGER,
+    queries         INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX refunds_order ON refunds (out_trade_no, id);
+CREATE INDEX refunds_due ON refunds (next_query_at) WHERE next_query_at IS NOT NULL;

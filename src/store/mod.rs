@@ -10,6 +10,7 @@ mod group_commit;
 mod migrate;
 mod orders;
 mod pay_events;
+mod refunds;
 mod sessions;
 pub mod tokens;
 mod users;
@@ -30,6 +31,10 @@ pub use orders::{
     FIRST_QUERY_AFTER, MAX_QUERY_INTERVAL,
 };
 pub use pay_events::{backoff, Backlog, Bell, EventStatus, OutboxEvent, Retry, GIVE_UP_AFTER};
+pub use refunds::{
+    NewRefund, Refund, RefundApplied, RefundCreated, RefundResult, RefundState, EVENT_REFUND_FAILED,
+    EVENT_REFUND_SUCCEEDED,
+};
 pub use sessions::{Lookup, SessionInfo, SessionRow, KEEP_EXPIRED_SECONDS, SLIDE_EVERY_SECONDS};
 pub use users::{Caller, LoginOutcome, NewLogin, Replay, Terms, User, MAX_CODE_REPLAYS};
 

@@ -18,7 +18,7 @@ pub enum OrderState {
     Paid,
     /// Expired or closed unpaid.
     Closed,
-    /// Paid, then refunded in full (part 2).
+    /// Paid, then refunded in full (its succeeded refunds add up to its amount).
     Refunded,
 }
 
@@ -172,7 +172,7 @@ fn order_from_row(r: &Row) -> rusqlite::Result<Order> {
     })
 }
 
-fn order_by_no(c: &Connection, out_trade_no: &str) -> Result<Option<Order>> {
+pub(super) fn order_by_no(c: &Connection, out_trade_no: &str) -> Result<Option<Order>> {
     let mut st = c.prepare_cached(concat!("SELECT ", order_columns!(), " FROM orders WHERE out_trade_no = ?1"))?;
     Ok(st.query_row([out_trade_no], order_from_row).optional()?)
 }
@@ -201,17 +201,22 @@ fn order_json(o: &Order) -> String {
 /// Inserts `kind` for `order` (as it is now), due for delivery at once. The caller rings
 /// `outbox_bell` after the commit, so the delivery thread need not wait for its next poll.
 fn insert_event(tx: &Connection, kind: &str, order: &Order, now: i64) -> Result<()> {
+    insert_event_data(tx, kind, &order.out_trade_no, &order_json(order), now)
+}
+
+/// Inserts an event of the order `out_trade_no` (next in its `seq`) with `data` as it is.
+pub(super) fn insert_event_data(tx: &Connection, kind: &str, out_trade_no: &str, data: &str, now: i64) -> Result<()> {
     let id = format!("evt_{}", crate::secrets::random_id(16));
     tx.prepare_cached(
         "INSERT INTO pay_events (id, out_trade_no, seq, type, created_at, data, next_attempt_at)
          VALUES (?1, ?2, (SELECT coalesce(max(seq), 0) + 1 FROM pay_events WHERE out_trade_no = ?2), ?3, ?4, ?5, ?4)",
     )?
-    .execute(params![id, order.out_trade_no, kind, now, order_json(order)])?;
+    .execute(params![id, out_trade_no, kind, now, data])?;
     Ok(())
 }
 
 /// The order after a change made in `tx`; it was just read there, so it exists.
-fn reread(tx: &Connection, out_trade_no: &str) -> Result<Order> {
+pub(super) fn reread(tx: &Connection, out_trade_no: &str) -> Result<Order> {
     order_by_no(tx, out_trade_no)?.ok_or_else(|| StoreError::Refused(format!("order {out_trade_no} vanished")))
 }
 
