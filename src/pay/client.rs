@@ -1,4 +1,4 @@
-//! The WeChat Pay HTTP client (APIv3): JSAPI orders, queries and closes.
+//! The WeChat Pay HTTP client (APIv3): JSAPI orders, queries, closes and refunds.
 //!
 //! Each request is signed over the exact bytes then sent (`Merchant::authorization`), and
 //! each answer, errors and 204s included, must carry a `Wechatpay-*` signature that
@@ -13,7 +13,8 @@
 //! built once, so every attempt sends the same bytes) is answered by WeChat Pay with the
 //! order's existing `prepay_id` (research/wechat-pay.md §3). A 4xx is WeChat Pay's
 //! decision and is never retried; neither is a 2xx that does not verify (someone else
-//! is answering). Refunds, in part 2, are retried only with the same `out_refund_no`.
+//! is answering). A refund is retried with the same body, so the same `out_refund_no`:
+//! WeChat Pay refunds once for it (research §7), where a new number would refund again.
 //!
 //! Bodies hold openids, so they are never logged. WeChat Pay's `Request-ID`, what its
 //! support asks for, is in every log line about an answer.
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::refund::{parse_refund, WeChatRefund};
 use super::transaction::{is_id, parse_transaction};
 use super::{rfc3339, unix_now, Merchant, PayError, PayVerifier, Signed, Transaction};
 use crate::wechat::agent::new_agent;
@@ -84,6 +86,35 @@ struct Amount {
 #[derive(Serialize)]
 struct Payer<'a> {
     openid: &'a str,
+}
+
+/// A refund (`POST /v3/refund/domestic/refunds`, research/wechat-pay.md §7).
+#[derive(Debug, Clone)]
+pub struct RefundRequest<'a> {
+    pub out_trade_no: &'a str,
+    pub out_refund_no: &'a str,
+    pub reason: Option<&'a str>,
+    pub notify_url: &'a str,
+    /// In fen, CNY: what to refund, and the order's amount.
+    pub refund: i64,
+    pub total: i64,
+}
+
+#[derive(Serialize)]
+struct RefundBody<'a> {
+    out_trade_no: &'a str,
+    out_refund_no: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    notify_url: &'a str,
+    amount: RefundAmount,
+}
+
+#[derive(Serialize)]
+struct RefundAmount {
+    refund: i64,
+    total: i64,
+    currency: &'static str,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +216,31 @@ impl PayClient {
         let body = serde_json::to_vec(&serde_json::json!({ "mchid": self.merchant.mchid() }))
             .map_err(|_| PayError::Invalid("the close request does not serialise"))?;
         self.call(&Request { api: "close", method: "POST", path, body: Some(body) }, &[204, 200]).map(|_| ())
+    }
+
+    /// Asks WeChat Pay to refund (its answer is usually PROCESSING; the result comes by
+    /// notification or query). The same `out_refund_no` with the same amounts again
+    /// returns the same refund and refunds nothing more.
+    pub fn refund(&self, r: &RefundRequest<'_>) -> Result<WeChatRefund, PayError> {
+        let body = RefundBody {
+            out_trade_no: r.out_trade_no,
+            out_refund_no: r.out_refund_no,
+            reason: r.reason,
+            notify_url: r.notify_url,
+            amount: RefundAmount { refund: r.refund, total: r.total, currency: "CNY" },
+        };
+        let body = serde_json::to_vec(&body).map_err(|_| PayError::Invalid("the refund does not serialise"))?;
+        let request =
+            Request { api: "refund", method: "POST", path: "/v3/refund/domestic/refunds".into(), body: Some(body) };
+        let answer = self.call(&request, &[200])?;
+        about(parse_refund(&answer)?, r.out_refund_no)
+    }
+
+    /// A refund's state at WeChat Pay (`GET /v3/refund/domestic/refunds/{out_refund_no}`).
+    pub fn query_refund(&self, out_refund_no: &str) -> Result<WeChatRefund, PayError> {
+        let path = format!("/v3/refund/domestic/refunds/{}", path_segment(out_refund_no)?);
+        let answer = self.call(&Request { api: "query_refund", method: "GET", path, body: None }, &[200])?;
+        about(parse_refund(&answer)?, out_refund_no)
     }
 
     /// Sends `request` and returns the verified body of an answer whose status is one of
@@ -309,6 +365,15 @@ fn refusal(api: &str, answer: &Answer) -> PayError {
             PayError::Unreadable
         }
     }
+}
+
+/// The refund if the answer is about the one asked for.
+fn about(refund: WeChatRefund, out_refund_no: &str) -> Result<WeChatRefund, PayError> {
+    if refund.out_refund_no != out_refund_no {
+        log::warn!("wechat pay refund: the answer is about another refund");
+        return Err(PayError::Unreadable);
+    }
+    Ok(refund)
 }
 
 /// WeChat Pay's codes are upper-case words: `PARAM_ERROR`, `ORDER_NOT_EXIST`.

@@ -14,9 +14,10 @@
 //!
 //! And the client that uses them, the only code that talks to WeChat Pay:
 //!
-//! - `client.rs`: `PayClient` (JSAPI order, query, close; timeouts, bounded retries,
-//!   every answer verified before it is read), `error.rs` its `PayError`,
+//! - `client.rs`: `PayClient` (JSAPI order, query, close, refund and its query; timeouts,
+//!   bounded retries, every answer verified before it is read), `error.rs` its `PayError`,
 //!   `transaction.rs` the `Transaction` that queries answer and notifications carry,
+//!   `refund.rs` the `WeChatRefund` that refund answers and notifications carry,
 //!   `rfc3339.rs` WeChat Pay's time format, `explain.rs` failures in plain words for the
 //!   command line.
 //!
@@ -31,6 +32,7 @@ mod error;
 pub mod explain;
 pub mod keys;
 mod pem;
+mod refund;
 pub mod rfc3339;
 pub mod sign;
 mod transaction;
@@ -39,9 +41,10 @@ pub mod webhook;
 
 use std::fmt;
 
-pub use client::{JsapiOrder, PayClient};
+pub use client::{JsapiOrder, PayClient, RefundRequest};
 pub use error::PayError;
 pub use keys::{ApiV3Key, SigningKey, VerifyingKey};
+pub use refund::{parse_refund, WeChatRefund};
 pub use sign::{Merchant, PaymentParams};
 pub use transaction::{parse_transaction, Transaction};
 pub use verify::{PayVerifier, Resource, Signed};
