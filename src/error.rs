@@ -91,6 +91,10 @@ pub enum ApiError {
     OrderConflict,
     /// 409: the order was paid, so it cannot be closed.
     OrderPaid,
+    /// 409: `out_refund_no` exists for another order or amount.
+    RefundConflict,
+    /// 409: the order is not paid (created or closed), so there is nothing to refund.
+    OrderNotPaid,
     /// A refusal of `POST /v1/pay/notify`, answered by WeChat Pay's rules (its status and
     /// `{"code": "FAIL", "message"}`), not ours: see [`Notify`].
     Notify(Notify),
@@ -129,7 +133,7 @@ impl ApiError {
         match self {
             InvalidRequest(_) | UnknownApp(_) | UnknownProduct(_) => 400,
             PaymentsOff => 404,
-            OrderNotPayable(_) | OrderConflict | OrderPaid => 409,
+            OrderNotPayable(_) | OrderConflict | OrderPaid | RefundConflict | OrderNotPaid => 409,
             PayError { .. } => 502,
             PayTimeout => 504,
             Notify(self::Notify::Untrusted(_)) => 401,
@@ -180,6 +184,8 @@ impl ApiError {
             OrderNotPayable(_) => "order_not_payable",
             OrderConflict => "order_conflict",
             OrderPaid => "order_paid",
+            RefundConflict => "refund_conflict",
+            OrderNotPaid => "order_not_paid",
             Notify(_) => "FAIL",
         }
     }
@@ -248,6 +254,8 @@ impl ApiError {
             OrderNotPayable(why) => format!("The order cannot be paid: {why}."),
             OrderConflict => "An order with this out_trade_no exists with other parameters.".into(),
             OrderPaid => "The order was paid; it cannot be closed (refund it instead).".into(),
+            RefundConflict => "A refund with this out_refund_no exists for another order or amount.".into(),
+            OrderNotPaid => "The order is not paid, so there is nothing to refund.".into(),
             Notify(self::Notify::Untrusted(m) | self::Notify::Refused(m)) => m.clone(),
             Notify(self::Notify::Failed) => "The notification could not be recorded; send it again.".into(),
         }

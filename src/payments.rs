@@ -1,6 +1,6 @@
 //! Order operations that combine the store and the WeChat Pay client: placing an order
 //! with its prepay id, the `wx.requestPayment` parameters, asking WeChat Pay about an
-//! order and applying what it says, closing, and the maintenance pass. Handlers
+//! order and applying what it says, closing, refunding, and the maintenance pass. Handlers
 //! (`api/pay/`) and the maintenance thread share them.
 //!
 //! Each store call is its own transaction and no WeChat Pay call happens inside one: the
@@ -14,9 +14,10 @@ use crate::config::pay::PayConfig;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::pay::{JsapiOrder, PayClient, PayError, PaymentParams, Transaction};
+use crate::pay::{JsapiOrder, PayClient, PayError, PaymentParams, RefundRequest, Transaction, WeChatRefund};
 use crate::store::Store;
-use crate::store::{Applied, Order, OrderState, Payment};
+use crate::store::{Applied, NewRefund, Order, OrderState, Payment};
+use crate::store::{Refund, RefundApplied, RefundCreated, RefundResult, RefundState};
 
 /// A prepay id lives 2 hours at WeChat Pay; one this old is renewed (a minute early, so
 /// that the mini-program still has time to use it).
@@ -261,7 +262,174 @@ impl Payments {
             }
             Err(e) => log::warn!("maintenance: expired orders could not be read: {e}"),
         }
+        match store.refunds_due_for_query(now, PASS_LIMIT) {
+            Ok(due) => {
+                for refund in due {
+                    if stop() {
+                        return changed;
+                    }
+                    match self.pass_refund(store, refund, now) {
+                        Ok(true) => changed += 1,
+                        Ok(false) => {}
+                        Err(()) => return changed,
+                    }
+                }
+            }
+            Err(e) => log::warn!("maintenance: refunds due for a query could not be read: {e}"),
+        }
         changed
+    }
+
+    /// Follows one refund not final: asks WeChat Pay again for one it never answered
+    /// (the same out_refund_no, so it refunds once), queries one it accepted. `Err` when
+    /// WeChat Pay could not be asked (the pass stops).
+    fn pass_refund(&self, store: &Store, refund: Refund, now: i64) -> Result<bool, ()> {
+        let no = refund.out_refund_no.clone();
+        let answer = if refund.refund_id.is_none() { self.ask_refund(store, &refund) } else { self.query_refund(&no) };
+        let changed = match answer {
+            Ok(w) => match self.apply_refund(store, &refund, &w, now) {
+                Ok(RefundApplied::Changed(_)) => true,
+                Ok(_) => false,
+                Err(e) => {
+                    log::warn!("maintenance: refund {no} could not be recorded: {e}");
+                    false
+                }
+            },
+            Err(PayError::Refused { status, code }) if status < 500 && refund.refund_id.is_none() => {
+                log::warn!("maintenance: WeChat Pay refused refund {no} ({code}); it is forgotten");
+                return Ok(store.forget_refund(&no).unwrap_or(false));
+            }
+            Err(PayError::Refused { code, .. }) => {
+                log::warn!("maintenance: WeChat Pay refused the query of refund {no} ({code})");
+                false
+            }
+            Err(e) => {
+                log::warn!("maintenance: WeChat Pay could not be asked about refund {no}: {e}");
+                return Err(());
+            }
+        };
+        if !changed {
+            if let Err(e) = store.note_refund_queried(&no, now) {
+                log::warn!("maintenance: refund {no}: {e}");
+            }
+        }
+        Ok(changed)
+    }
+
+    fn query_refund(&self, out_refund_no: &str) -> Result<WeChatRefund, PayError> {
+        self.counted("query_refund", self.client.query_refund(out_refund_no))
+    }
+
+    /// Sends a recorded refund to WeChat Pay, with its recorded parameters (a retry
+    /// carrying another reason must not make WeChat Pay see other parameters).
+    fn ask_refund(&self, store: &Store, refund: &Refund) -> Result<WeChatRefund, PayError> {
+        let total = match store.order(&refund.out_trade_no) {
+            Ok(Some(o)) => o.amount,
+            Ok(None) => return Err(PayError::Invalid("the refund's order is missing")),
+            Err(e) => {
+                log::error!("refund {}: its order could not be read: {e}", refund.out_refund_no);
+                return Err(PayError::Invalid("the refund's order could not be read"));
+            }
+        };
+        let asked = RefundRequest {
+            out_trade_no: &refund.out_trade_no,
+            out_refund_no: &refund.out_refund_no,
+            reason: refund.reason.as_deref(),
+            notify_url: &self.config.notify_url,
+            refund: refund.amount,
+            total,
+        };
+        self.counted("refund", self.client.refund(&asked))
+    }
+
+    /// Refunds `amount` of a paid order, idempotent on `out_refund_no` (pay.md): the
+    /// refund is recorded first, then WeChat Pay is asked, unless it already has it (a
+    /// retry: then it is not asked again). 201 for a new refund, 200 for the same again.
+    /// A refusal by WeChat Pay forgets the refund (it never existed there); no answer
+    /// keeps it `processing`, for a retry with the same number or the maintenance task.
+    pub fn refund(&self, store: &Store, new: &NewRefund, now: i64) -> Result<(u16, Refund), ApiError> {
+        let (status, refund) = match store.create_refund(new)? {
+            RefundCreated::New(r) => (201, r),
+            RefundCreated::Same(r) => (200, r),
+            RefundCreated::Conflict(_) => return Err(ApiError::RefundConflict),
+            RefundCreated::NoOrder => return Err(ApiError::NotFound),
+            RefundCreated::NotPaid(_) => return Err(ApiError::OrderNotPaid),
+            RefundCreated::TooMuch { left } => {
+                return Err(ApiError::InvalidField(format!(
+                    "`amount` is more than what is left to refund of the order ({left} fen)."
+                )))
+            }
+        };
+        if refund.refund_id.is_some() {
+            return Ok((status, refund));
+        }
+        let no = &refund.out_refund_no;
+        match self.ask_refund(store, &refund) {
+            Ok(w) => {
+                self.apply_refund(store, &refund, &w, now)?;
+            }
+            Err(e @ PayError::Refused { status: 400..=499, .. }) => {
+                store.forget_refund(no)?;
+                return Err(e.into());
+            }
+            Err(e) => {
+                log::warn!("wechat pay: refund {no} was not answered ({e}); retry it with the same out_refund_no");
+                return Err(e.into());
+            }
+        }
+        let refund = store.refund(no)?.ok_or(ApiError::Internal)?;
+        Ok((status, refund))
+    }
+
+    /// Whether WeChat Pay's refund (an answer, a query or a verified notification) is
+    /// `refund` of this merchant: its mchid when it names one, the order, the amounts.
+    pub fn check_refund(&self, store: &Store, refund: &Refund, w: &WeChatRefund) -> Result<(), String> {
+        if w.mchid.as_deref().is_some_and(|m| m != self.config.mchid) {
+            return Err("its mchid is not this merchant's".into());
+        }
+        if w.out_refund_no != refund.out_refund_no || w.out_trade_no != refund.out_trade_no {
+            return Err("it is about another refund or order".into());
+        }
+        let total = store.order(&refund.out_trade_no).ok().flatten().map(|o| o.amount);
+        if w.amount_refund != refund.amount || Some(w.amount_total) != total {
+            return Err("its amounts are not the refund's and the order's".into());
+        }
+        Ok(())
+    }
+
+    /// Records WeChat Pay's word on a refund (checked first), exactly once.
+    pub fn apply_refund(
+        &self,
+        store: &Store,
+        refund: &Refund,
+        w: &WeChatRefund,
+        now: i64,
+    ) -> Result<RefundApplied, ApiError> {
+        let refused = |why: String| ApiError::PayError {
+            wechatpay_code: None,
+            message: format!("WeChat Pay's answer about refund {} was not applied: {why}.", refund.out_refund_no),
+        };
+        self.check_refund(store, refund, w).map_err(|why| {
+            log::warn!("wechat pay: refund {}: {why}", refund.out_refund_no);
+            refused(why)
+        })?;
+        let state = RefundState::from_wechatpay(&w.status).ok_or_else(|| refused("an unknown status".into()))?;
+        let result = RefundResult {
+            out_refund_no: &w.out_refund_no,
+            refund_id: &w.refund_id,
+            state,
+            succeeded_at: w.success_time,
+        };
+        let applied = store.apply_refund(&result, now)?;
+        if let RefundApplied::Changed(r) = &applied {
+            if r.state == RefundState::Abnormal {
+                log::warn!(
+                    "wechat pay: refund {} is abnormal: it needs the merchant's action at WeChat Pay",
+                    r.out_refund_no
+                );
+            }
+        }
+        Ok(applied)
     }
 
     /// Queries one order; `Err` when WeChat Pay could not be asked (the pass stops).

@@ -80,9 +80,12 @@ USAGE:
   wxlogin stats                             users, live sessions, logins today, by app
   wxlogin orders  list [--state S] [--user ID] [--limit N] | show OUT_TRADE_NO | sync OUT_TRADE_NO
                                             WeChat Pay orders, newest first (S: created, paid, closed,
-                                            refunded); show: the order and its events; sync asks WeChat
-                                            Pay now and applies a payment or a close as a notification
-                                            would (refunds come later)
+                                            refunded); show: the order, its events and refunds; sync asks
+                                            WeChat Pay now and applies a payment or a close as a
+                                            notification would
+  wxlogin orders  refund OUT_TRADE_NO --amount FEN [--reason TEXT] [--out-refund-no NO]
+                                            refund part or all of a paid order (a retry with the same
+                                            --out-refund-no never refunds twice)
   wxlogin pay events list [--pending] [--limit N] | retry ID
                                             the webhook's events, newest first; retry makes one
                                             due now (a failed one for 3 more days)
@@ -101,8 +104,8 @@ USAGE:
 The configuration is --config FILE, else $WXLOGIN_CONFIG, else ./appliance.toml.
 App secrets may come from WXLOGIN_SECRET_<NAME> or WXLOGIN_SECRET_<NAME>_FILE.
 backup, restore, users (but check-key), sessions, stats, orders and pay events need no app secret
-(orders sync needs the [pay] keys), and all but restore work while the server runs. Add --config FILE
-to any of them.
+(orders sync and refund need the [pay] keys), and all but restore work while the server runs. Add
+--config FILE to any of them.
 Logging: RUST_LOG=info (default), debug, warn, ...
 ";
 

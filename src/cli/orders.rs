@@ -1,5 +1,7 @@
-//! `wxlogin orders list | show | sync`: WeChat Pay orders, beside a serving instance.
-//! `list` and `show` only read the database (no key needed); `sync` asks WeChat Pay about
+//! `wxlogin orders list | show | sync | refund`: WeChat Pay orders, beside a serving
+//! instance. `list` and `show` only read the database (no key needed); `refund` refunds
+//! through the server's own code (`Payments::refund`: recorded first, idempotent on
+//! `--out-refund-no`); `sync` asks WeChat Pay about
 //! one order and applies what it says exactly as a notification would: a SUCCESS with
 //! the order's mchid, appid and amount becomes `paid` (once, with its event), a CLOSED
 //! closes the order here.
@@ -11,16 +13,16 @@ use super::admin::{opt, print_table, row, user_id};
 use super::{Args, CliError, Result};
 use crate::config::{self, Config, PayConfig};
 use crate::pay::{explain, PayClient, PayError, Transaction};
-use crate::store::{self, Applied, Order, OrderState, Payment, Store};
+use crate::store::{self, Applied, NewRefund, Order, OrderState, Payment, Refund, Store};
 
-/// `wxlogin orders list|show|sync`.
+/// `wxlogin orders list|show|sync|refund`.
 pub fn orders(mut args: Args) -> Result<ExitCode> {
-    let sub = args.command().ok_or_else(|| CliError::usage("orders needs a subcommand: list, show or sync"))?;
+    let sub = args.command().ok_or_else(|| CliError::usage("orders needs a subcommand: list, show, sync or refund"))?;
     match sub.as_str() {
         "list" => list(args),
         "show" => show(args),
         "sync" => sync(args),
-        "refund" => Err(CliError::new("`orders refund` is not available yet: refunds come with WeChat Pay part 2")),
+        "refund" => refund(args),
         other => Err(CliError::usage(format!("unknown orders subcommand `{other}`"))),
     }
 }
@@ -83,7 +85,73 @@ fn show(mut args: Args) -> Result<ExitCode> {
     }
     print_table(&rows);
     println!("({} event(s), oldest first)", events.len());
+    let refunds = opened.store.refunds_of_order(&no)?;
+    if !refunds.is_empty() {
+        println!();
+        print_refunds(&refunds);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_refunds(refunds: &[Refund]) {
+    let mut rows = vec![row(&["OUT_REFUND_NO", "STATE", "AMOUNT", "CREATED", "SUCCEEDED", "REFUND_ID", "REASON"])];
+    for r in refunds {
+        rows.push(vec![
+            r.out_refund_no.clone(),
+            r.state.as_str().into(),
+            format!("{} fen", r.amount),
+            super::admin::utc(r.created_at),
+            r.succeeded_at.map(super::admin::utc).unwrap_or_else(|| "-".into()),
+            opt(&r.refund_id),
+            opt(&r.reason),
+        ]);
+    }
+    print_table(&rows);
+    println!("({} refund(s), oldest first)", refunds.len());
+}
+
+/// `orders refund NO --amount FEN [--reason TEXT] [--out-refund-no NO]`: exit 0 when
+/// WeChat Pay took the refund (its result may still be `processing`: the server's
+/// maintenance task follows it), 1 otherwise. Without an answer from WeChat Pay the
+/// refund stays recorded: run the command again with the printed `--out-refund-no`.
+fn refund(mut args: Args) -> Result<ExitCode> {
+    let no = args.positional().ok_or_else(|| CliError::usage("orders refund needs an OUT_TRADE_NO"))?;
+    let amount = args.number("--amount")?.ok_or_else(|| CliError::usage("orders refund needs --amount FEN"))?;
+    let amount = i64::try_from(amount)
+        .ok()
+        .filter(|a| crate::config::pay::AMOUNT.contains(a))
+        .ok_or_else(|| CliError::usage("--amount must be from 1 to 1000000000 fen"))?;
+    let reason = args.value("--reason")?;
+    let out_refund_no = args.value("--out-refund-no")?;
+    let opened = open(&mut args)?;
+    args.finish()?;
+    opened.require_keys()?;
+    let payments = crate::payments::Payments::new(&opened.config, crate::metrics::Metrics::default())
+        .ok_or_else(not_configured)?;
+    let now = store::now();
+    let out_refund_no = out_refund_no.unwrap_or_else(|| format!("R{now}{}", crate::secrets::random_id(6)));
+    let new = NewRefund {
+        out_refund_no: &out_refund_no,
+        out_trade_no: &no,
+        amount,
+        reason: reason.as_deref(),
+        created_at: now,
+    };
+    match payments.refund(&opened.store, &new, now) {
+        Ok((status, r)) => {
+            let what = if status == 201 { "refund" } else { "refund already made with this --out-refund-no" };
+            println!("order {no}: {what} {out_refund_no} of {} fen: {}", r.amount, r.state.as_str());
+            print_refunds(&opened.store.refunds_of_order(&no)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let retry = match opened.store.refund(&out_refund_no)? {
+                Some(_) => format!("; it is recorded: retry with --out-refund-no {out_refund_no}"),
+                None => String::new(),
+            };
+            Err(CliError::new(format!("order {no}: the refund failed: {}{retry}", e.message())))
+        }
+    }
 }
 
 fn print_order(o: &Order) {
@@ -236,7 +304,7 @@ impl Opened {
         }
     }
 
-    /// `sync` talks to WeChat Pay: the keys must load.
+    /// `sync` and `refund` talk to WeChat Pay: the keys must load.
     fn require_keys(&self) -> Result<&PayConfig> {
         match (&self.config.pay, self.pay_table) {
             (Some(pay), _) => Ok(pay),

@@ -136,6 +136,22 @@ static ROUTES: &[Entry] = &[
         )],
     },
     Entry {
+        path: "/internal/v1/pay/orders/{out_trade_no}/refunds",
+        allow: "POST",
+        methods: &[(
+            Method::Post,
+            route("/internal/v1/pay/orders/{out_trade_no}/refunds", WeChat, true, api::pay::internal::refund),
+        )],
+    },
+    Entry {
+        path: "/internal/v1/pay/refunds/{out_refund_no}",
+        allow: "GET, HEAD",
+        methods: &[(
+            Method::Get,
+            route("/internal/v1/pay/refunds/{out_refund_no}", Local, false, api::pay::internal::get_refund),
+        )],
+    },
+    Entry {
         path: "/healthz",
         allow: "GET, HEAD",
         methods: &[(Method::Get, route("/healthz", Local, false, api::ops::healthz))],

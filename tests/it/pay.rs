@@ -473,6 +473,8 @@ fn payments_off_every_pay_route_is_not_found() {
         ("POST", "/internal/v1/pay/orders", Some(API_KEY)),
         ("GET", "/internal/v1/pay/orders/W123456", Some(API_KEY)),
         ("POST", "/internal/v1/pay/orders/W123456/close", Some(API_KEY)),
+        ("POST", "/internal/v1/pay/orders/W123456/refunds", Some(API_KEY)),
+        ("GET", "/internal/v1/pay/refunds/R123456", Some(API_KEY)),
     ] {
         let r = send(&s.url(path), method, key, Some("{}".into()), &[]);
         assert_eq!((r.status, r.error_code().as_str()), (404, "not_found"), "{method} {path}");

@@ -114,7 +114,12 @@ fn orders_without_payments_configured_say_so_in_one_line() {
     Store::open(&dir.path().join("wxlogin.db")).unwrap();
     let cfg = config(dir.path(), "http://127.0.0.1:9", "");
     let cfg = cfg.to_str().unwrap();
-    for args in [vec!["orders", "list"], vec!["orders", "show", "W1234567"], vec!["orders", "sync", "W1234567"]] {
+    for args in [
+        vec!["orders", "list"],
+        vec!["orders", "show", "W1234567"],
+        vec!["orders", "sync", "W1234567"],
+        vec!["orders", "refund", "W1234567", "--amount", "100"],
+    ] {
         let args: Vec<&str> = args.into_iter().chain(["--config", cfg]).collect();
         let (code, out, err) = run(&args, &[]);
         assert_eq!(code, 1, "{args:?}: {out}{err}");
@@ -122,13 +127,12 @@ fn orders_without_payments_configured_say_so_in_one_line() {
         assert!(err.contains("payments are not configured"), "{err}");
     }
     let (code, _, err) = run(&["orders", "refund", "W1234567", "--config", cfg], &[]);
-    assert_eq!(code, 1);
-    assert!(err.contains("not available yet"), "{err}");
+    assert_eq!(code, 2, "--amount is required: {err}");
     let (code, _, err) = run(&["orders", "--config", cfg], &[]);
     assert_eq!(code, 2, "{err}");
     let (_, help, _) = run(&["help"], &[]);
     assert!(help.contains("wxlogin orders  list [--state S] [--user ID] [--limit N]"), "{help}");
-    assert!(!help.contains("orders refund"), "refunds are part 2: {help}");
+    assert!(help.contains("wxlogin orders  refund OUT_TRADE_NO --amount FEN [--reason TEXT]"), "{help}");
 }
 
 #[test]

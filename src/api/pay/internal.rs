@@ -1,15 +1,17 @@
 //! The team's service's endpoints (`Authorization: Bearer <internal API key>`): orders
-//! with the service's own amounts, read and closed. Refunds are part 2.
+//! with the service's own amounts, read, closed and refunded.
 
 use serde::Deserialize;
 
-use super::{create_and_pay, new_out_trade_no, order_json, out_trade_no_ok, read_order, segment, wants_sync};
+use super::{
+    create_and_pay, new_out_trade_no, order_view, out_trade_no_ok, read_order, refund_json, segment, wants_sync,
+};
 use crate::api::internal::require_key;
 use crate::app::App;
 use crate::config::pay::{description_problem, AMOUNT, ORDER_TTL_SECONDS};
 use crate::error::ApiError;
 use crate::http::{Req, Resp};
-use crate::store::{self, NewOrder, Order, User};
+use crate::store::{self, NewOrder, NewRefund, Order, User};
 
 /// The longest `attach` accepted (WeChat Pay's limit).
 const MAX_ATTACH_CHARS: usize = 128;
@@ -99,7 +101,63 @@ pub fn close(app: &App, req: &Req) -> Result<Resp, ApiError> {
     let p = app.payments()?;
     require_key(app, req)?;
     let order = p.close(&app.config, &app.store, order(app, req)?, store::now())?;
-    Ok(Resp::ok(order_json(&order)))
+    Ok(Resp::ok(order_view(app, &order)?))
+}
+
+/// WeChat Pay's limit on a refund's `reason`.
+const MAX_REASON_CHARS: usize = 80;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    amount: i64,
+    reason: Option<String>,
+    out_refund_no: Option<String>,
+}
+
+/// POST /internal/v1/pay/orders/{out_trade_no}/refunds: 201 Refund; the same
+/// out_refund_no again 200 (WeChat Pay not asked again), for another order or amount 409
+/// `refund_conflict`; more than is left 422; an unpaid order 409 `order_not_paid`.
+pub fn refund(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    let p = app.payments()?;
+    require_key(app, req)?;
+    let b: RefundBody = Req::decode(req.object(false)?)?;
+    if !AMOUNT.contains(&b.amount) {
+        return Err(ApiError::InvalidField("`amount` must be from 1 to 1000000000 fen.".into()));
+    }
+    if b.reason.as_deref().is_some_and(|r| r.is_empty() || r.chars().count() > MAX_REASON_CHARS) {
+        return Err(ApiError::InvalidField(format!("`reason` must be 1 to {MAX_REASON_CHARS} characters.")));
+    }
+    if b.out_refund_no.as_deref().is_some_and(|n| !out_refund_no_ok(n)) {
+        return Err(ApiError::InvalidField(
+            "`out_refund_no` must be 1 to 64 letters, digits, or `_` `-` `|` `*` `@`.".into(),
+        ));
+    }
+    let order = order(app, req)?;
+    let now = store::now();
+    let out_refund_no = b.out_refund_no.clone().unwrap_or_else(|| format!("R{now}{}", crate::secrets::random_id(6)));
+    let new = NewRefund {
+        out_refund_no: &out_refund_no,
+        out_trade_no: &order.out_trade_no,
+        amount: b.amount,
+        reason: b.reason.as_deref(),
+        created_at: now,
+    };
+    let (status, refund) = p.refund(&app.store, &new, now)?;
+    Ok(Resp::json(status, refund_json(&refund)))
+}
+
+/// GET /internal/v1/pay/refunds/{out_refund_no}
+pub fn get_refund(app: &App, req: &Req) -> Result<Resp, ApiError> {
+    app.payments()?;
+    require_key(app, req)?;
+    let refund = app.store.refund(segment(req, 4))?.ok_or(ApiError::NotFound)?;
+    Ok(Resp::ok(refund_json(&refund)))
+}
+
+/// WeChat Pay's form of `out_refund_no`: 1 to 64 letters, digits, `_ - | * @`.
+fn out_refund_no_ok(no: &str) -> bool {
+    (1..=64).contains(&no.len()) && no.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-|*@".contains(&b))
 }
 
 fn order(app: &App, req: &Req) -> Result<Order, ApiError> {

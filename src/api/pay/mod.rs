@@ -12,17 +12,26 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::pay::PaymentParams;
-use crate::store::{self, Created, NewOrder, Order};
+use crate::store::{self, Created, NewOrder, Order, Refund};
+
+/// The contract's Order object with its refunds, oldest first.
+pub fn order_view(app: &App, o: &Order) -> Result<Value, ApiError> {
+    Ok(order_json(o, &app.store.refunds_of_order(&o.out_trade_no)?))
+}
+
+/// The contract's Refund object.
+pub fn refund_json(r: &Refund) -> Value {
+    serde_json::to_value(r).unwrap_or(Value::Null)
+}
 
 /// The contract's Order object. No openid and no prepay id: they are not part of it.
-/// `refunds` stays empty until refunds exist (part 2).
-pub fn order_json(o: &Order) -> Value {
+pub fn order_json(o: &Order, refunds: &[Refund]) -> Value {
     json!({
         "out_trade_no": o.out_trade_no, "app": o.app, "user_id": o.user_id, "product": o.product,
         "description": o.description, "amount": o.amount, "currency": o.currency, "attach": o.attach,
         "state": o.state, "transaction_id": o.transaction_id, "paid_at": o.paid_at,
         "expires_at": o.expires_at, "refunded_amount": o.refunded_amount, "created_at": o.created_at,
-        "refunds": [],
+        "refunds": refunds.iter().map(refund_json).collect::<Vec<_>>(),
     })
 }
 
@@ -65,7 +74,7 @@ pub fn read_order(app: &App, order: Order, sync: bool) -> Result<Resp, ApiError>
     } else {
         order
     };
-    Ok(Resp::ok(order_json(&order)))
+    Ok(Resp::ok(order_view(app, &order)?))
 }
 
 /// Creates the order (idempotent on out_trade_no) and gets its payment parameters:
@@ -85,7 +94,7 @@ pub fn create_and_pay(app: &App, new: &NewOrder) -> Result<Resp, ApiError> {
         Err(ApiError::OrderNotPayable(_)) if status == 200 => Value::Null,
         Err(e) => return Err(e),
     };
-    Ok(Resp::json(status, json!({"order": order_json(&order), "payment": payment})))
+    Ok(Resp::json(status, json!({"order": order_view(app, &order)?, "payment": payment})))
 }
 
 /// The store refuses an order whose user does not match its app and openid.

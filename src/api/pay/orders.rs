@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{create_and_pay, new_out_trade_no, order_json, payment_json, read_order, segment, wants_sync};
+use super::{create_and_pay, new_out_trade_no, order_view, payment_json, read_order, segment, wants_sync};
 use crate::api::session::authenticate;
 use crate::app::App;
 use crate::error::ApiError;
@@ -62,7 +62,8 @@ pub fn list(app: &App, req: &Req) -> Result<Resp, ApiError> {
     };
     let before = req.query_param("before");
     let orders = app.store.orders_of_user(s.user.id, before.as_deref(), limit)?;
-    Ok(Resp::ok(json!({"orders": orders.iter().map(order_json).collect::<Vec<_>>()})))
+    let orders = orders.iter().map(|o| order_view(app, o)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Resp::ok(json!({"orders": orders})))
 }
 
 /// GET /v1/pay/orders/{out_trade_no}[?sync=true]
