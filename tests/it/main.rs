@@ -18,6 +18,7 @@ mod methods;
 mod ops;
 mod pay;
 mod pay_cli;
+mod pay_refunds;
 mod session;
 mod tiny_http_limits;
 mod token;
