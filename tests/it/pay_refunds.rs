@@ -6,12 +6,16 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use wxlogin::fake_wechat as fake_pay;
+use wxlogin::pay::verify::response_message;
+use wxlogin::pay::{ApiV3Key, Resource, SigningKey};
 use wxlogin::secrets::Secret;
-use wxlogin::store::OrderState;
+use wxlogin::store::{OrderState, RefundState};
 
 use crate::support::*;
 
 const API_KEY: &str = "internal-key-0123456789";
+const PLATFORM_KEY_PEM: &str = include_str!("../../src/pay/testdata/fake_wechatpay_platform_key.pem");
 
 fn internal(s: &TestServer, method: &str, path: &str, body: Option<Value>) -> Reply {
     send(&s.url(path), method, Some(API_KEY), body.map(|b| b.to_string()), &[])
@@ -236,7 +240,9 @@ fn an_unpaid_or_unknown_order_is_not_refunded() {
     assert_eq!((r.status, r.error_code().as_str()), (404, "not_found"));
     let r = internal(&s, "GET", "/internal/v1/pay/refunds/NOPE-0001", None);
     assert_eq!((r.status, r.error_code().as_str()), (404, "not_found"));
-    for bad in [json!({"amount": 0}), json!({"amount": 1, "out_refund_no": "bad no"}), json!({"amount": 1, "reason": ""})] {
+    for bad in
+        [json!({"amount": 0}), json!({"amount": 1, "out_refund_no": "bad no"}), json!({"amount": 1, "reason": ""})]
+    {
         let r = refund(&s, "SVC-R007", bad.clone());
         assert_eq!((r.status, r.error_code().as_str()), (422, "invalid_field"), "{bad}: {}", r.text);
     }
@@ -244,4 +250,69 @@ fn an_unpaid_or_unknown_order_is_not_refunded() {
     assert_eq!(r.status, 400, "an unknown field: {}", r.text);
     assert_eq!(s.fake_pay_calls("refund"), 0);
     assert!(s.app().store.refunds_of_order("SVC-R007").unwrap().is_empty());
+}
+
+/// A REFUND.SUCCESS notification as WeChat Pay sends it (research §7), with `refund` as
+/// its plaintext, signed with the fake's platform key.
+fn send_refund_notification(s: &TestServer, refund: &Value) -> Reply {
+    let key = ApiV3Key::new(fake_pay::TEST_APIV3_KEY.as_bytes()).unwrap();
+    let resource = Resource::encrypt(&key, "refund", "refund", refund.to_string().as_bytes()).unwrap();
+    let body = json!({
+        "id": "EV-refund", "create_time": "2026-12-02T18:00:00+08:00", "resource_type": "encrypt-resource",
+        "event_type": "REFUND.SUCCESS", "summary": "退款成功", "resource": resource,
+    })
+    .to_string();
+    let timestamp = wxlogin::store::now().to_string();
+    let nonce = "0123456789abcdef0123456789abcdef";
+    let signer = SigningKey::from_pem(PLATFORM_KEY_PEM).unwrap();
+    let signature = signer.sign_base64(&response_message(&timestamp, nonce, body.as_bytes())).unwrap();
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Wechatpay-Timestamp", timestamp.as_str()),
+        ("Wechatpay-Nonce", nonce),
+        ("Wechatpay-Signature", signature.as_str()),
+        ("Wechatpay-Serial", fake_pay::PLATFORM_PUBLIC_KEY_ID),
+        ("Wechatpay-Signature-Type", "WECHATPAY2-SHA256-RSA2048"),
+    ];
+    send(&s.url("/v1/pay/notify"), "POST", None, Some(body), &headers)
+}
+
+#[test]
+fn refund_notifications_not_about_our_refunds_are_refused_and_change_nothing() {
+    let s = start();
+    paid_order(&s, "SVC-R008", 990);
+    next_refunds(&s, "processing", "never", 1);
+    let r = refund(&s, "SVC-R008", json!({"amount": 300, "out_refund_no": "RF-0010"}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let base = json!({
+        "mchid": fake_pay::TEST_MCHID, "transaction_id": "4200000000202612020000000001",
+        "out_trade_no": "SVC-R008", "refund_id": r.json()["refund_id"], "out_refund_no": "RF-0010",
+        "refund_status": "SUCCESS", "success_time": "2026-12-02T18:00:00+08:00",
+        "user_received_account": "支付用户零钱",
+        "amount": {"total": 990, "refund": 300, "payer_total": 990, "payer_refund": 300},
+    });
+    let mut cases = Vec::new();
+    for (what, field, value) in [
+        ("another mchid", "/mchid", json!("1900000109")),
+        ("no mchid", "/mchid", Value::Null),
+        ("an unknown refund", "/out_refund_no", json!("RF-UNKNOWN")),
+        ("another order", "/out_trade_no", json!("SVC-OTHER")),
+        ("another amount", "/amount/refund", json!(301)),
+        ("another total", "/amount/total", json!(991)),
+    ] {
+        let mut n = base.clone();
+        *n.pointer_mut(field).unwrap() = value;
+        cases.push((what, n));
+    }
+    for (what, n) in cases {
+        let r = send_refund_notification(&s, &n);
+        assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("FAIL")), "{what}: {}", r.text);
+        assert_eq!(s.app().store.refund("RF-0010").unwrap().unwrap().state, RefundState::Processing, "{what}");
+    }
+    assert_eq!(events(&s, "SVC-R008"), ["order.paid"]);
+    // The same notification about our refund is applied: the refusals were for cause.
+    let r = send_refund_notification(&s, &base);
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(s.app().store.refund("RF-0010").unwrap().unwrap().state, RefundState::Succeeded);
+    assert_eq!(events(&s, "SVC-R008"), ["order.paid", "refund.succeeded"]);
 }
