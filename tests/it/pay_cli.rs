@@ -327,3 +327,52 @@ fn check_live_signs_a_query_and_explains_a_refusal() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("could not be reached at http://127.0.0.1:9"), "{out}");
 }
+
+#[test]
+fn orders_refund_refunds_once_per_number_and_show_lists_the_refunds() {
+    let fake = start_fake();
+    let base = fake.base_url();
+    let dir = TempDir::new("orders-refund");
+    let store = Store::open(&dir.path().join("wxlogin.db")).unwrap();
+    let ann = user(&store, "o-ann", 1);
+    order(&store, "Wrefund-paid-01", ann, "o-ann", 990);
+    order(&store, "Wrefund-unpaid-02", ann, "o-ann", 990);
+    let cfg = config(dir.path(), &base, &pay_table(dir.path(), &base, MERCHANT_KEY, PAY_PUBLIC_KEY));
+    let cfg = cfg.to_str().unwrap();
+    place(&merchant_client(&base), "Wrefund-paid-01", "o-ann", 990);
+    let body = serde_json::json!({"out_trade_no": "Wrefund-paid-01", "notify": {"mode": "never"}});
+    let r = send(&format!("{base}/__fake/pay/pay"), "POST", None, Some(body.to_string()), &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let transaction_id = r.json()["transaction_id"].as_str().unwrap().to_string();
+    let now = wxlogin::store::now();
+    let paid =
+        Payment { out_trade_no: "Wrefund-paid-01", transaction_id: &transaction_id, amount_total: 990, paid_at: now };
+    store.apply_payment(&paid, now).unwrap();
+    // WeChat Pay keeps the refunds processing, without notifications.
+    let plan = serde_json::json!({"outcome": "processing", "times": 5, "notify": {"mode": "never"}});
+    assert_eq!(send(&format!("{base}/__fake/pay/refunds/next"), "POST", None, Some(plan.to_string()), &[]).status, 200);
+
+    let refund = ["orders", "refund", "Wrefund-paid-01", "--amount", "300", "--reason", "goodwill"];
+    let args: Vec<&str> = refund.iter().copied().chain(["--out-refund-no", "RF-CLI-01", "--config", cfg]).collect();
+    let (code, out, err) = run(&args, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("refund RF-CLI-01 of 300 fen: processing"), "{out}");
+    let (code, out, err) = run(&args, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("already made"), "{out}");
+    let stats = send(&format!("{base}/__fake/pay/stats"), "GET", None, None, &[]).json();
+    assert_eq!((stats["calls"]["refund"].as_u64(), stats["refunds"].as_u64()), (Some(1), Some(1)), "{stats}");
+
+    let (code, out, _) = run(&["orders", "show", "Wrefund-paid-01", "--config", cfg], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(lines_with(&out, "RF-CLI-01").len(), 1, "{out}");
+    assert!(out.contains("goodwill"), "{out}");
+
+    let (code, _, err) = run(&["orders", "refund", "Wrefund-paid-01", "--amount", "691", "--config", cfg], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("more than what is left") && err.contains("690 fen"), "{err}");
+    let (code, _, err) = run(&["orders", "refund", "Wrefund-unpaid-02", "--amount", "1", "--config", cfg], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not paid"), "{err}");
+    assert_eq!(store.refunds_of_order("Wrefund-unpaid-02").unwrap().len(), 0);
+}
