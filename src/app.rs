@@ -131,7 +131,7 @@ impl App {
         let Some(p) = self.payments.as_ref() else { return 0 };
         let n = p.maintenance_pass(&self.config, &self.store, now, &|| self.is_stopping());
         if n > 0 {
-            log::info!("maintenance: {n} order(s) paid or closed after asking WeChat Pay");
+            log::info!("maintenance: {n} order(s) or refund(s) changed after asking WeChat Pay");
         }
         n
     }

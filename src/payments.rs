@@ -296,8 +296,8 @@ impl Payments {
                 }
             },
             Err(PayError::Refused { status, code }) if status < 500 && refund.refund_id.is_none() => {
-                log::warn!("maintenance: WeChat Pay refused refund {no} ({code}); it is forgotten");
-                return Ok(store.forget_refund(&no).unwrap_or(false));
+                log::warn!("maintenance: WeChat Pay refused refund {no} ({code})");
+                return Ok(self.refused_refund(store, &refund, now));
             }
             Err(PayError::Refused { code, .. }) => {
                 log::warn!("maintenance: WeChat Pay refused the query of refund {no} ({code})");
@@ -345,8 +345,9 @@ impl Payments {
     /// Refunds `amount` of a paid order, idempotent on `out_refund_no` (pay.md): the
     /// refund is recorded first, then WeChat Pay is asked, unless it already has it (a
     /// retry: then it is not asked again). 201 for a new refund, 200 for the same again.
-    /// A refusal by WeChat Pay forgets the refund (it never existed there); no answer
-    /// keeps it `processing`, for a retry with the same number or the maintenance task.
+    /// A refusal by WeChat Pay forgets the refund once WeChat Pay says it does not have
+    /// it; no answer keeps it `processing`, for a retry with the same number or the
+    /// maintenance task.
     pub fn refund(&self, store: &Store, new: &NewRefund, now: i64) -> Result<(u16, Refund), ApiError> {
         let (status, refund) = match store.create_refund(new)? {
             RefundCreated::New(r) => (201, r),
@@ -369,7 +370,7 @@ impl Payments {
                 self.apply_refund(store, &refund, &w, now)?;
             }
             Err(e @ PayError::Refused { status: 400..=499, .. }) => {
-                store.forget_refund(no)?;
+                self.refused_refund(store, &refund, now);
                 return Err(e.into());
             }
             Err(e) => {
@@ -379,6 +380,32 @@ impl Payments {
         }
         let refund = store.refund(no)?.ok_or(ApiError::Internal)?;
         Ok((status, refund))
+    }
+
+    /// WeChat Pay refused to take a refund we never had an answer for. An earlier attempt
+    /// with the same number may still have reached it (an answer lost, then a retry
+    /// refused, say rate-limited), so it is asked: a refund it knows is recorded, one it
+    /// does not (`RESOURCE_NOT_EXISTS`) is forgotten, so the money it held is free again;
+    /// without an answer the refund stays for the maintenance pass. Whether it changed.
+    fn refused_refund(&self, store: &Store, refund: &Refund, now: i64) -> bool {
+        let no = &refund.out_refund_no;
+        match self.query_refund(no) {
+            Ok(w) => matches!(self.apply_refund(store, refund, &w, now), Ok(RefundApplied::Changed(_))),
+            Err(PayError::Refused { status: 404, .. }) => match store.forget_refund(no) {
+                Ok(forgotten) => {
+                    log::warn!("wechat pay: refund {no} was refused and is not at WeChat Pay: forgotten");
+                    forgotten
+                }
+                Err(e) => {
+                    log::error!("refund {no} could not be forgotten: {e}");
+                    false
+                }
+            },
+            Err(e) => {
+                log::warn!("wechat pay: refund {no} was refused and could not be looked up ({e}); kept");
+                false
+            }
+        }
     }
 
     /// Whether WeChat Pay's refund (an answer, a query or a verified notification) is

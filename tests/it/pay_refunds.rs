@@ -316,3 +316,31 @@ fn refund_notifications_not_about_our_refunds_are_refused_and_change_nothing() {
     assert_eq!(s.app().store.refund("RF-0010").unwrap().unwrap().state, RefundState::Succeeded);
     assert_eq!(events(&s, "SVC-R008"), ["order.paid", "refund.succeeded"]);
 }
+
+#[test]
+fn a_refund_wechat_pay_refuses_is_forgotten_unless_it_has_it() {
+    let s = start();
+    paid_order(&s, "SVC-R009", 990);
+    next_refunds(&s, "processing", "never", 2);
+    s.fake_pay_behaviour(json!({"fail": {"api": "refund", "error": "NO_AUTH", "times": 1}}));
+    let r = refund(&s, "SVC-R009", json!({"amount": 990, "out_refund_no": "RF-0011"}));
+    assert_eq!((r.status, r.error_code().as_str()), (502, "pay_error"), "{}", r.text);
+    assert_eq!(r.json()["error"]["wechatpay_code"], "NO_AUTH");
+    let r = internal(&s, "GET", "/internal/v1/pay/refunds/RF-0011", None);
+    assert_eq!(r.status, 404, "not at WeChat Pay, so forgotten: {}", r.text);
+
+    // Taken by WeChat Pay with its answer lost, then the retry refused: WeChat Pay has
+    // it, so it is kept and recorded, and its money stays reserved.
+    s.fake_pay_behaviour(json!({"fail": {"api": "refund", "error": "unsigned", "times": 1}}));
+    let body = json!({"amount": 990, "out_refund_no": "RF-0012"});
+    assert_eq!(refund(&s, "SVC-R009", body.clone()).status, 502);
+    s.fake_pay_behaviour(json!({"fail": {"api": "refund", "error": "RATELIMIT_EXCEEDED", "times": 1}}));
+    let r = refund(&s, "SVC-R009", body);
+    assert_eq!(r.json()["error"]["wechatpay_code"], "RATELIMIT_EXCEEDED", "{}", r.text);
+    let kept = internal(&s, "GET", "/internal/v1/pay/refunds/RF-0012", None).json();
+    assert_eq!(kept["state"], "processing", "{kept}");
+    assert!(kept["refund_id"].is_string(), "found by a query: {kept}");
+    let r = refund(&s, "SVC-R009", json!({"amount": 1}));
+    assert_eq!((r.status, r.error_code().as_str()), (422, "invalid_field"), "{}", r.text);
+    assert_eq!(fake_refunds(&s), 1);
+}
