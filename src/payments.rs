@@ -220,9 +220,9 @@ impl Payments {
     }
 
     /// One bounded maintenance pass: asks WeChat Pay about orders due for a query, then
-    /// closes expired ones at WeChat Pay and here. Stops at the first failure to reach
+    /// closes expired ones at WeChat Pay and here, then follows refunds not final. Stops at the first failure to reach
     /// WeChat Pay (an outage delays the pass; the next one starts over), or when `stop`
-    /// says so. Returns how many orders changed.
+    /// says so. Returns how many orders and refunds changed.
     pub fn maintenance_pass(&self, config: &Config, store: &Store, now: i64, stop: &dyn Fn() -> bool) -> usize {
         let mut changed = 0;
         match store.orders_due_for_query(now, PASS_LIMIT) {
@@ -416,6 +416,9 @@ impl Payments {
         }
         if w.out_refund_no != refund.out_refund_no || w.out_trade_no != refund.out_trade_no {
             return Err("it is about another refund or order".into());
+        }
+        if refund.refund_id.as_deref().is_some_and(|id| id != w.refund_id) {
+            return Err("its refund_id is not the refund's".into());
         }
         let total = store.order(&refund.out_trade_no).ok().flatten().map(|o| o.amount);
         if w.amount_refund != refund.amount || Some(w.amount_total) != total {

@@ -299,6 +299,7 @@ fn refund_notifications_not_about_our_refunds_are_refused_and_change_nothing() {
         ("another order", "/out_trade_no", json!("SVC-OTHER")),
         ("another amount", "/amount/refund", json!(301)),
         ("another total", "/amount/total", json!(991)),
+        ("another refund_id", "/refund_id", json!("50000000000000000000000000001")),
     ] {
         let mut n = base.clone();
         *n.pointer_mut(field).unwrap() = value;
