@@ -157,3 +157,24 @@ fn refunds_not_final_are_due_for_a_query_with_backoff() {
     assert_eq!(store.refunds_of_order("W0001abc").unwrap().len(), 2);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn concurrent_refunds_never_exceed_the_amount() {
+    let (store, dir) = store_with_order(true);
+    let store = Arc::new(store);
+    let barrier = Arc::new(Barrier::new(4));
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let no = format!("R-{i}");
+                matches!(store.create_refund(&new(&no, 600)).unwrap(), RefundCreated::New(_))
+            })
+        })
+        .collect();
+    let created = threads.into_iter().map(|t| t.join().unwrap()).filter(|c| *c).count();
+    assert_eq!(created, 1);
+    assert_eq!(store.refunds_of_order("W0001abc").unwrap().len(), 1);
+    std::fs::remove_dir_all(dir).ok();
+}
