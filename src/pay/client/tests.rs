@@ -459,3 +459,62 @@ fn log_text_from_the_other_side_is_one_line() {
     assert_eq!(clean("a\r\nb\u{7}c\u{1b}[31m", 200), "abc[31m");
     assert_eq!(clean(&"é".repeat(300), 200).chars().count(), 200);
 }
+
+// --- refunds ----------------------------------------------------------------------------
+
+/// A refund answer as wechatpay-go `refunddomestic.Refund` has it (research §7).
+const REFUND: &str = r#"{"refund_id":"50000000382019052709732678859","out_refund_no":"RF-0001","transaction_id":"4200000001201407033233368018","out_trade_no":"T123456","channel":"ORIGINAL","user_received_account":"支付用户零钱","create_time":"2018-06-08T10:34:56+08:00","status":"PROCESSING","funds_account":"AVAILABLE","amount":{"total":100,"refund":40,"from":[],"payer_total":100,"payer_refund":40,"settlement_total":100,"settlement_refund":40,"discount_refund":0,"currency":"CNY","refund_fee":0},"promotion_detail":[]}"#;
+
+fn refund_request() -> RefundRequest<'static> {
+    RefundRequest {
+        out_trade_no: "T123456",
+        out_refund_no: "RF-0001",
+        reason: Some("partial"),
+        notify_url: "https://example.com/pay/notify",
+        refund: 40,
+        total: 100,
+    }
+}
+
+#[test]
+fn refund_sends_the_signed_request_and_retries_the_same_bytes() {
+    let server = StandIn::start(|_, index| {
+        if index == 0 {
+            answer(500, r#"{"code":"SYSTEM_ERROR","message":"busy"}"#)
+        } else {
+            answer(200, REFUND)
+        }
+    });
+    let r = server.client(2).refund(&refund_request()).expect("refund");
+    assert_eq!((r.status.as_str(), r.amount_refund, r.amount_total), ("PROCESSING", 40, 100));
+    assert_eq!(r.refund_id, "50000000382019052709732678859");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|s| s.signed_ok && s.body == seen[0].body), "a retry is the same out_refund_no");
+    assert_eq!((seen[0].method.as_str(), seen[0].path.as_str()), ("POST", "/v3/refund/domestic/refunds"));
+    let body: serde_json::Value = serde_json::from_slice(&seen[0].body).expect("JSON body");
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "out_trade_no": "T123456", "out_refund_no": "RF-0001", "reason": "partial",
+            "notify_url": "https://example.com/pay/notify",
+            "amount": {"refund": 40, "total": 100, "currency": "CNY"}
+        })
+    );
+}
+
+#[test]
+fn query_refund_reads_the_refund_and_believes_only_signed_answers_about_it() {
+    let server = StandIn::start(|_, _| answer(200, REFUND));
+    let r = server.client(0).query_refund("RF-0001").expect("refund");
+    assert_eq!(r.out_trade_no, "T123456");
+    assert_eq!(server.seen()[0].path, "/v3/refund/domestic/refunds/RF-0001");
+    assert_eq!(server.client(0).query_refund("RF-0002"), Err(PayError::Unreadable), "another refund");
+    let server = StandIn::start(|_, _| signed_as(Sig::OtherKey, 200, REFUND));
+    assert_eq!(server.client(0).query_refund("RF-0001"), Err(PayError::Unverified));
+    let server = StandIn::start(|_, _| answer(404, r#"{"code":"RESOURCE_NOT_EXISTS","message":"退款单不存在"}"#));
+    assert_eq!(
+        server.client(0).query_refund("RF-0001"),
+        Err(PayError::Refused { status: 404, code: "RESOURCE_NOT_EXISTS".into() })
+    );
+}
