@@ -418,4 +418,12 @@ mod tests {
         }
         assert_eq!((ApiError::PaymentsOff.status(), ApiError::PaymentsOff.code()), (404, "not_found"));
     }
+
+    #[test]
+    fn refund_refusals_are_conflicts_with_their_own_codes() {
+        for (e, code) in [(ApiError::RefundConflict, "refund_conflict"), (ApiError::OrderNotPaid, "order_not_paid")] {
+            assert_eq!((e.status(), e.code()), (409, code));
+            assert_eq!(e.body()["error"]["code"], code);
+        }
+    }
 }
