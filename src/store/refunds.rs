@@ -238,7 +238,7 @@ impl Store {
     /// `refunded_amount` (the order becomes `refunded` when it reaches its amount), all
     /// in one transaction. Anything else changes nothing but a missing refund_id.
     pub fn apply_refund(&self, r: &RefundResult, now: i64) -> Result<RefundApplied> {
-        self.write(|tx| {
+        let applied = self.write(|tx| {
             let Some(refund) = refund_by_no(tx, r.out_refund_no)? else { return Ok(RefundApplied::Unknown) };
             tx.prepare_cached("UPDATE refunds SET refund_id = ?2 WHERE out_refund_no = ?1 AND refund_id IS NULL")?
                 .execute(params![r.out_refund_no, r.refund_id])?;
@@ -266,7 +266,12 @@ impl Store {
             let kind = if r.state == RefundState::Succeeded { EVENT_REFUND_SUCCEEDED } else { EVENT_REFUND_FAILED };
             insert_event_data(tx, kind, &refund.out_trade_no, &refund_json(&refund), now)?;
             Ok(RefundApplied::Changed(refund))
-        })
+        })?;
+        if matches!(applied, RefundApplied::Changed(_)) {
+            // After the commit: the webhook's delivery thread need not wait for its next poll.
+            self.outbox_bell().ring();
+        }
+        Ok(applied)
     }
 
     pub fn refund(&self, out_refund_no: &str) -> Result<Option<Refund>> {
