@@ -24,9 +24,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::certificates::{parse_certificates, CertificatesError};
 use super::refund::{parse_refund, WeChatRefund};
 use super::transaction::{is_id, parse_transaction};
-use super::{rfc3339, unix_now, Merchant, PayError, PayVerifier, Signed, Transaction};
+use super::{rfc3339, unix_now, ApiV3Key, Merchant, PayError, PayVerifier, PlatformCertificate, Signed, Transaction};
 use crate::wechat::agent::new_agent;
 use crate::wechat::client::backoff;
 
@@ -137,6 +138,9 @@ struct Request {
     /// Path and query, percent-encoded, without the base's prefix.
     path: String,
     body: Option<Vec<u8>>,
+    /// The caller verifies the answer itself (`/v3/certificates`, whose answer may be
+    /// signed by a certificate it carries); the headers come back in `Answer::signature`.
+    deferred: bool,
 }
 
 /// A verified answer.
@@ -144,6 +148,8 @@ struct Answer {
     status: u16,
     body: Vec<u8>,
     request_id: String,
+    /// Timestamp, nonce, signature and serial, kept for a deferred verification.
+    signature: Option<[String; 4]>,
 }
 
 /// One attempt's result, and whether another attempt may help.
@@ -181,8 +187,13 @@ impl PayClient {
             payer: Payer { openid: o.payer_openid },
         };
         let body = serde_json::to_vec(&body).map_err(|_| PayError::Invalid("the order does not serialise"))?;
-        let request =
-            Request { api: "jsapi", method: "POST", path: "/v3/pay/transactions/jsapi".into(), body: Some(body) };
+        let request = Request {
+            api: "jsapi",
+            method: "POST",
+            path: "/v3/pay/transactions/jsapi".into(),
+            body: Some(body),
+            deferred: false,
+        };
         let answer = self.call(&request, &[200])?;
         let prepay: Prepay = serde_json::from_slice(&answer).map_err(|_| PayError::Unreadable)?;
         let well_formed = (1..=64).contains(&prepay.prepay_id.len())
@@ -201,7 +212,7 @@ impl PayClient {
             path_segment(out_trade_no)?,
             path_segment(self.merchant.mchid())?
         );
-        let answer = self.call(&Request { api: "query", method: "GET", path, body: None }, &[200])?;
+        let answer = self.call(&Request { api: "query", method: "GET", path, body: None, deferred: false }, &[200])?;
         let transaction = parse_transaction(&answer)?;
         if transaction.out_trade_no != out_trade_no || transaction.mchid != self.merchant.mchid() {
             log::warn!("wechat pay query: the answer is about another order or merchant");
@@ -215,7 +226,49 @@ impl PayClient {
         let path = format!("/v3/pay/transactions/out-trade-no/{}/close", path_segment(out_trade_no)?);
         let body = serde_json::to_vec(&serde_json::json!({ "mchid": self.merchant.mchid() }))
             .map_err(|_| PayError::Invalid("the close request does not serialise"))?;
-        self.call(&Request { api: "close", method: "POST", path, body: Some(body) }, &[204, 200]).map(|_| ())
+        self.call(&Request { api: "close", method: "POST", path, body: Some(body), deferred: false }, &[204, 200])
+            .map(|_| ())
+    }
+
+    /// The platform certificates WeChat Pay lists now (`GET /v3/certificates`), decrypted
+    /// with the APIv3 key; the answer's signature is verified with a key already trusted
+    /// or, on the first fetch, with a certificate the answer itself carries (see
+    /// `certificates.rs` for why that is sound). A refusal is believed only if it verifies
+    /// with a key already trusted.
+    pub fn certificates(&self, apiv3_key: &ApiV3Key) -> Result<Vec<PlatformCertificate>, FetchError> {
+        let request =
+            Request { api: "certificates", method: "GET", path: "/v3/certificates".into(), body: None, deferred: true };
+        let answer = self.send(&request)?;
+        let Some([timestamp, nonce, signature, serial]) = &answer.signature else {
+            return Err(FetchError::Pay(PayError::Unverified));
+        };
+        let signed = Signed { timestamp, nonce, signature, serial, body: &answer.body };
+        let now = unix_now();
+        let fetched = if answer.status == 200 {
+            match parse_certificates(&answer.body, apiv3_key, now) {
+                Ok(certificates) => certificates,
+                // Decrypting needs the APIv3 key, so an answer that does not decrypt and
+                // does not verify is no one's word: only a verified one says "wrong key".
+                Err(e) => {
+                    self.verifier.verify(&signed, now).map_err(|_| FetchError::Pay(PayError::Unverified))?;
+                    return Err(FetchError::Certificates(e));
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        if let Err(e) = self.verifier.verify_also_with(&signed, now, &fetched) {
+            log::warn!(
+                "wechat pay certificates: HTTP {} not believed: {e} (Request-ID {})",
+                answer.status,
+                answer.request_id
+            );
+            return Err(FetchError::Pay(PayError::Unverified));
+        }
+        if answer.status != 200 {
+            return Err(FetchError::Pay(refusal(request.api, &answer)));
+        }
+        Ok(fetched)
     }
 
     /// Asks WeChat Pay to refund (its answer is usually PROCESSING; the result comes by
@@ -294,13 +347,13 @@ impl PayClient {
             None => self.with_headers(self.agent.get(&url), &authorization).call(),
         };
         match response {
-            Ok(response) => self.verified(request.api, response),
+            Ok(response) => self.verified(request.api, request.deferred, response),
             Err(e) => Attempt { result: Err(classify(e)), retry: true },
         }
     }
 
     /// Reads an answer and checks its signature before anything else looks at it.
-    fn verified(&self, api: &str, mut response: ureq::http::Response<ureq::Body>) -> Attempt {
+    fn verified(&self, api: &str, deferred: bool, mut response: ureq::http::Response<ureq::Body>) -> Attempt {
         let status = response.status().as_u16();
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let request_id = clean(header("Request-ID").as_deref().unwrap_or("none"), 64);
@@ -326,21 +379,50 @@ impl PayClient {
             log::warn!("wechat pay {api}: HTTP {status} without a signature (Request-ID {request_id})");
             return Attempt { result: Err(PayError::Unverified), retry };
         };
+        if deferred {
+            let signature = Some([timestamp, nonce, signature, serial]);
+            return Attempt { result: Ok(Answer { status, body, request_id, signature }), retry };
+        }
         let signed =
             Signed { timestamp: &timestamp, nonce: &nonce, signature: &signature, serial: &serial, body: &body };
         if let Err(e) = self.verifier.verify(&signed, unix_now()) {
             log::warn!("wechat pay {api}: HTTP {status} not believed: {e} (Request-ID {request_id})");
             return Attempt { result: Err(PayError::Unverified), retry };
         }
-        Attempt { result: Ok(Answer { status, body, request_id }), retry }
+        Attempt { result: Ok(Answer { status, body, request_id, signature: None }), retry }
     }
 
     fn with_headers<B>(&self, request: ureq::RequestBuilder<B>, authorization: &str) -> ureq::RequestBuilder<B> {
         let request = request.header("Authorization", authorization).header("Accept", "application/json");
         // Asks WeChat Pay to sign with the public key we hold (research/wechat-pay.md §2.4).
         match self.verifier.key_id() {
-            Some(id) => request.header("Wechatpay-Serial", id),
+            Some(id) => request.header("Wechatpay-Serial", &id),
             None => request,
+        }
+    }
+}
+
+/// Why a certificate fetch failed: the call, or what came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    Pay(PayError),
+    Certificates(CertificatesError),
+}
+
+impl From<PayError> for FetchError {
+    fn from(e: PayError) -> FetchError {
+        FetchError::Pay(e)
+    }
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Pay(e) => write!(f, "{e}"),
+            FetchError::Certificates(CertificatesError::Decrypt) => {
+                f.write_str("the certificates do not decrypt with the APIv3 key")
+            }
+            FetchError::Certificates(CertificatesError::Invalid(m)) => f.write_str(m),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! A small, strict DER reader: just enough ASN.1 to find an RSA key inside its PKCS#8 or
-//! SubjectPublicKeyInfo wrapper.
+//! SubjectPublicKeyInfo wrapper, or inside an X.509 platform certificate (with its serial
+//! and validity).
 //!
 //! ring verifies RSA signatures with a bare PKCS#1 `RSAPublicKey`, while WeChat Pay hands
 //! out its public key wrapped in SPKI. A fixed 24-byte prefix would strip the wrapper of a
@@ -58,6 +59,19 @@ impl<'a> Reader<'a> {
         let (value, rest) = after_len.split_at(len);
         self.rest = rest;
         Ok(value)
+    }
+
+    /// The whole next element (tag, length and contents), which must have tag `tag`.
+    pub(crate) fn element(&mut self, tag: u8) -> Result<&'a [u8], DerError> {
+        let before = self.rest;
+        self.read(tag)?;
+        Ok(&before[..before.len() - self.rest.len()])
+    }
+
+    /// Skips the next element, whatever its tag.
+    fn skip(&mut self) -> Result<(), DerError> {
+        let tag = self.next_tag().ok_or(TRUNCATED)?;
+        self.read(tag).map(|_| ())
     }
 
     /// A reader over the contents of the next element.
@@ -194,6 +208,85 @@ pub(crate) fn pkcs8_rsa_modulus_bits(der: &[u8]) -> Result<usize, DerError> {
     private_outer.finish()?;
     private.unsigned_integer()?; // RSAPrivateKey version
     Ok(bit_length(private.unsigned_integer()?))
+}
+
+/// What wxlogin needs from a platform certificate: the RSA key, the serial that
+/// `Wechatpay-Serial` names it by, and when it may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Certificate<'a> {
+    pub key: RsaPublicKey<'a>,
+    /// The serial number's bytes (sign byte dropped); shown as upper-case hex.
+    pub serial: &'a [u8],
+    /// Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+const CONTEXT_0: u8 = 0xa0;
+const UTC_TIME: u8 = 0x17;
+const GENERALIZED_TIME: u8 = 0x18;
+
+/// Walks `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }` and,
+/// inside tbsCertificate, `[0] version, serialNumber, signature, issuer, validity, subject,
+/// subjectPublicKeyInfo, ...`. The certificate's own signature is not checked: what
+/// vouches for it is the APIv3 key's AES-GCM tag around it (research/wechat-pay.md §5).
+pub(crate) fn certificate(der: &[u8]) -> Result<Certificate<'_>, DerError> {
+    let mut outer = Reader::new(der);
+    let mut cert = outer.nested(SEQUENCE)?;
+    outer.finish()?;
+    let mut tbs = cert.nested(SEQUENCE)?;
+    cert.read(SEQUENCE)?; // signatureAlgorithm
+    cert.read(BIT_STRING)?; // signature
+    cert.finish()?;
+    if tbs.next_tag() == Some(CONTEXT_0) {
+        tbs.read(CONTEXT_0)?; // version (v3)
+    }
+    let serial = tbs.unsigned_integer()?;
+    if serial.is_empty() || serial.len() > 20 {
+        return Err(DerError("has a serial number that is not 1 to 20 bytes"));
+    }
+    tbs.read(SEQUENCE)?; // signature algorithm
+    tbs.read(SEQUENCE)?; // issuer
+    let mut validity = tbs.nested(SEQUENCE)?;
+    let not_before = validity.time()?;
+    let not_after = validity.time()?;
+    validity.finish()?;
+    tbs.read(SEQUENCE)?; // subject
+    let key = spki_rsa_public_key(tbs.element(SEQUENCE)?)?;
+    while tbs.next_tag().is_some() {
+        tbs.skip()?; // issuerUniqueID, subjectUniqueID, extensions
+    }
+    Ok(Certificate { key, serial, not_before, not_after })
+}
+
+impl Reader<'_> {
+    /// A UTCTime (`YYMMDDHHMMSSZ`, years 1950-2049) or GeneralizedTime
+    /// (`YYYYMMDDHHMMSSZ`), the two forms RFC 5280 allows, as Unix seconds.
+    fn time(&mut self) -> Result<i64, DerError> {
+        let bad = DerError("has a validity time not in the form RFC 5280 requires");
+        let text = match self.next_tag() {
+            Some(UTC_TIME) => {
+                let t = self.read(UTC_TIME)?;
+                let yy = t.get(..2).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| d.parse::<u8>().ok());
+                let century: &[u8] = if yy.ok_or(bad)? < 50 { b"20" } else { b"19" };
+                [century, t].concat()
+            }
+            Some(GENERALIZED_TIME) => self.read(GENERALIZED_TIME)?.to_vec(),
+            _ => return Err(bad),
+        };
+        if text.len() != 15 || text[14] != b'Z' || !text[..14].iter().all(u8::is_ascii_digit) {
+            return Err(bad);
+        }
+        let d = |r: std::ops::Range<usize>| std::str::from_utf8(&text[r]).unwrap_or("");
+        let rfc3339 = format!("{}-{}-{}T{}:{}:{}Z", d(0..4), d(4..6), d(6..8), d(8..10), d(10..12), d(12..14));
+        super::rfc3339::parse(&rfc3339).ok_or(bad)
+    }
+}
+
+/// A serial number as WeChat Pay writes it (`serial_no`, `Wechatpay-Serial`): upper-case
+/// hex, no leading zero byte.
+pub(crate) fn serial_hex(serial: &[u8]) -> String {
+    serial.iter().map(|b| format!("{b:02X}")).collect()
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 //!   `wx.requestPayment` parameters (`paySign`).
 //! - `verify.rs`: what wxlogin checks: the `Wechatpay-*` signature of every answer and
 //!   notification, and the AES-256-GCM `resource` inside notifications.
+//! - `certificates.rs`: platform certificates for older merchants (`/v3/certificates`
+//!   decrypted and read with `der.rs`), which `PayVerifier` swaps in while running.
 //!
 //! And the client that uses them, the only code that talks to WeChat Pay:
 //!
@@ -26,6 +28,7 @@
 //! (RustCrypto `rsa` has RUSTSEC-2023-0071). No error message and no `Debug` output of
 //! this module ever holds key material.
 
+pub mod certificates;
 pub mod client;
 mod der;
 mod error;
@@ -41,6 +44,7 @@ pub mod webhook;
 
 use std::fmt;
 
+pub use certificates::{CertificatesError, PlatformCertificate};
 pub use client::{JsapiOrder, PayClient, RefundRequest};
 pub use error::PayError;
 pub use keys::{ApiV3Key, SigningKey, VerifyingKey};

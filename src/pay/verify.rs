@@ -6,11 +6,13 @@
 //! them. The checks are pure, with `now` passed in, so that tests and the fake WeChat Pay
 //! can move the clock.
 
+use std::sync::{Arc, RwLock};
+
 use base64::Engine;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiV3Key, PayCryptoError, VerifyingKey};
+use super::{ApiV3Key, PayCryptoError, PlatformCertificate, VerifyingKey};
 use crate::secrets::random_id;
 
 /// How far `Wechatpay-Timestamp` may be from our clock, either way (pay.md: refused when
@@ -34,31 +36,65 @@ pub struct Signed<'a> {
     pub body: &'a [u8],
 }
 
-/// The WeChat Pay keys we trust, each under the id that `Wechatpay-Serial` names it by
-/// (the public key id, or a platform certificate's serial while a merchant migrates).
-#[derive(Debug, Clone, Default)]
+/// The WeChat Pay keys we trust, each under the id that `Wechatpay-Serial` names it by:
+/// the public key under its id (fixed at start-up), and the platform certificates under
+/// their serials, replaced while the server runs as they are fetched again
+/// (`pay.platform_certificates`; both at once while a merchant migrates). Shared behind an
+/// `Arc`, so every holder sees a refresh at once; readers copy the certificate list's
+/// `Arc` out of the lock and never wait for a fetch.
+#[derive(Debug, Default)]
 pub struct PayVerifier {
     keys: Vec<(String, VerifyingKey)>,
+    certificates: RwLock<Arc<Vec<PlatformCertificate>>>,
+}
+
+impl Clone for PayVerifier {
+    fn clone(&self) -> PayVerifier {
+        PayVerifier { keys: self.keys.clone(), certificates: RwLock::new(self.certificates()) }
+    }
 }
 
 impl PayVerifier {
     pub fn new(key_id: &str, key: VerifyingKey) -> PayVerifier {
-        PayVerifier { keys: vec![(key_id.to_string(), key)] }
+        PayVerifier { keys: vec![(key_id.to_string(), key)], certificates: RwLock::default() }
     }
 
-    /// Trusts one more key (a platform certificate beside the public key).
+    /// Trusts one more fixed key.
     pub fn add(&mut self, key_id: &str, key: VerifyingKey) {
         self.keys.push((key_id.to_string(), key));
+    }
+
+    /// The platform certificates trusted now.
+    pub fn certificates(&self) -> Arc<Vec<PlatformCertificate>> {
+        // A poisoned lock still holds a whole list: the writer only swaps an Arc.
+        self.certificates.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Trusts exactly these certificates from now on (a refresh).
+    pub fn set_certificates(&self, certificates: Vec<PlatformCertificate>) {
+        *self.certificates.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(certificates);
     }
 
     /// Checks, in order: not a probe, a serial we hold, a timestamp within
     /// [`WINDOW_SECONDS`] of `now`, a well-formed nonce, and the signature over the raw body. Any failure means
     /// the message is not WeChat Pay's ([`PayCryptoError::is_untrusted`]).
     pub fn verify(&self, signed: &Signed<'_>, now: i64) -> Result<(), PayCryptoError> {
+        self.verify_also_with(signed, now, &[])
+    }
+
+    /// [`verify`](Self::verify), also trusting `fetched`: certificates just decrypted with
+    /// the APIv3 key, for the `/v3/certificates` answer that carries them (the first fetch
+    /// has nothing else to verify it with).
+    pub fn verify_also_with(
+        &self,
+        signed: &Signed<'_>,
+        now: i64,
+        fetched: &[PlatformCertificate],
+    ) -> Result<(), PayCryptoError> {
         if signed.signature.starts_with(PROBE_PREFIX) {
             return Err(PayCryptoError::SignatureProbe);
         }
-        let key = self.key_for(signed.serial).ok_or(PayCryptoError::UnknownSerial)?;
+        let key = self.key_for(signed.serial, now, fetched).ok_or(PayCryptoError::UnknownSerial)?;
         check_window(parse_timestamp(signed.timestamp)?, now)?;
         check_nonce(signed.nonce)?;
         let signature = base64::engine::general_purpose::STANDARD
@@ -72,14 +108,22 @@ impl PayVerifier {
         }
     }
 
-    /// The id of the first key trusted: sent as `Wechatpay-Serial` on requests so that
-    /// WeChat Pay signs its answers with that key.
-    pub fn key_id(&self) -> Option<&str> {
-        self.keys.first().map(|(id, _)| id.as_str())
+    /// The id sent as `Wechatpay-Serial` on requests so that WeChat Pay signs its answers
+    /// with a key we hold: the public key's, else the certificate valid the longest.
+    pub fn key_id(&self) -> Option<String> {
+        if let Some((id, _)) = self.keys.first() {
+            return Some(id.clone());
+        }
+        self.certificates().iter().max_by_key(|c| c.not_after).map(|c| c.serial.clone())
     }
 
-    fn key_for(&self, serial: &str) -> Option<&VerifyingKey> {
-        self.keys.iter().find(|(id, _)| id == serial).map(|(_, key)| key)
+    fn key_for(&self, serial: &str, now: i64, fetched: &[PlatformCertificate]) -> Option<VerifyingKey> {
+        if let Some((_, key)) = self.keys.iter().find(|(id, _)| id == serial) {
+            return Some(key.clone());
+        }
+        let held = self.certificates();
+        let usable = |c: &&PlatformCertificate| c.serial == serial && c.is_valid_at(now);
+        held.iter().chain(fetched).find(usable).map(|c| c.key.clone())
     }
 }
 
