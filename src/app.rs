@@ -76,8 +76,11 @@ impl App {
     /// [`FOLD_EVERY`] (see `Store::fold_wal`), and purges expired sessions and spent
     /// codes every `every`, in small batches, so that requests are never blocked behind it.
     pub fn spawn_maintenance(self: &Arc<App>, every: Duration) -> std::io::Result<std::thread::JoinHandle<()>> {
-        if self.payments.is_some() {
+        if let Some(p) = &self.payments {
             self.spawn_pay_maintenance(PAY_PASS_EVERY)?;
+            if p.config.platform_certificates {
+                self.spawn_pay_certificates()?;
+            }
         }
         let app = self.clone();
         std::thread::Builder::new().name("maintenance".into()).spawn(move || {
@@ -124,6 +127,38 @@ impl App {
                 std::thread::sleep(Duration::from_millis(200));
             }
         })
+    }
+
+    /// Until shutdown, on its own thread (a slow WeChat Pay delays neither the API nor the
+    /// order pass): fetches the platform certificates at once, then hourly and before one
+    /// expires; after a failure, again in 30 s, the certificates already trusted kept.
+    /// Until the first fetch succeeds, a merchant without a public key has no key to
+    /// verify WeChat Pay with, and pay calls answer 502 `pay_error` without calling it.
+    pub fn spawn_pay_certificates(self: &Arc<App>) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let app = self.clone();
+        std::thread::Builder::new().name("pay-certificates".into()).spawn(move || {
+            let mut next = crate::store::now();
+            while !app.is_stopping() {
+                let now = crate::store::now();
+                if now >= next {
+                    next = app.pay_certificates_refresh(now);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    }
+
+    /// One certificate fetch; when the next one is due.
+    pub fn pay_certificates_refresh(&self, now: i64) -> i64 {
+        let Some(p) = self.payments.as_ref() else { return i64::MAX };
+        match p.refresh_certificates() {
+            Ok(_) => crate::pay::certificates::next_refresh(&p.config.verifier.certificates(), now),
+            Err(e) => {
+                let kept = p.config.verifier.certificates().len();
+                log::warn!("wechat pay: fetching the platform certificates failed: {e}; keeping the {kept} trusted");
+                now + crate::pay::certificates::RETRY_AFTER_FAILURE_SECONDS
+            }
+        }
     }
 
     /// One WeChat Pay maintenance pass at `now`; how many orders it changed.

@@ -14,10 +14,23 @@ use crate::config::pay::PayConfig;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::pay::client::FetchError;
 use crate::pay::{JsapiOrder, PayClient, PayError, PaymentParams, RefundRequest, Transaction, WeChatRefund};
 use crate::store::Store;
 use crate::store::{Applied, NewRefund, Order, OrderState, Payment};
 use crate::store::{Refund, RefundApplied, RefundCreated, RefundResult, RefundState};
+
+/// A failed WeChat Pay call as the metrics count it: WeChat Pay's code, or what went wrong.
+fn call_code(e: &PayError) -> String {
+    match e {
+        PayError::Refused { code, .. } => code.clone(),
+        PayError::Unverified => "UNVERIFIED".into(),
+        PayError::Timeout => "TIMEOUT".into(),
+        PayError::Unreachable => "UNREACHABLE".into(),
+        PayError::Unreadable => "UNREADABLE".into(),
+        PayError::Invalid(_) => "INVALID".into(),
+    }
+}
 
 /// A prepay id lives 2 hours at WeChat Pay; one this old is renewed (a minute early, so
 /// that the mini-program still has time to use it).
@@ -55,12 +68,7 @@ impl Payments {
     fn counted<T>(&self, api: &'static str, r: Result<T, PayError>) -> Result<T, PayError> {
         let code = match &r {
             Ok(_) => "OK".to_string(),
-            Err(PayError::Refused { code, .. }) => code.clone(),
-            Err(PayError::Unverified) => "UNVERIFIED".into(),
-            Err(PayError::Timeout) => "TIMEOUT".into(),
-            Err(PayError::Unreachable) => "UNREACHABLE".into(),
-            Err(PayError::Unreadable) => "UNREADABLE".into(),
-            Err(PayError::Invalid(_)) => "INVALID".into(),
+            Err(e) => call_code(e),
         };
         self.metrics.pay_call(api, code);
         r
@@ -68,6 +76,26 @@ impl Payments {
 
     pub fn query(&self, out_trade_no: &str) -> Result<Transaction, PayError> {
         self.counted("query", self.client.query(out_trade_no))
+    }
+
+    /// Fetches the platform certificates and trusts exactly those valid now; on failure
+    /// the ones already trusted stay (and are logged about). How many are trusted.
+    pub fn refresh_certificates(&self) -> Result<usize, FetchError> {
+        let fetched = self.client.certificates(&self.config.apiv3_key);
+        self.metrics.pay_call(
+            "certificates",
+            match &fetched {
+                Ok(_) => "OK".into(),
+                Err(FetchError::Pay(e)) => call_code(e),
+                Err(FetchError::Certificates(_)) => "UNREADABLE".into(),
+            },
+        );
+        let certificates = fetched?;
+        let serials: Vec<&str> = certificates.iter().map(|c| c.serial.as_str()).collect();
+        log::info!("wechat pay: trusting platform certificate(s) {}", serials.join(", "));
+        let n = certificates.len();
+        self.config.verifier.set_certificates(certificates);
+        Ok(n)
     }
 
     fn close_at_wechatpay(&self, out_trade_no: &str) -> Result<(), PayError> {

@@ -95,8 +95,12 @@ fn check_live(config: &config::Config) -> bool {
 /// signature before it looks for the order, so its verified ORDER_NOT_EXIST proves the
 /// mchid, the merchant key and serial, and the WeChat Pay public key and id all work.
 fn check_pay(config: &config::Config, pay: &config::PayConfig) -> bool {
+    let client = super::orders::client(config, pay);
+    if pay.platform_certificates && !check_certificates(&client, pay) {
+        return false;
+    }
     let made_up = format!("wxlogin-check-{}", crate::secrets::random_id(8));
-    match super::orders::client(config, pay).query(&made_up) {
+    match client.query(&made_up) {
         Err(PayError::Refused { code, .. }) if code == "ORDER_NOT_EXIST" => {
             println!(
                 "wechat pay: merchant {}: OK, a signed query was accepted and its answer verified (ORDER_NOT_EXIST \
@@ -115,6 +119,30 @@ fn check_pay(config: &config::Config, pay: &config::PayConfig) -> bool {
         }
         Err(e) => {
             println!("wechat pay: merchant {}: FAILED: {}", pay.mchid, pay_explain::failure(&e, &pay.api_base));
+            false
+        }
+    }
+}
+
+/// Fetches the platform certificates (`pay.platform_certificates`) and trusts them for the
+/// query that follows, as the server does; a failure is explained.
+fn check_certificates(client: &crate::pay::PayClient, pay: &config::PayConfig) -> bool {
+    match client.certificates(&pay.apiv3_key) {
+        Ok(certificates) => {
+            let serials: Vec<&str> = certificates.iter().map(|c| c.serial.as_str()).collect();
+            println!(
+                "wechat pay: platform certificates: OK, {} fetched, decrypted and verified ({})",
+                certificates.len(),
+                serials.join(", ")
+            );
+            pay.verifier.set_certificates(certificates);
+            true
+        }
+        Err(e) => {
+            println!(
+                "wechat pay: platform certificates: FAILED: {}",
+                pay_explain::certificates_failure(&e, &pay.api_base)
+            );
             false
         }
     }

@@ -21,8 +21,11 @@ pub struct PayConfig {
     /// mchid, the merchant certificate's serial and the merchant's private key.
     pub merchant: Arc<Merchant>,
     pub apiv3_key: Arc<ApiV3Key>,
-    /// The WeChat Pay public key under its id (`Wechatpay-Serial` names it).
+    /// The WeChat Pay public key under its id (`Wechatpay-Serial` names it), and the
+    /// platform certificates once fetched.
     pub verifier: Arc<PayVerifier>,
+    /// Older merchants: also trust platform certificates fetched from `/v3/certificates`.
+    pub platform_certificates: bool,
     pub notify_url: String,
     pub api_base: String,
     pub order_ttl_seconds: i64,
@@ -146,6 +149,7 @@ pub(super) fn resolve(
         merchant: Arc::new(keys.merchant),
         apiv3_key: Arc::new(keys.apiv3_key),
         verifier: Arc::new(keys.verifier),
+        platform_certificates: raw.platform_certificates,
         notify_url: raw.notify_url,
         api_base: raw.api_base,
         order_ttl_seconds: raw.order_ttl_seconds,
@@ -178,23 +182,11 @@ fn check_plain(raw: &RawPay) -> Result<(), ConfigError> {
     if !id_ok {
         return bad("pay.public_key_id", "must be the public key's id as WeChat Pay shows it (\"PUB_KEY_ID_...\")");
     }
-    if raw.public_key_file.is_empty() {
-        return if raw.platform_certificates {
-            bad(
-                "pay.platform_certificates",
-                "is not supported yet: configure the WeChat Pay public key (pay.public_key_file and pay.public_key_id)",
-            )
-        } else {
-            bad(
-                "pay.public_key_file",
-                "is required: the WeChat Pay public key file and its id (pay.public_key_id), from the merchant platform",
-            )
-        };
-    }
-    if raw.platform_certificates {
-        log::warn!(
-            "pay.platform_certificates: not supported yet and ignored; answers and notifications are verified with \
-             the WeChat Pay public key (pay.public_key_file)"
+    if raw.public_key_file.is_empty() && !raw.platform_certificates {
+        return bad(
+            "pay.public_key_file",
+            "is required: the WeChat Pay public key file and its id (pay.public_key_id), from the merchant platform \
+             (or, for merchants still on platform certificates, pay.platform_certificates = true)",
         );
     }
     check_notify_url(&raw.notify_url)?;
@@ -306,6 +298,10 @@ fn load_keys(raw: &RawPay, src: &mut Source) -> Result<Keys, ConfigError> {
         ));
     };
     let apiv3_key = ApiV3Key::new(apiv3.as_bytes()).map_err(|e| ConfigError::new("pay.apiv3_key", e.to_string()))?;
+    if raw.public_key_file.is_empty() {
+        // Certificates only: they are fetched once the server runs.
+        return Ok(Keys { merchant, apiv3_key, verifier: PayVerifier::default() });
+    }
     let path = src.base.join(&raw.public_key_file);
     let public = std::fs::read_to_string(&path)
         .map_err(|e| ConfigError::new("pay.public_key_file", format!("cannot read {}: {e}", path.display())))?;

@@ -556,10 +556,6 @@ mod pay_config {
             (without(&base, "public_key_id"), "pay.public_key_id"),
             (without(&base, "public_key_file"), "pay.public_key_file"),
             (without(&without(&base, "public_key_file"), "public_key_id"), "pay.public_key_file"),
-            (
-                without(&without(&pay_table("platform_certificates = true\n"), "public_key_file"), "public_key_id"),
-                "pay.platform_certificates",
-            ),
             (base.replace("PUB_KEY_ID_0114232134912410000000000000", "PUB KEY"), "pay.public_key_id"),
             (without(&base, "notify_url"), "pay"),
             (base.replace("https://login.example.com/v1/pay/notify", ""), "pay.notify_url"),
@@ -631,9 +627,14 @@ mod pay_config {
     }
 
     #[test]
-    fn platform_certificates_beside_a_public_key_are_ignored() {
+    fn platform_certificates_alone_or_beside_a_public_key_are_accepted() {
         let dir = keys_dir();
-        pay_of(&pay_table("platform_certificates = true\n"), &dir, &no_env).unwrap();
+        let both = pay_of(&pay_table("platform_certificates = true\n"), &dir, &no_env).unwrap();
+        assert!(both.platform_certificates);
+        assert_eq!(both.verifier.key_id().as_deref(), Some("PUB_KEY_ID_0114232134912410000000000000"));
+        let alone = without(&without(&pay_table("platform_certificates = true\n"), "public_key_file"), "public_key_id");
+        let alone = pay_of(&alone, &dir, &no_env).unwrap();
+        assert!(alone.platform_certificates && alone.verifier.key_id().is_none());
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -2,7 +2,8 @@
 //! orders sync`). The one table of WeChat Pay code -> explanation; codes and statuses as
 //! research/wechat-pay.md §2.4 and the fake WeChat Pay (src/fake_wechat/README.md) list them.
 
-use super::PayError;
+use super::client::FetchError;
+use super::{CertificatesError, PayError};
 
 /// What a refusal `code` means for whoever configured `[pay]`, when there is more to say
 /// than the code itself.
@@ -46,9 +47,9 @@ pub fn failure(e: &PayError, api_base: &str) -> String {
             None => format!("WeChat Pay refused the request (HTTP {status}, {code})"),
         },
         PayError::Unverified => format!(
-            "the answer from {api_base} did not verify with the configured WeChat Pay public key: \
-             pay.public_key_file is not the key whose id is pay.public_key_id, or the id is wrong (商户平台 → \
-             账户中心 → API安全 → 微信支付公钥), or pay.api_base is not WeChat Pay"
+            "the answer from {api_base} did not verify with the configured WeChat Pay public key (or a \
+             fetched platform certificate): pay.public_key_file is not the key whose id is pay.public_key_id, \
+             or the id is wrong (商户平台 → 账户中心 → API安全 → 微信支付公钥), or pay.api_base is not WeChat Pay"
         ),
         PayError::Timeout => {
             format!("WeChat Pay did not answer in time at {api_base} (wechat.timeout_ms); check the network path")
@@ -60,6 +61,26 @@ pub fn failure(e: &PayError, api_base: &str) -> String {
             format!("{api_base} answered, signed, but not like WeChat Pay; check pay.api_base")
         }
         PayError::Invalid(what) => format!("the request could not be made ({what}); this is a wxlogin bug"),
+    }
+}
+
+/// A failed platform certificate fetch (`pay.platform_certificates`) in plain words.
+pub fn certificates_failure(e: &FetchError, api_base: &str) -> String {
+    match e {
+        FetchError::Certificates(CertificatesError::Decrypt) => format!(
+            "the platform certificates from {api_base} do not decrypt with pay.apiv3_key (or \
+             WXLOGIN_PAY_APIV3_KEY): it is not this merchant's APIv3 key (商户平台 → 账户中心 → API安全 → \
+             APIv3密钥), or pay.api_base is not WeChat Pay"
+        ),
+        FetchError::Certificates(CertificatesError::Invalid(why)) => {
+            format!("{api_base} answered /v3/certificates, but not with usable certificates: {why}")
+        }
+        FetchError::Pay(PayError::Unverified) => format!(
+            "the /v3/certificates answer from {api_base} did not verify with any key it carried or that is \
+             configured: if pay.public_key_file is set, it (and pay.public_key_id) may be wrong; otherwise \
+             pay.api_base is not WeChat Pay"
+        ),
+        FetchError::Pay(e) => failure(e, api_base),
     }
 }
 
@@ -85,5 +106,9 @@ mod tests {
         assert!(failure(&PayError::Unreachable, base).contains(base));
         assert!(failure(&PayError::Unreadable, base).contains("pay.api_base"));
         assert_eq!(failure(&refused(418, "ODD"), base), "WeChat Pay refused the request (HTTP 418, ODD)");
+        let decrypt = certificates_failure(&FetchError::Certificates(CertificatesError::Decrypt), base);
+        assert!(decrypt.contains("pay.apiv3_key"), "{decrypt}");
+        let sign = certificates_failure(&FetchError::Pay(refused(401, "SIGN_ERROR")), base);
+        assert!(sign.contains("pay.merchant_key_file"), "{sign}");
     }
 }

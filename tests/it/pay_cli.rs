@@ -291,6 +291,67 @@ fn orders_sync_applies_what_wechat_pay_says_once() {
     assert!(err.contains("did not verify") && err.contains("pay.public_key_id"), "{err}");
 }
 
+/// `pay_table` for a merchant on platform certificates only (no public key), with the
+/// given APIv3 key.
+fn certificates_table(dir: &Path, base: &str, apiv3: &str) -> String {
+    pay_table(dir, base, MERCHANT_KEY, PAY_PUBLIC_KEY)
+        .replace(&format!("public_key_file = \"pub_key.pem\"\npublic_key_id = \"{PUBLIC_KEY_ID}\"\n"), "")
+        .replace(APIV3, apiv3)
+        .replace("[pay]\n", "[pay]\nplatform_certificates = true\n")
+}
+
+fn pay_line(out: &str, prefix: &str) -> String {
+    out.lines().find(|l| l.starts_with(prefix)).unwrap_or_default().to_string()
+}
+
+#[test]
+fn check_live_explains_each_bad_merchant_setting_by_its_key() {
+    let fake = start_fake();
+    let base = fake.base_url();
+    let secret = [("WXLOGIN_SECRET_MAIN", SECRET)];
+    let check = |cfg: &Path| run(&["check", "--live", "--config", cfg.to_str().unwrap()], &secret);
+    let r = send(&format!("{base}/__fake/pay/platform"), "POST", None, Some(r#"{"mode":"certificate"}"#.into()), &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Certificates only, all good: fetched, decrypted, verified, then the query verifies
+    // with the certificate that signs it.
+    let dir = TempDir::new("check-cert-ok");
+    let cfg = config(dir.path(), &base, &certificates_table(dir.path(), &base, APIV3));
+    let (code, out, err) = check(&cfg);
+    assert_eq!(code, 0, "{out}{err}");
+    let certs = pay_line(&out, "wechat pay: platform certificates:");
+    assert!(certs.contains("OK, 2 fetched") && certs.contains("1E67BC1813BE76B106AB44097F2EC661555DD8DB"), "{out}");
+    assert!(pay_line(&out, "wechat pay: merchant").contains("OK"), "{out}");
+
+    // Another APIv3 key: the certificates do not decrypt; named.
+    let dir = TempDir::new("check-cert-apiv3");
+    let cfg = config(dir.path(), &base, &certificates_table(dir.path(), &base, "0123456789abcdef0123456789abcdef"));
+    let (code, out, _) = check(&cfg);
+    assert_eq!(code, 1, "{out}");
+    let certs = pay_line(&out, "wechat pay: platform certificates:");
+    assert!(certs.contains("FAILED") && certs.contains("do not decrypt with pay.apiv3_key"), "{out}");
+
+    // The merchant's serial is not its certificate's: SIGN_ERROR, naming the serial.
+    let r = send(&format!("{base}/__fake/pay/platform"), "POST", None, Some(r#"{"mode":"public_key"}"#.into()), &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let dir = TempDir::new("check-serial");
+    let table = pay_table(dir.path(), &base, MERCHANT_KEY, PAY_PUBLIC_KEY).replace(SERIAL, "0123456789ABCDEF");
+    let (code, out, _) = check(&config(dir.path(), &base, &table));
+    assert_eq!(code, 1, "{out}");
+    let line = pay_line(&out, "wechat pay: merchant");
+    assert!(line.contains("SIGN_ERROR") && line.contains("pay.merchant_serial"), "{out}");
+
+    // A public key beside the certificates: a wrong APIv3 key is still found (the
+    // refusal to decrypt is the APIv3 key's, whatever verifies the answer).
+    let dir = TempDir::new("check-both-apiv3");
+    let table = pay_table(dir.path(), &base, MERCHANT_KEY, PAY_PUBLIC_KEY)
+        .replace(APIV3, "0123456789abcdef0123456789abcdef")
+        .replace("[pay]\n", "[pay]\nplatform_certificates = true\n");
+    let (code, out, _) = check(&config(dir.path(), &base, &table));
+    assert_eq!(code, 1, "{out}");
+    assert!(pay_line(&out, "wechat pay: platform certificates:").contains("pay.apiv3_key"), "{out}");
+}
+
 #[test]
 fn check_live_signs_a_query_and_explains_a_refusal() {
     let fake = start_fake();
