@@ -17,6 +17,7 @@ mod login;
 mod methods;
 mod ops;
 mod pay;
+mod pay_certificates;
 mod pay_cli;
 mod pay_refunds;
 mod session;
