@@ -95,7 +95,7 @@ fn check_live(config: &config::Config) -> bool {
 /// signature before it looks for the order, so its verified ORDER_NOT_EXIST proves the
 /// mchid, the merchant key and serial, and the WeChat Pay public key and id all work.
 fn check_pay(config: &config::Config, pay: &config::PayConfig) -> bool {
-    let client = super::orders::client(config, pay);
+    let client = bare_client(config, pay);
     if pay.platform_certificates && !check_certificates(&client, pay) {
         return false;
     }
@@ -122,6 +122,18 @@ fn check_pay(config: &config::Config, pay: &config::PayConfig) -> bool {
             false
         }
     }
+}
+
+/// The WeChat Pay client of `wxlogin serve` (same base, timeout, retries and keys), with
+/// no platform certificate fetched yet.
+pub(super) fn bare_client(config: &config::Config, pay: &config::PayConfig) -> crate::pay::PayClient {
+    crate::pay::PayClient::new(
+        &pay.api_base,
+        std::time::Duration::from_millis(config.wechat.timeout_ms),
+        config.wechat.retries,
+        pay.merchant.clone(),
+        pay.verifier.clone(),
+    )
 }
 
 /// Fetches the platform certificates (`pay.platform_certificates`) and trusts them for the

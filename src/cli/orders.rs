@@ -7,7 +7,6 @@
 //! closes the order here.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use super::admin::{opt, print_table, row, user_id};
 use super::{Args, CliError, Result};
@@ -276,14 +275,20 @@ fn find(store: &Store, no: &str) -> Result<Order> {
 }
 
 /// The WeChat Pay client of `wxlogin serve`: same base, timeout, retries and keys.
+/// With `pay.platform_certificates`, the certificates are fetched first, as `serve` does
+/// at start-up (a failure is explained, and the calls then fail as unverified).
 pub(super) fn client(config: &Config, pay: &PayConfig) -> PayClient {
-    PayClient::new(
-        &pay.api_base,
-        Duration::from_millis(config.wechat.timeout_ms),
-        config.wechat.retries,
-        pay.merchant.clone(),
-        pay.verifier.clone(),
-    )
+    let client = super::check::bare_client(config, pay);
+    if pay.platform_certificates {
+        match client.certificates(&pay.apiv3_key) {
+            Ok(certificates) => pay.verifier.set_certificates(certificates),
+            Err(e) => eprintln!(
+                "warning: wechat pay: platform certificates: {}",
+                crate::pay::explain::certificates_failure(&e, &pay.api_base)
+            ),
+        }
+    }
+    client
 }
 
 /// Where the command found the configuration, and whether it has a `[pay]` table.
