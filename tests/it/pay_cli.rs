@@ -353,6 +353,22 @@ fn check_live_explains_each_bad_merchant_setting_by_its_key() {
 }
 
 #[test]
+fn orders_sync_with_certificates_only_fetches_them_first() {
+    let fake = start_fake();
+    let base = fake.base_url();
+    let r = send(&format!("{base}/__fake/pay/platform"), "POST", None, Some(r#"{"mode":"certificate"}"#.into()), &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let dir = TempDir::new("orders-sync-certs");
+    let store = Store::open(&dir.path().join("wxlogin.db")).unwrap();
+    let ann = user(&store, "o-ann", 1);
+    order(&store, "Wsync-cert-01", ann, "o-ann", 990);
+    let cfg = config(dir.path(), &base, &certificates_table(dir.path(), &base, APIV3));
+    let (code, out, err) = run(&["orders", "sync", "Wsync-cert-01", "--config", cfg.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ORDER_NOT_EXIST") && out.contains("unchanged, created"), "a verified answer: {out}{err}");
+}
+
+#[test]
 fn check_live_signs_a_query_and_explains_a_refusal() {
     let fake = start_fake();
     let base = fake.base_url();
