@@ -15,7 +15,9 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::pay::client::FetchError;
-use crate::pay::{JsapiOrder, PayClient, PayError, PaymentParams, RefundRequest, Transaction, WeChatRefund};
+use crate::pay::{
+    CertificatesError, JsapiOrder, PayClient, PayError, PaymentParams, RefundRequest, Transaction, WeChatRefund,
+};
 use crate::store::Store;
 use crate::store::{Applied, NewRefund, Order, OrderState, Payment};
 use crate::store::{Refund, RefundApplied, RefundCreated, RefundResult, RefundState};
@@ -87,7 +89,8 @@ impl Payments {
             match &fetched {
                 Ok(_) => "OK".into(),
                 Err(FetchError::Pay(e)) => call_code(e),
-                Err(FetchError::Certificates(_)) => "UNREADABLE".into(),
+                Err(FetchError::Certificates(CertificatesError::Decrypt)) => "DECRYPT_FAILED".into(),
+                Err(FetchError::Certificates(CertificatesError::Invalid(_))) => "UNREADABLE".into(),
             },
         );
         let certificates = fetched?;

@@ -184,6 +184,29 @@ mod tests {
     }
 
     #[test]
+    fn the_verifier_uses_a_certificate_only_while_it_is_trusted_and_valid() {
+        use crate::pay::verify::response_message;
+        use crate::pay::{PayVerifier, Signed, SigningKey};
+        let key = SigningKey::from_pem(include_str!("testdata/fake_wechatpay_platform_key.pem")).expect("key");
+        let cert = PlatformCertificate::from_pem(PLATFORM_CERT_PEM).expect("parses");
+        let now = cert.not_before + 100;
+        let ts = now.to_string();
+        let signature = key.sign_base64(&response_message(&ts, "nonce", b"{}")).expect("signs");
+        let signed =
+            Signed { timestamp: &ts, nonce: "nonce", signature: &signature, serial: PLATFORM_CERT_SERIAL, body: b"{}" };
+        let verifier = std::sync::Arc::new(PayVerifier::default());
+        let shared = verifier.clone();
+        assert_eq!(shared.verify(&signed, now), Err(PayCryptoError::UnknownSerial));
+        assert_eq!(shared.verify_also_with(&signed, now, std::slice::from_ref(&cert)), Ok(()));
+        verifier.set_certificates(vec![cert.clone()]);
+        assert_eq!(shared.verify(&signed, now), Ok(()), "every holder sees the refresh");
+        assert_eq!(shared.key_id().as_deref(), Some(PLATFORM_CERT_SERIAL));
+        let expired = PlatformCertificate { not_after: now - 1, ..cert };
+        verifier.set_certificates(vec![expired]);
+        assert_eq!(shared.verify(&signed, now), Err(PayCryptoError::UnknownSerial), "an expired one is not used");
+    }
+
+    #[test]
     fn refreshes_hourly_or_before_an_expiry() {
         let mut cert = PlatformCertificate::from_pem(PLATFORM_CERT_PEM).expect("parses");
         let now = cert.not_before + 10;

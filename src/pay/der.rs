@@ -392,4 +392,24 @@ mod tests {
         assert_eq!(bit_length(&[0x80, 0]), 16);
         assert_eq!(bit_length(&[0x7f, 0, 0]), 23);
     }
+
+    #[test]
+    fn a_certificate_gives_its_serial_validity_and_key_and_nothing_else_passes() {
+        let pem = include_str!("testdata/fake_wechatpay_platform_cert.pem");
+        let der = crate::pay::pem::decode(pem).expect("pem").der;
+        let cert = certificate(&der).expect("parses");
+        assert_eq!(serial_hex(cert.serial), "1E67BC1813BE76B106AB44097F2EC661555DD8DB");
+        // openssl x509 -dates: Dec  2 17:25:13 2026 GMT to Dec  2 17:25:13 2031 GMT.
+        assert_eq!((cert.not_before, cert.not_after), (1_796_232_313, 1_953_998_713));
+        assert_eq!(cert.key.modulus_bits, 2048);
+        let mut trailing = der.clone();
+        trailing.push(0);
+        assert!(certificate(&trailing).is_err());
+        for cut in [1, 10, der.len() / 2, der.len() - 1] {
+            assert!(certificate(&der[..cut]).is_err(), "cut at {cut}");
+        }
+        let spki =
+            crate::pay::pem::decode(include_str!("testdata/fake_wechatpay_platform_public_key.pem")).expect("pem");
+        assert!(certificate(&spki.der).is_err(), "a bare public key is not a certificate");
+    }
 }
