@@ -131,16 +131,26 @@ impl App {
 
     /// Until shutdown, on its own thread (a slow WeChat Pay delays neither the API nor the
     /// order pass): fetches the platform certificates at once, then hourly and before one
-    /// expires; after a failure, again in 30 s, the certificates already trusted kept.
+    /// expires, and early (at most once a minute) when a message names a serial not held;
+    /// after a failure, again in 30 s, the certificates already trusted kept.
     /// Until the first fetch succeeds, a merchant without a public key has no key to
     /// verify WeChat Pay with, and pay calls answer 502 `pay_error` without calling it.
     pub fn spawn_pay_certificates(self: &Arc<App>) -> std::io::Result<std::thread::JoinHandle<()>> {
         let app = self.clone();
         std::thread::Builder::new().name("pay-certificates".into()).spawn(move || {
             let mut next = crate::store::now();
+            let mut last_early: Option<i64> = None;
             while !app.is_stopping() {
                 let now = crate::store::now();
-                if now >= next {
+                // A serial we do not hold may be a certificate WeChat Pay just started
+                // using: fetch early, at most once a minute.
+                let gap = crate::pay::certificates::EARLY_REFRESH_GAP_SECONDS;
+                let early = app.payments.as_ref().is_some_and(|p| p.config.verifier.take_unknown_serial_seen())
+                    && last_early.is_none_or(|t| now - t >= gap);
+                if early {
+                    last_early = Some(now);
+                }
+                if now >= next || early {
                     next = app.pay_certificates_refresh(now);
                 }
                 std::thread::sleep(Duration::from_millis(200));

@@ -119,6 +119,9 @@ pub fn next_refresh(certificates: &[PlatformCertificate], now: i64) -> i64 {
 pub const REFRESH_EVERY_SECONDS: i64 = 3600;
 /// Fetch this long before a certificate expires.
 const EXPIRY_MARGIN_SECONDS: i64 = 600;
+/// At most one fetch this often because a message named an unknown serial (anyone can
+/// send a notification naming one).
+pub const EARLY_REFRESH_GAP_SECONDS: i64 = 60;
 /// After a failed fetch: soon, but not a loop hammering WeChat Pay.
 pub const RETRY_AFTER_FAILURE_SECONDS: i64 = 30;
 

@@ -6,6 +6,7 @@
 //! them. The checks are pure, with `now` passed in, so that tests and the fake WeChat Pay
 //! can move the clock.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use base64::Engine;
@@ -46,17 +47,24 @@ pub struct Signed<'a> {
 pub struct PayVerifier {
     keys: Vec<(String, VerifyingKey)>,
     certificates: RwLock<Arc<Vec<PlatformCertificate>>>,
+    /// A message named a serial we do not hold: perhaps a certificate WeChat Pay has just
+    /// started to use, so the certificate thread fetches early.
+    unknown_serial_seen: AtomicBool,
 }
 
 impl Clone for PayVerifier {
     fn clone(&self) -> PayVerifier {
-        PayVerifier { keys: self.keys.clone(), certificates: RwLock::new(self.certificates()) }
+        PayVerifier {
+            keys: self.keys.clone(),
+            certificates: RwLock::new(self.certificates()),
+            unknown_serial_seen: AtomicBool::new(false),
+        }
     }
 }
 
 impl PayVerifier {
     pub fn new(key_id: &str, key: VerifyingKey) -> PayVerifier {
-        PayVerifier { keys: vec![(key_id.to_string(), key)], certificates: RwLock::default() }
+        PayVerifier { keys: vec![(key_id.to_string(), key)], ..PayVerifier::default() }
     }
 
     /// Trusts one more fixed key.
@@ -94,7 +102,10 @@ impl PayVerifier {
         if signed.signature.starts_with(PROBE_PREFIX) {
             return Err(PayCryptoError::SignatureProbe);
         }
-        let key = self.key_for(signed.serial, now, fetched).ok_or(PayCryptoError::UnknownSerial)?;
+        let Some(key) = self.key_for(signed.serial, now, fetched) else {
+            self.unknown_serial_seen.store(true, Ordering::Relaxed);
+            return Err(PayCryptoError::UnknownSerial);
+        };
         check_window(parse_timestamp(signed.timestamp)?, now)?;
         check_nonce(signed.nonce)?;
         let signature = base64::engine::general_purpose::STANDARD
@@ -106,6 +117,11 @@ impl PayVerifier {
         } else {
             Err(PayCryptoError::BadSignature)
         }
+    }
+
+    /// Whether a serial we do not hold was seen since the last call (and forgets it).
+    pub fn take_unknown_serial_seen(&self) -> bool {
+        self.unknown_serial_seen.swap(false, Ordering::Relaxed)
     }
 
     /// The id sent as `Wechatpay-Serial` on requests so that WeChat Pay signs its answers

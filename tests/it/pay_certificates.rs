@@ -154,3 +154,30 @@ fn an_answer_signed_with_an_unknown_certificate_is_not_believed() {
     let m = metrics(&s);
     assert!(m.contains("wxlogin_pay_calls_total{api=\"certificates\",code=\"UNVERIFIED\"} 1"), "{m}");
 }
+
+#[test]
+fn a_message_from_a_certificate_not_yet_held_makes_the_thread_fetch_early() {
+    let s = TestServer::start_pay_with(both);
+    s.app().spawn_pay_certificates().expect("thread");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while verifier(&s).certificates().len() < 2 {
+        assert!(Instant::now() < deadline, "the first fetch never happened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // As if the second certificate had been published after that fetch.
+    let first = PlatformCertificate::from_pem(fake_pay::PLATFORM_CERT_PEM).expect("certificate");
+    verifier(&s).set_certificates(vec![first]);
+    platform(&s, "mixed");
+    let (token, _) = s.login("alice");
+    let r = try_order(&s, &token);
+    assert_eq!(r.status, 502, "signed by the certificate not held: {}", r.text);
+    // Not an hour later: within seconds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !verifier(&s).certificates().iter().any(|c| c.serial == fake_pay::PLATFORM2_CERT_SERIAL) {
+        assert!(Instant::now() < deadline, "no early fetch");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..2 {
+        paid_through_notification(&s, &token);
+    }
+}
