@@ -138,12 +138,18 @@ struct Request {
     /// Path and query, percent-encoded, without the base's prefix.
     path: String,
     body: Option<Vec<u8>>,
-    /// The caller verifies the answer itself (`/v3/certificates`, whose answer may be
-    /// signed by a certificate it carries); the headers come back in `Answer::signature`.
-    deferred: bool,
 }
 
-/// A verified answer.
+/// When an answer's signature is checked: before `send` returns it, or by the caller
+/// (`/v3/certificates`, whose answer may be signed by a certificate it carries; the
+/// headers come back in `Answer::signature`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verify {
+    Now,
+    Deferred,
+}
+
+/// A verified answer (or, `Verify::Deferred`, one to verify).
 struct Answer {
     status: u16,
     body: Vec<u8>,
@@ -187,13 +193,8 @@ impl PayClient {
             payer: Payer { openid: o.payer_openid },
         };
         let body = serde_json::to_vec(&body).map_err(|_| PayError::Invalid("the order does not serialise"))?;
-        let request = Request {
-            api: "jsapi",
-            method: "POST",
-            path: "/v3/pay/transactions/jsapi".into(),
-            body: Some(body),
-            deferred: false,
-        };
+        let request =
+            Request { api: "jsapi", method: "POST", path: "/v3/pay/transactions/jsapi".into(), body: Some(body) };
         let answer = self.call(&request, &[200])?;
         let prepay: Prepay = serde_json::from_slice(&answer).map_err(|_| PayError::Unreadable)?;
         let well_formed = (1..=64).contains(&prepay.prepay_id.len())
@@ -212,7 +213,7 @@ impl PayClient {
             path_segment(out_trade_no)?,
             path_segment(self.merchant.mchid())?
         );
-        let answer = self.call(&Request { api: "query", method: "GET", path, body: None, deferred: false }, &[200])?;
+        let answer = self.call(&Request { api: "query", method: "GET", path, body: None }, &[200])?;
         let transaction = parse_transaction(&answer)?;
         if transaction.out_trade_no != out_trade_no || transaction.mchid != self.merchant.mchid() {
             log::warn!("wechat pay query: the answer is about another order or merchant");
@@ -226,8 +227,7 @@ impl PayClient {
         let path = format!("/v3/pay/transactions/out-trade-no/{}/close", path_segment(out_trade_no)?);
         let body = serde_json::to_vec(&serde_json::json!({ "mchid": self.merchant.mchid() }))
             .map_err(|_| PayError::Invalid("the close request does not serialise"))?;
-        self.call(&Request { api: "close", method: "POST", path, body: Some(body), deferred: false }, &[204, 200])
-            .map(|_| ())
+        self.call(&Request { api: "close", method: "POST", path, body: Some(body) }, &[204, 200]).map(|_| ())
     }
 
     /// The platform certificates WeChat Pay lists now (`GET /v3/certificates`), decrypted
@@ -236,9 +236,8 @@ impl PayClient {
     /// `certificates.rs` for why that is sound). A refusal is believed only if it verifies
     /// with a key already trusted.
     pub fn certificates(&self, apiv3_key: &ApiV3Key) -> Result<Vec<PlatformCertificate>, FetchError> {
-        let request =
-            Request { api: "certificates", method: "GET", path: "/v3/certificates".into(), body: None, deferred: true };
-        let answer = self.send(&request)?;
+        let request = Request { api: "certificates", method: "GET", path: "/v3/certificates".into(), body: None };
+        let answer = self.send_as(&request, Verify::Deferred)?;
         let Some([timestamp, nonce, signature, serial]) = &answer.signature else {
             return Err(FetchError::Pay(PayError::Unverified));
         };
@@ -311,9 +310,13 @@ impl PayClient {
 
     /// Up to `retries` more attempts while the failure is transient.
     fn send(&self, request: &Request) -> Result<Answer, PayError> {
+        self.send_as(request, Verify::Now)
+    }
+
+    fn send_as(&self, request: &Request, verify: Verify) -> Result<Answer, PayError> {
         let mut attempt = 0;
         loop {
-            let Attempt { result, retry } = self.attempt(request);
+            let Attempt { result, retry } = self.attempt(request, verify);
             if !retry || attempt >= self.retries {
                 if retry {
                     log::warn!("wechat pay {}: giving up after {} attempts", request.api, attempt + 1);
@@ -330,7 +333,7 @@ impl PayClient {
         }
     }
 
-    fn attempt(&self, request: &Request) -> Attempt {
+    fn attempt(&self, request: &Request, verify: Verify) -> Attempt {
         let body = request.body.as_deref().unwrap_or_default();
         let signed_path = format!("{}{}", self.prefix, request.path);
         let authorization = match self.merchant.authorization(request.method, &signed_path, body) {
@@ -349,13 +352,13 @@ impl PayClient {
             None => self.with_headers(self.agent.get(&url), &authorization).call(),
         };
         match response {
-            Ok(response) => self.verified(request.api, request.deferred, response),
+            Ok(response) => self.verified(request.api, verify, response),
             Err(e) => Attempt { result: Err(classify(e)), retry: true },
         }
     }
 
     /// Reads an answer and checks its signature before anything else looks at it.
-    fn verified(&self, api: &str, deferred: bool, mut response: ureq::http::Response<ureq::Body>) -> Attempt {
+    fn verified(&self, api: &str, verify: Verify, mut response: ureq::http::Response<ureq::Body>) -> Attempt {
         let status = response.status().as_u16();
         let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let request_id = clean(header("Request-ID").as_deref().unwrap_or("none"), 64);
@@ -381,7 +384,7 @@ impl PayClient {
             log::warn!("wechat pay {api}: HTTP {status} without a signature (Request-ID {request_id})");
             return Attempt { result: Err(PayError::Unverified), retry };
         };
-        if deferred {
+        if verify == Verify::Deferred {
             let signature = Some([timestamp, nonce, signature, serial]);
             return Attempt { result: Ok(Answer { status, body, request_id, signature }), retry };
         }
