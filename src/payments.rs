@@ -91,6 +91,7 @@ impl Payments {
                 Err(FetchError::Pay(e)) => call_code(e),
                 Err(FetchError::Certificates(CertificatesError::Decrypt)) => "DECRYPT_FAILED".into(),
                 Err(FetchError::Certificates(CertificatesError::Invalid(_))) => "UNREADABLE".into(),
+                Err(FetchError::UnverifiedRefusal { .. }) => "UNVERIFIED".into(),
             },
         );
         let certificates = fetched?;

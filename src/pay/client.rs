@@ -254,6 +254,15 @@ impl PayClient {
             Vec::new()
         };
         if let Err(e) = self.verifier.verify_also_with(&signed, now, &fetched) {
+            if answer.status != 200 && self.verifier.key_id().is_none() {
+                // Nothing could verify a refusal yet (certificates only, first fetch): its
+                // code is passed on as a hint for the operator, never acted upon.
+                if let Ok(body) = serde_json::from_slice::<ErrorBody>(&answer.body) {
+                    if is_code(&body.code) {
+                        return Err(FetchError::UnverifiedRefusal { status: answer.status, code: body.code });
+                    }
+                }
+            }
             log::warn!(
                 "wechat pay certificates: HTTP {} not believed: {e} (Request-ID {})",
                 answer.status,
@@ -412,6 +421,11 @@ impl PayClient {
 pub enum FetchError {
     Pay(PayError),
     Certificates(CertificatesError),
+    /// A refusal that no key held could verify (nothing is trusted yet): a hint only.
+    UnverifiedRefusal {
+        status: u16,
+        code: String,
+    },
 }
 
 impl From<PayError> for FetchError {
@@ -428,6 +442,9 @@ impl std::fmt::Display for FetchError {
                 f.write_str("the certificates do not decrypt with the APIv3 key")
             }
             FetchError::Certificates(CertificatesError::Invalid(m)) => f.write_str(m),
+            FetchError::UnverifiedRefusal { status, code } => {
+                write!(f, "an unverifiable answer (HTTP {status}, {code}): no key to verify it with yet")
+            }
         }
     }
 }

@@ -81,6 +81,11 @@ pub fn certificates_failure(e: &FetchError, api_base: &str) -> String {
              pay.api_base is not WeChat Pay"
         ),
         FetchError::Pay(e) => failure(e, api_base),
+        FetchError::UnverifiedRefusal { status, code } => format!(
+            "{api_base} refused the request (HTTP {status}, {code}; unverified, as no key is held before the first \
+             fetch): {}",
+            refusal(code).unwrap_or("see WeChat Pay's code")
+        ),
     }
 }
 

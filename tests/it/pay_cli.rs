@@ -331,6 +331,16 @@ fn check_live_explains_each_bad_merchant_setting_by_its_key() {
     let certs = pay_line(&out, "wechat pay: platform certificates:");
     assert!(certs.contains("FAILED") && certs.contains("do not decrypt with pay.apiv3_key"), "{out}");
 
+    // Certificates only and the wrong merchant key: WeChat Pay's SIGN_ERROR cannot be
+    // verified yet (no key held), but is still explained, naming the key file.
+    let dir = TempDir::new("check-cert-sign");
+    let table = certificates_table(dir.path(), &base, APIV3);
+    std::fs::write(dir.path().join("apiclient_key.pem"), OTHER_KEY).unwrap();
+    let (code, out, _) = check(&config(dir.path(), &base, &table));
+    assert_eq!(code, 1, "{out}");
+    let certs = pay_line(&out, "wechat pay: platform certificates:");
+    assert!(certs.contains("SIGN_ERROR") && certs.contains("pay.merchant_key_file"), "{out}");
+
     // The merchant's serial is not its certificate's: SIGN_ERROR, naming the serial.
     let r = send(&format!("{base}/__fake/pay/platform"), "POST", None, Some(r#"{"mode":"public_key"}"#.into()), &[]);
     assert_eq!(r.status, 200, "{}", r.text);
