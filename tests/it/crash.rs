@@ -1,6 +1,8 @@
 //! Crash safety with the real binary: SIGKILL under a stream of logins loses no answered
 //! session, the server comes back on the same files, and `wxlogin backup` racing the
-//! writers (or a kill) yields a verified file holding everything answered before it.
+//! writers (or a kill) yields a verified file holding everything answered before it; a
+//! kill while WeChat Pay notifications are applied, then their redelivery, applies each
+//! payment exactly once.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -261,4 +263,142 @@ fn crash_prop_arbitrary_login_bytes_leave_the_server_answering() {
             Ok(())
         })
         .unwrap();
+}
+
+/// WeChat Pay's side of the payment crash test: a fake with the test merchant, and a
+/// `serve` configuration with `[pay]` against it.
+struct PaySetup {
+    fake: FakeWeChat,
+    dir: TempDir,
+    config: PathBuf,
+}
+
+impl PaySetup {
+    fn new() -> PaySetup {
+        use wxlogin::fake_wechat as fake_pay;
+        let pay = fake_pay::FakePayOptions { allow_http_notify: true, ..fake_pay::FakePayOptions::test() };
+        let fake = FakeWeChat::start(
+            "127.0.0.1:0",
+            FakeOptions { apps: vec![(APPID.into(), SECRET.into())], pay: Some(pay), ..FakeOptions::default() },
+        )
+        .expect("fake wechat");
+        let dir = TempDir::new("crash-pay");
+        std::fs::write(dir.path().join("merchant.pem"), fake_pay::TEST_MERCHANT_KEY_PEM).unwrap();
+        std::fs::write(dir.path().join("wechatpay.pem"), fake_pay::PLATFORM_PUBLIC_KEY_PEM).unwrap();
+        let config = write_config(dir.path(), &fake.base_url(), "");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text = text.replace("[server]", "[rate_limit]\nlogin_per_ip_per_minute = 1000000\n\n[server]");
+        text.push_str(&pay_config_text(&fake.base_url(), "https://login.example.com/v1/pay/notify"));
+        std::fs::write(&config, text).unwrap();
+        PaySetup { fake, dir, config }
+    }
+
+    fn serve(&self, log: &str) -> (std::process::Child, SocketAddr) {
+        spawn_listening(
+            &["serve", "--config", self.config.to_str().unwrap()],
+            &[("WXLOGIN_SECRET_MAIN", SECRET)],
+            &self.dir.path().join(log),
+        )
+    }
+
+    fn control(&self, path: &str, body: serde_json::Value) -> Result<Reply, String> {
+        try_send(&format!("{}{path}", self.fake.base_url()), "POST", None, Some(body.to_string()), &[])
+    }
+
+    fn deliveries(&self) -> Vec<serde_json::Value> {
+        let r = send(&format!("{}/__fake/pay/deliveries", self.fake.base_url()), "GET", None, None, &[]);
+        r.json()["deliveries"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// Each order's state, and its `order.paid` events, as the database has them.
+fn paid_records(db: &Path) -> std::collections::HashMap<String, (String, i64)> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut st = c
+        .prepare(
+            "SELECT o.out_trade_no, o.state, \
+             (SELECT count(*) FROM pay_events e WHERE e.out_trade_no = o.out_trade_no AND e.type = 'order.paid') \
+             FROM orders o",
+        )
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))).unwrap().map(Result::unwrap).collect()
+}
+
+/// SIGKILL while WeChat Pay's notifications (each delivered twice at once) are being
+/// applied; back on the same database, WeChat Pay redelivers every notification, as it
+/// retries: every order paid at WeChat Pay is paid here, exactly once.
+#[test]
+fn crash_sigkill_while_applying_notifications_applies_each_payment_once() {
+    const ORDERS: usize = 60;
+    let s = PaySetup::new();
+    let (mut child, addr) = s.serve("serve1.log");
+    let base = format!("http://{addr}");
+    let mut nos = Vec::new();
+    for u in 0..6 {
+        let code = s.fake.login_code(APPID, &format!("payer-{u}"));
+        let r = send(&format!("{base}/v1/login"), "POST", None, Some(json!({"code": code}).to_string()), &[]);
+        assert_eq!(r.status, 200, "{}", r.text);
+        let token = r.json()["token"].as_str().unwrap().to_string();
+        for _ in 0..ORDERS / 6 {
+            let body = json!({"product": "vip30"}).to_string();
+            let r = send(&format!("{base}/v1/pay/orders"), "POST", Some(&token), Some(body), &[]);
+            assert_eq!(r.status, 201, "{}", r.text);
+            nos.push(r.json()["order"]["out_trade_no"].as_str().unwrap().to_string());
+        }
+    }
+
+    // The users pay from four threads; each notification goes out twice at once.
+    let notify_to = format!("{base}/v1/pay/notify");
+    let payers: Vec<_> = nos
+        .chunks(ORDERS / 4)
+        .map(|chunk| {
+            let (chunk, to, fake) = (chunk.to_vec(), notify_to.clone(), s.fake.base_url());
+            std::thread::spawn(move || {
+                for no in chunk {
+                    let body = json!({"out_trade_no": no, "notify": {"mode": "concurrent", "to": to}});
+                    let r = try_send(&format!("{fake}/__fake/pay/pay"), "POST", None, Some(body.to_string()), &[])
+                        .expect("the fake answers");
+                    assert_eq!(r.status, 200, "pay {no}: {}", r.text);
+                }
+            })
+        })
+        .collect();
+    // Kill once some notifications were answered, while the rest are still arriving.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.deliveries().iter().filter(|d| d["ok"] == true).count() < 10 {
+        assert!(Instant::now() < deadline, "no notification answered in 30 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(&child, "KILL");
+    let status = wait_with_limit(&mut child, Duration::from_secs(10));
+    assert!(!status.success(), "killed: {status:?}");
+    for p in payers {
+        p.join().expect("payer thread");
+    }
+    // Let the fake's last deliveries to the dead server fail.
+    std::thread::sleep(Duration::from_millis(500));
+    let delivered = s.deliveries();
+    let failed = delivered.iter().filter(|d| d["ok"] != true).count();
+    assert!(failed > 0, "the kill came after every notification: {} deliveries", delivered.len());
+
+    // Back on the same database; WeChat Pay retries: every order's notification again.
+    let (mut child, addr) = s.serve("serve2.log");
+    let to = format!("http://{addr}/v1/pay/notify");
+    for no in &nos {
+        let r = s.control("/__fake/pay/notify", json!({"out_trade_no": no, "to": to, "wait": true})).unwrap();
+        assert_eq!(r.status, 200, "redeliver {no}: {}", r.text);
+    }
+    let last: std::collections::HashMap<String, serde_json::Value> =
+        s.deliveries().into_iter().map(|d| (d["out_trade_no"].as_str().unwrap().to_string(), d)).collect();
+    for no in &nos {
+        assert_eq!(last[no]["status"], 204, "the redelivery of {no} was accepted: {:?}", last[no]);
+    }
+    assert!(sigterm_and_wait(&mut child, Duration::from_secs(10)).success());
+
+    let db = s.dir.path().join("data/wxlogin.db");
+    assert_eq!(integrity(&db), "ok");
+    let records = paid_records(&db);
+    for no in &nos {
+        assert_eq!(records[no], ("paid".to_string(), 1), "order {no}: state and order.paid events");
+    }
 }
