@@ -437,7 +437,7 @@ fn resolve_app(
     } else if let Some(file) = env(&format!("{var}_FILE")).filter(|s| !s.is_empty()) {
         let path = base.join(&file);
         let s = std::fs::read_to_string(&path)
-            .map_err(|e| ConfigError::new(format!("{var}_FILE"), format!("cannot read {}: {e}", path.display())))?;
+            .map_err(|e| ConfigError::new(format!("{var}_FILE"), format!("cannot read {}: {e}", pay::shown(&path))))?;
         secret_files.push(path);
         s.trim().to_string()
     } else {

@@ -304,7 +304,7 @@ fn load_keys(raw: &RawPay, src: &mut Source) -> Result<Keys, ConfigError> {
     }
     let path = src.base.join(&raw.public_key_file);
     let public = std::fs::read_to_string(&path)
-        .map_err(|e| ConfigError::new("pay.public_key_file", format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| ConfigError::new("pay.public_key_file", format!("cannot read {}: {e}", shown(&path))))?;
     let public = VerifyingKey::from_pem(&public).map_err(|e| ConfigError::new("pay.public_key_file", e.to_string()))?;
     Ok(Keys { merchant, apiv3_key, verifier: PayVerifier::new(&raw.public_key_id, public) })
 }
@@ -352,9 +352,29 @@ fn secret_value(in_file: &str, var: &str, src: &mut Source) -> Result<Option<Str
 
 fn read_secret_file(path: &Path, key: &str, src: &mut Source) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", shown(path))))?;
     src.secret_files.push(path.to_path_buf());
     Ok(trim_newline(text))
+}
+
+/// A key file's path for an error message, unless it looks like a key itself (a key or
+/// secret pasted where its file name belongs must not be printed back).
+pub(super) fn shown(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let base64_run = |c: &str| {
+        c.len() >= 16
+            && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+            && c.bytes().any(|b| b.is_ascii_digit())
+    };
+    let secret_like = text.contains("-----")
+        || text.chars().any(char::is_whitespace)
+        || path.components().any(|c| base64_run(&c.as_os_str().to_string_lossy()));
+    if secret_like {
+        "the file it names (the name looks like key material, so it is not shown: give the file's path, not the key)"
+            .into()
+    } else {
+        path.display().to_string()
+    }
 }
 
 fn trim_newline(mut s: String) -> String {

@@ -146,6 +146,21 @@ fn debug_output_hides_secrets() {
     assert!(!format!("{c:?}").contains("s3cret"));
 }
 
+/// The app secret itself given as `WXLOGIN_SECRET_<APP>_FILE` (a common slip): the error
+/// says the file cannot be read without printing the secret back.
+#[test]
+fn a_secret_given_as_its_file_name_is_not_printed() {
+    let text = "[[apps]]\nname = \"main\"\nappid = \"wx1234567890\"\n";
+    let secret = "0123456789abcdef0123456789abcdef";
+    let env = |k: &str| (k == "WXLOGIN_SECRET_MAIN_FILE").then(|| secret.to_string());
+    let e = parse(text, Path::new("/etc/wxlogin"), &env).unwrap_err().to_string();
+    assert!(e.starts_with("WXLOGIN_SECRET_MAIN_FILE: cannot read the file it names"), "{e}");
+    assert!(!e.contains(secret), "{e}");
+    let env = |k: &str| (k == "WXLOGIN_SECRET_MAIN_FILE").then(|| "secrets/main.txt".to_string());
+    let e = parse(text, Path::new("/etc/wxlogin"), &env).unwrap_err().to_string();
+    assert!(e.starts_with("WXLOGIN_SECRET_MAIN_FILE: cannot read /etc/wxlogin/secrets/main.txt: "), "{e}");
+}
+
 #[test]
 fn admin_commands_tolerate_a_missing_secret_but_nothing_else() {
     let text = "[[apps]]\nname = \"main\"\nappid = \"wx1234567890\"\n";
@@ -539,8 +554,74 @@ mod pay_config {
         let text = pay_table("").replace("\"pub_key.pem\"", "\"apiclient_key.pem\"");
         let e = pay_of(&text, &dir, &no_env).unwrap_err();
         assert!(e.starts_with("pay.public_key_file: the public key"), "{e}");
+        assert_no_key_material(&e);
         let e = pay_of(&pay_table("").replace("\"pub_key.pem\"", "\"nothing.pem\""), &dir, &no_env).unwrap_err();
         assert!(e.starts_with("pay.public_key_file: cannot read "), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// No piece of the merchant private key (any of its base64 lines, or its start).
+    fn assert_no_key_material(e: &str) {
+        assert!(!e.contains("MII"), "{e}");
+        for line in MERCHANT_KEY.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!e.contains(line.trim()), "a line of the private key leaks: {e}");
+        }
+    }
+
+    /// The three pay secrets given with the wrong type, in the wrong place or too short:
+    /// the error names the key, never the value.
+    #[test]
+    fn pay_secrets_of_the_wrong_type_or_place_are_not_quoted() {
+        let dir = keys_dir();
+        let digits = "98765432109876543210987654321098";
+        let e = pay_of(&pay_table("").replace(&format!("\"{APIV3}\""), digits), &dir, &no_env).unwrap_err();
+        assert!(e.starts_with("pay.apiv3_key: "), "{e}");
+        assert!(!e.contains("9876543210"), "{e}");
+        let text = pay_table(&format!("webhook_url = \"https://svc/hook\"\nwebhook_secret = [\"{SECRET_LOOKING}\"]\n"));
+        let e = pay_of(&text, &dir, &no_env).unwrap_err();
+        assert!(e.starts_with("pay.webhook_secret: "), "{e}");
+        assert_no_value(&e);
+        let text = pay_table(&format!("webhook_url = \"https://svc/hook\"\nwebhook_secret = {digits}\n"));
+        let e = pay_of(&text, &dir, &no_env).unwrap_err();
+        assert!(e.starts_with("pay.webhook_secret: ") && !e.contains("9876543210"), "{e}");
+        // A line of the private key where its file name belongs, the key in the APIv3 key's variable.
+        let pem_line = MERCHANT_KEY.lines().nth(1).unwrap().trim().to_string();
+        let text = pay_table("").replace("\"apiclient_key.pem\"", &format!("\"{pem_line}\""));
+        let e = pay_of(&text, &dir, &no_env).unwrap_err();
+        assert!(e.starts_with("pay.merchant_key_file: "), "{e}");
+        assert_no_key_material(&e);
+        let env = |k: &str| (k == "WXLOGIN_PAY_APIV3_KEY").then(|| MERCHANT_KEY.to_string());
+        let e = pay_of(&without(&pay_table(""), "apiv3_key"), &dir, &env).unwrap_err();
+        assert!(e.starts_with("WXLOGIN_PAY_APIV3_KEY: ") || e.starts_with("pay.apiv3_key: "), "{e}");
+        assert_no_key_material(&e);
+        // The APIv3 key, the webhook secret and the key's PEM given as their `_FILE`.
+        for (var, value) in [
+            ("WXLOGIN_PAY_APIV3_KEY_FILE", APIV3.to_string()),
+            ("WXLOGIN_PAY_WEBHOOK_SECRET_FILE", "0123456789abcdef0123".to_string()),
+            ("WXLOGIN_PAY_MERCHANT_KEY_FILE", MERCHANT_KEY.to_string()),
+        ] {
+            let env = |k: &str| (k == var).then(|| value.clone());
+            let text =
+                without(&without(&pay_table("webhook_url = \"https://svc/hook\"\n"), "apiv3_key"), "merchant_key_file");
+            let text = if var.contains("APIV3") {
+                text
+            } else {
+                text.replace("[pay]\n", &format!("[pay]\napiv3_key = \"{APIV3}\"\n"))
+            };
+            let text = if var.contains("MERCHANT") {
+                text
+            } else {
+                text.replace("[pay]\n", "[pay]\nmerchant_key_file = \"apiclient_key.pem\"\n")
+            };
+            let e = pay_of(&text, &dir, &env).unwrap_err();
+            assert!(e.starts_with(&format!("{var}: cannot read the file it names")), "{e}");
+            assert!(!e.contains(value.trim()) && !e.contains(&value[..16]), "{var}: {e}");
+            assert_no_key_material(&e);
+        }
+        let env = |k: &str| (k == "WXLOGIN_PAY_WEBHOOK_SECRET").then(|| SECRET_LOOKING[..10].to_string());
+        let e = pay_of(&pay_table("webhook_url = \"https://svc/hook\"\n"), &dir, &env).unwrap_err();
+        assert!(e.starts_with("pay.webhook_secret: must be at least 16"), "{e}");
+        assert!(!e.contains(&SECRET_LOOKING[..10]), "{e}");
         let _ = std::fs::remove_dir_all(dir);
     }
 
