@@ -1,5 +1,7 @@
 //! `wxlogin demo` and `wxlogin fake-wechat`: wxlogin with no WeChat account at all.
 
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,12 +14,16 @@ use crate::pay::{ApiV3Key, VerifyingKey};
 pub const DEMO_APPID: &str = "wxd3m0a11ce0000001";
 const DEMO_SECRET: &str = "demo-secret-not-for-production";
 
-/// The service and a fake WeChat on loopback, a fresh database in a temporary folder,
-/// and a walk-through of curl commands to paste. The folder is removed on exit.
+/// The service and a fake WeChat (and WeChat Pay) on loopback, a fresh database in a
+/// temporary folder, and a walk-through of curl commands to paste. The folder is removed
+/// on exit.
 pub fn demo(mut args: Args) -> Result<ExitCode> {
     let listen = args.value("--listen")?.unwrap_or_else(|| "127.0.0.1:8080".into());
     args.finish()?;
     crate::logging::init();
+    // WeChat Pay's notify_url names wxlogin's port, so a port 0 is chosen here, first.
+    let listen = resolve_listen(&listen)?;
+    let notify_url = format!("http://{}/v1/pay/notify", loopback_of(listen));
     let dir = std::env::temp_dir().join(format!("wxlogin-demo-{}", crate::secrets::random_id(4)));
     let fake = FakeWeChat::start(
         "127.0.0.1:0",
@@ -28,7 +34,15 @@ pub fn demo(mut args: Args) -> Result<ExitCode> {
             ..FakeOptions::default()
         },
     )?;
-    let config = demo_config(&listen, &dir, &fake.base_url())?;
+    let config = write_pay_keys(&dir).and_then(|()| demo_config(listen, &dir, &fake.base_url(), &notify_url));
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            fake.stop();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
     let result = super::serve::run_until_signal(config, |server| {
         println!("{}", walkthrough(&server.addr().to_string(), &fake.base_url()));
     });
@@ -37,7 +51,44 @@ pub fn demo(mut args: Args) -> Result<ExitCode> {
     result
 }
 
-fn demo_config(listen: &str, dir: &Path, fake_url: &str) -> Result<config::Config> {
+/// `--listen` as one address, a port 0 replaced by a port free right now.
+fn resolve_listen(listen: &str) -> Result<SocketAddr> {
+    let addr = listen
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| CliError::usage(format!("--listen takes HOST:PORT, not `{listen}`")))?;
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let probe = TcpListener::bind(addr).map_err(|e| CliError::new(format!("--listen {listen}: {e}")))?;
+    Ok(probe.local_addr()?)
+}
+
+/// Where the fake WeChat Pay reaches wxlogin: loopback on its port (a notify_url may be
+/// plain http only on loopback).
+fn loopback_of(listen: SocketAddr) -> SocketAddr {
+    if listen.ip().is_loopback() || listen.ip().is_unspecified() {
+        SocketAddr::new(
+            if listen.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() },
+            listen.port(),
+        )
+    } else {
+        SocketAddr::new([127, 0, 0, 1].into(), listen.port())
+    }
+}
+
+/// The fake WeChat Pay's fixed test keys (public, WeChat's documented test merchant key)
+/// in the demo's folder: the merchant key 0600 like a real one, and the WeChat Pay
+/// public key.
+fn write_pay_keys(dir: &Path) -> Result<()> {
+    crate::files::create_private_dir_all(dir)?;
+    crate::files::create_new_private(&dir.join("merchant.pem"))?.write_all(fake::TEST_MERCHANT_KEY_PEM.as_bytes())?;
+    std::fs::write(dir.join("wechatpay.pem"), fake::PLATFORM_PUBLIC_KEY_PEM)?;
+    Ok(())
+}
+
+fn demo_config(listen: SocketAddr, dir: &Path, fake_url: &str, notify_url: &str) -> Result<config::Config> {
     let text = format!(
         r#"
 [server]
@@ -55,7 +106,31 @@ timeout_ms = 3000
 name = "main"
 appid = "{DEMO_APPID}"
 secret = "{DEMO_SECRET}"
-"#
+
+[pay]
+mchid = "{mchid}"
+merchant_serial = "{serial}"
+merchant_key_file = "merchant.pem"
+apiv3_key = "{apiv3}"
+public_key_file = "wechatpay.pem"
+public_key_id = "{key_id}"
+notify_url = "{notify_url}"
+api_base = "{fake_url}"
+
+[[pay.products]]
+id = "vip30"
+description = "VIP, 30 days"
+amount = 990
+
+[[pay.products]]
+id = "coins_100"
+description = "100 coins"
+amount = 100
+"#,
+        mchid = fake::TEST_MCHID,
+        serial = fake::TEST_MERCHANT_SERIAL,
+        apiv3 = fake::TEST_APIV3_KEY,
+        key_id = fake::PLATFORM_PUBLIC_KEY_ID,
     );
     config::parse(&text, dir, &|_| None).map_err(|e| CliError::new(format!("demo configuration: {e}")))
 }
@@ -63,8 +138,9 @@ secret = "{DEMO_SECRET}"
 fn walkthrough(addr: &str, fake: &str) -> String {
     format!(
         r#"
-wxlogin demo is running: the service on http://{addr}, a fake WeChat on {fake},
-a fresh database that is deleted when you stop (Ctrl-C). Paste these into another shell:
+wxlogin demo is running: the service on http://{addr}, a fake WeChat and WeChat Pay on
+{fake} (fixed public test keys), a fresh database that is deleted when you stop (Ctrl-C).
+Paste these into another shell:
 
   # 1. What wx.login() hands the mini-program: a one-time code (from the fake WeChat).
   CODE=$(curl -s -X POST {fake}/__fake/login -d '{{"user":"alice"}}' | sed -E 's/.*"code":"([^"]+)".*/\1/')
@@ -96,7 +172,25 @@ a fresh database that is deleted when you stop (Ctrl-C). Paste these into anothe
   curl -s http://{addr}/v1/login -H 'Content-Type: application/json' -d "{{\"code\":\"$CODE2\"}}" -o /dev/null
   curl -s http://{addr}/v1/me/decrypt -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d @/tmp/wxlogin-open.json
 
-  # 8. Log out; the token stops working.
+  # 8. WeChat Pay: order a product. wxlogin places the order at (the fake) WeChat Pay and
+  #    answers the parameters for wx.requestPayment, signed with the merchant key.
+  curl -s http://{addr}/v1/pay/orders -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{"product":"vip30"}}' | tee /tmp/wxlogin-order.json
+  NO=$(sed -E 's/.*"out_trade_no":"([^"]+)".*/\1/' /tmp/wxlogin-order.json)
+
+  # 9. The user pays, as wx.requestPayment would; WeChat Pay then POSTs its signed,
+  #    encrypted notification to wxlogin's /v1/pay/notify.
+  curl -s -X POST {fake}/__fake/pay/pay -d "{{\"out_trade_no\":\"$NO\",\"notify\":{{\"wait\":true}}}}"
+
+  # 10. The order is paid (?sync=true asks WeChat Pay itself when no notification came).
+  curl -s "http://{addr}/v1/pay/orders/$NO?sync=true" -H "Authorization: Bearer $TOKEN"
+
+  # 11. WeChat Pay delivers notifications again (it retries); a payment is applied once:
+  #     every delivery was answered 204, and the order has not changed.
+  curl -s -X POST {fake}/__fake/pay/notify -d "{{\"out_trade_no\":\"$NO\",\"wait\":true}}"
+  curl -s "{fake}/__fake/pay/deliveries?out_trade_no=$NO"
+  curl -s "http://{addr}/v1/pay/orders/$NO" -H "Authorization: Bearer $TOKEN"
+
+  # 12. Log out; the token stops working.
   curl -s -X DELETE http://{addr}/v1/session -H "Authorization: Bearer $TOKEN" -o /dev/null -w '%{{http_code}}\n'
   curl -s http://{addr}/v1/session -H "Authorization: Bearer $TOKEN"
 "#

@@ -61,8 +61,8 @@ wxlogin: the login backend for WeChat mini-programs, in one binary
 
 USAGE:
   wxlogin serve   [--config FILE]           run the service
-  wxlogin demo    [--listen ADDR]           the service plus a built-in fake WeChat on a
-                                            fresh database, with a printed walk-through
+  wxlogin demo    [--listen ADDR]           the service plus a built-in fake WeChat and WeChat
+                                            Pay on a fresh database, with a printed walk-through
   wxlogin check   [--config FILE] [--live]  validate the configuration and the database (exit 0/1);
                                             --live also fetches each app's access token from WeChat,
                                             signs a WeChat Pay query of a made-up order when [pay] is

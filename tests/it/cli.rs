@@ -1,5 +1,6 @@
 //! The real binary: configuration errors, check, serve with SIGTERM, and the log scan.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -205,4 +206,108 @@ fn a_clean_stop_writes_every_access_line() {
     assert_eq!(ids, expected, "every request has its access line, once:\n{text}");
     let stopped = text.find("stopped cleanly").expect("the stop is logged");
     assert!(text.rfind("wxlogin::access]").unwrap() < stopped, "access lines are written before the stop is reported");
+}
+
+/// `wxlogin demo` on a free port: the walk-through's WeChat Pay steps, over real HTTP,
+/// order a product, pay it at the built-in fake, see it paid, and a redelivered
+/// notification changes nothing (one `order.paid` event in the demo's database).
+#[test]
+fn demo_walkthrough_pays_an_order_once() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = TempDir::new("demo");
+    let log = dir.path().join("demo.log");
+    let mut child = Command::new(bin())
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn demo");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child = KillOnDrop(Some(child));
+    let mut printed = String::new();
+    while !printed.contains("Log out; the token stops working") {
+        match lines.next() {
+            Some(Ok(line)) => printed += &(line + "\n"),
+            _ => panic!("demo exited early: {printed}\n{}", std::fs::read_to_string(&log).unwrap_or_default()),
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let base = printed.lines().find_map(|l| l.strip_prefix("listening on ")).expect("listening line").to_string();
+    let fake = printed
+        .split_whitespace()
+        .find(|w| w.starts_with("http://") && !w.starts_with(&base) && !w.contains("/v1/"))
+        .expect("the fake's address")
+        .trim_end_matches(',')
+        .to_string();
+    for step in ["/v1/pay/orders", "/__fake/pay/pay", "?sync=true", "/__fake/pay/notify", "/__fake/pay/deliveries"] {
+        assert!(printed.contains(step), "the walk-through shows {step}:\n{printed}");
+    }
+
+    // The steps as the walk-through prints them: log in, order, pay, see it paid.
+    let code = send(&format!("{fake}/__fake/login"), "POST", None, Some(json!({"user": "alice"}).to_string()), &[])
+        .json()["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = send(&format!("{base}/v1/login"), "POST", None, Some(json!({"code": code}).to_string()), &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    let body = json!({"product": "vip30"}).to_string();
+    let r = send(&format!("{base}/v1/pay/orders"), "POST", Some(&token), Some(body), &[]);
+    assert_eq!(r.status, 201, "{}", r.text);
+    let no = r.json()["order"]["out_trade_no"].as_str().unwrap().to_string();
+    let body = json!({"out_trade_no": no, "notify": {"wait": true}}).to_string();
+    let r = send(&format!("{fake}/__fake/pay/pay"), "POST", None, Some(body), &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let order_url = format!("{base}/v1/pay/orders/{no}");
+    let paid = send(&format!("{order_url}?sync=true"), "GET", Some(&token), None, &[]).json();
+    assert_eq!(paid["state"], "paid", "{paid}");
+
+    // WeChat Pay delivers it again: answered 204, nothing changes.
+    let body = json!({"out_trade_no": no, "wait": true}).to_string();
+    assert_eq!(send(&format!("{fake}/__fake/pay/notify"), "POST", None, Some(body), &[]).status, 200);
+    let r = send(&format!("{fake}/__fake/pay/deliveries?out_trade_no={no}"), "GET", None, None, &[]);
+    let deliveries = r.json()["deliveries"].as_array().cloned().unwrap();
+    assert_eq!(deliveries.len(), 2, "{deliveries:?}");
+    assert!(deliveries.iter().all(|d| d["status"] == 204), "{deliveries:?}");
+    assert_eq!(send(&order_url, "GET", Some(&token), None, &[]).json(), paid, "the redelivery changed nothing");
+
+    // The demo's (temporary) database: one order.paid event.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let db = logged
+        .split("database ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("the database path is logged: {logged}"));
+    let c = rusqlite::Connection::open(db).unwrap();
+    let events: i64 = c
+        .query_row("SELECT count(*) FROM pay_events WHERE out_trade_no = ?1 AND type = 'order.paid'", [&no], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(events, 1);
+    drop(c);
+    let mut demo = child.0.take().unwrap();
+    assert!(
+        sigterm_and_wait(&mut demo, Duration::from_secs(10)).success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(!Path::new(db).exists(), "the demo's folder is removed on exit");
+}
+
+/// A child process that a failing test does not leave running.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
