@@ -169,31 +169,101 @@ impl Payments {
         Ok(())
     }
 
-    /// Asks WeChat Pay about a `created` order and applies a payment it reports, as a
-    /// notification would. Returns the order as the database then has it; when WeChat Pay
-    /// cannot be asked, the order as it was (with the reason logged).
+    /// Asks WeChat Pay about a `created` order and applies what it says (see
+    /// [`Payments::ask_and_apply`]). Returns the order as the database then has it; when
+    /// WeChat Pay cannot be asked, the order as it was (with the reason logged).
     pub fn sync(&self, config: &Config, store: &Store, order: Order, now: i64) -> Result<Order, ApiError> {
         if order.state != OrderState::Created {
             return Ok(order);
         }
-        let t = match self.query(&order.out_trade_no) {
-            Ok(t) => t,
-            Err(PayError::Refused { code, .. }) if code == "ORDER_NOT_EXIST" => return Ok(order),
-            Err(e) => {
-                log::warn!("wechat pay: order {} could not be queried: {e}", order.out_trade_no);
-                return Ok(order);
+        let no = order.out_trade_no.clone();
+        match self.ask_and_apply(config, store, order.clone(), now) {
+            Ok(synced) => {
+                if let SyncOutcome::NotApplied(why) = &synced.outcome {
+                    log::warn!("wechat pay: the query of order {no} was not applied: {why}");
+                }
+                Ok(synced.order)
             }
+            Err(SyncError::Unasked(e)) => {
+                log::warn!("wechat pay: order {no} could not be queried: {e}");
+                Ok(order)
+            }
+            Err(SyncError::Vanished) => Ok(order),
+            Err(SyncError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// The one place that asks WeChat Pay about an order and records its answer, exactly
+    /// as a notification would be: a SUCCESS (or REFUND) with this merchant's mchid, the
+    /// order's app's appid and the order's amount becomes `paid` (once, with its event);
+    /// a CLOSED closes a `created` order here. `?sync=true`, the maintenance pass and
+    /// `wxlogin orders sync` all come here.
+    pub fn ask_and_apply(&self, config: &Config, store: &Store, order: Order, now: i64) -> Result<Synced, SyncError> {
+        let no = order.out_trade_no.clone();
+        let t = match self.query(&no) {
+            Ok(t) => t,
+            Err(PayError::Refused { code, .. }) if code == "ORDER_NOT_EXIST" => {
+                return Ok(Synced {
+                    order,
+                    trade_state: None,
+                    transaction_id: None,
+                    outcome: SyncOutcome::NotAtWeChatPay,
+                })
+            }
+            Err(e) => return Err(SyncError::Unasked(e)),
         };
-        if t.trade_state != "SUCCESS" && t.trade_state != "REFUND" {
-            return Ok(order);
+        let before = order.state;
+        let synced = |order: Order, outcome: SyncOutcome| Synced {
+            order,
+            trade_state: Some(t.trade_state.clone()),
+            transaction_id: t.transaction_id.clone(),
+            outcome,
+        };
+        if t.out_trade_no != no {
+            return Ok(synced(order, SyncOutcome::NotApplied("its answer is about another order".into())));
         }
-        if let Err(why) = self.check_transaction(config, &order, &t) {
-            log::warn!("wechat pay: the query of order {} was not applied: {why}", order.out_trade_no);
-            return Ok(order);
-        }
-        match self.apply(store, &order.out_trade_no, &t, now)? {
-            Applied::Paid(o) | Applied::AlreadyPaid(o) | Applied::AmountMismatch(o) | Applied::NotPayable(o) => Ok(o),
-            Applied::Unknown => Ok(order),
+        match t.trade_state.as_str() {
+            "SUCCESS" | "REFUND" => {
+                if let Err(why) = self.check_transaction(config, &order, &t) {
+                    return Ok(synced(order, SyncOutcome::NotApplied(why)));
+                }
+                let (Some(transaction_id), Some(amount_total)) = (t.transaction_id.as_deref(), t.amount_total) else {
+                    return Ok(synced(order, SyncOutcome::NotApplied("it has no transaction id".into())));
+                };
+                let p =
+                    Payment { out_trade_no: &no, transaction_id, amount_total, paid_at: t.success_time.unwrap_or(now) };
+                let applied = store.apply_payment(&p, now).map_err(SyncError::Store)?;
+                Ok(match applied {
+                    Applied::Paid(o) => synced(o, SyncOutcome::Changed),
+                    Applied::AlreadyPaid(o) => {
+                        if o.transaction_id.as_deref() != Some(transaction_id) {
+                            log::warn!(
+                                "wechat pay: order {no} is paid by another transaction than the one just reported"
+                            );
+                        }
+                        synced(o, SyncOutcome::Unchanged)
+                    }
+                    Applied::AmountMismatch(o) => {
+                        synced(o, SyncOutcome::NotApplied("its amount is not the order's amount".into()))
+                    }
+                    Applied::NotPayable(o) => {
+                        let why = format!(
+                            "the user paid (transaction {transaction_id}) but the order is {} here: refund them at \
+                             商户平台 or record it by hand",
+                            o.state.as_str()
+                        );
+                        log::warn!("wechat pay: order {no} was paid at WeChat Pay after it was closed here; refund it");
+                        synced(o, SyncOutcome::NotApplied(why))
+                    }
+                    Applied::Unknown => return Err(SyncError::Vanished),
+                })
+            }
+            "CLOSED" => {
+                let o = store.close_order(&no, now).map_err(SyncError::Store)?.ok_or(SyncError::Vanished)?;
+                let outcome = if o.state == before { SyncOutcome::Unchanged } else { SyncOutcome::Changed };
+                Ok(synced(o, outcome))
+            }
+            _ => Ok(synced(order, SyncOutcome::Unchanged)),
         }
     }
 
@@ -497,24 +567,18 @@ impl Payments {
     /// Queries one order; `Err` when WeChat Pay could not be asked (the pass stops).
     fn pass_query(&self, config: &Config, store: &Store, order: Order, now: i64) -> Result<bool, ()> {
         let no = order.out_trade_no.clone();
-        let t = match self.query(&no) {
-            Ok(t) => Some(t),
-            Err(PayError::Refused { .. }) => None,
-            Err(e) => {
+        match self.ask_and_apply(config, store, order, now) {
+            Ok(Synced { outcome: SyncOutcome::Changed, .. }) => return Ok(true),
+            Ok(Synced { outcome: SyncOutcome::NotApplied(why), .. }) => {
+                log::warn!("maintenance: the query of order {no} was not applied: {why}")
+            }
+            Ok(_) | Err(SyncError::Unasked(PayError::Refused { .. })) | Err(SyncError::Vanished) => {}
+            Err(SyncError::Unasked(e)) => {
                 log::warn!("maintenance: WeChat Pay could not be asked about order {no}: {e}");
                 return Err(());
             }
-        };
-        let paid = t.filter(|t| t.trade_state == "SUCCESS" || t.trade_state == "REFUND");
-        if let Some(t) = paid {
-            if let Err(why) = self.check_transaction(config, &order, &t) {
-                log::warn!("maintenance: the query of order {no} was not applied: {why}");
-            } else {
-                match self.apply(store, &no, &t, now) {
-                    Ok(Applied::Paid(_)) => return Ok(true),
-                    Ok(_) => return Ok(false),
-                    Err(e) => log::warn!("maintenance: the payment of order {no} could not be recorded: {e}"),
-                }
+            Err(SyncError::Store(e)) => {
+                log::warn!("maintenance: the answer about order {no} could not be recorded: {e}")
             }
         }
         if let Err(e) = store.note_queried(&no, now) {
@@ -522,6 +586,39 @@ impl Payments {
         }
         Ok(false)
     }
+}
+
+/// What [`Payments::ask_and_apply`] found and did.
+#[derive(Debug)]
+pub struct Synced {
+    /// The order as the database has it afterwards.
+    pub order: Order,
+    /// WeChat Pay's `trade_state`; `None` when it has no such order.
+    pub trade_state: Option<String>,
+    pub transaction_id: Option<String>,
+    pub outcome: SyncOutcome,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum SyncOutcome {
+    /// WeChat Pay has no such order (ORDER_NOT_EXIST: never placed there).
+    NotAtWeChatPay,
+    /// The order changed here (paid, or closed) as WeChat Pay says.
+    Changed,
+    /// Nothing to record: already so here, or a state such as NOTPAY.
+    Unchanged,
+    /// WeChat Pay's answer was not recorded, and why (another merchant, app or amount,
+    /// or a payment of an order closed here).
+    NotApplied(String),
+}
+
+#[derive(Debug)]
+pub enum SyncError {
+    /// WeChat Pay could not be asked, or refused the query.
+    Unasked(PayError),
+    Store(crate::store::StoreError),
+    /// The order vanished from the database meanwhile.
+    Vanished,
 }
 
 /// When each order was last synced with WeChat Pay, for [`SYNC_EVERY`]; bounded.

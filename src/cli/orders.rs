@@ -1,18 +1,20 @@
 //! `wxlogin orders list | show | sync | refund`: WeChat Pay orders, beside a serving
 //! instance. `list` and `show` only read the database (no key needed); `refund` refunds
 //! through the server's own code (`Payments::refund`: recorded first, idempotent on
-//! `--out-refund-no`); `sync` asks WeChat Pay about
-//! one order and applies what it says exactly as a notification would: a SUCCESS with
-//! the order's mchid, appid and amount becomes `paid` (once, with its event), a CLOSED
-//! closes the order here.
+//! `--out-refund-no`); `sync` asks WeChat Pay about one order and applies what it says
+//! with the server's own code (`Payments::ask_and_apply`), exactly as a notification
+//! would: a SUCCESS with the order's mchid, appid and amount becomes `paid` (once, with
+//! its event), a CLOSED closes the order here.
 
 use std::process::ExitCode;
 
 use super::admin::{opt, print_table, row, user_id};
 use super::{Args, CliError, Result};
 use crate::config::{self, Config, PayConfig};
-use crate::pay::{explain, PayClient, PayError, Transaction};
-use crate::store::{self, Applied, NewRefund, Order, OrderState, Payment, Refund, Store};
+use crate::metrics::Metrics;
+use crate::pay::explain;
+use crate::payments::{Payments, SyncError, SyncOutcome};
+use crate::store::{self, NewRefund, Order, OrderState, Refund, Store};
 
 /// `wxlogin orders list|show|sync|refund`.
 pub fn orders(mut args: Args) -> Result<ExitCode> {
@@ -125,8 +127,7 @@ fn refund(mut args: Args) -> Result<ExitCode> {
     let opened = open(&mut args)?;
     args.finish()?;
     opened.require_keys()?;
-    let payments = crate::payments::Payments::new(&opened.config, crate::metrics::Metrics::default())
-        .ok_or_else(not_configured)?;
+    let payments = payments(&opened.config)?;
     let now = store::now();
     let out_refund_no = out_refund_no.unwrap_or_else(|| format!("R{now}{}", crate::secrets::random_id(6)));
     let new = NewRefund {
@@ -177,92 +178,50 @@ fn print_order(o: &Order) {
     }
 }
 
-/// `orders sync NO`: asks WeChat Pay now. Exit 0 when its answer was applied (or said
-/// nothing changed), 1 when it could not be asked or its answer could not be applied.
+/// `orders sync NO`: asks WeChat Pay now, through the same code as `?sync=true` and the
+/// maintenance pass ([`Payments::ask_and_apply`]). Exit 0 when its answer was applied (or
+/// said nothing changed), 1 when it could not be asked or its answer could not be applied.
 fn sync(mut args: Args) -> Result<ExitCode> {
     let no = args.positional().ok_or_else(|| CliError::usage("orders sync needs an OUT_TRADE_NO"))?;
     let opened = open(&mut args)?;
     args.finish()?;
     let pay = opened.require_keys()?;
     let (config, store) = (&opened.config, &opened.store);
+    let payments = payments(config)?;
     let order = find(store, &no)?;
     let before = order.state;
-    let t = match client(config, pay).query(&no) {
-        Ok(t) => t,
-        Err(PayError::Refused { code, .. }) if code == "ORDER_NOT_EXIST" => {
-            println!(
-                "order {no}: WeChat Pay has no such order (ORDER_NOT_EXIST: it was never placed there); \
-                 unchanged, {}",
-                before.as_str()
-            );
-            return Ok(ExitCode::SUCCESS);
+    let synced = match payments.ask_and_apply(config, store, order, store::now()) {
+        Ok(s) => s,
+        Err(SyncError::Unasked(e)) => {
+            return Err(CliError::new(format!("order {no}: {}", explain::failure(&e, &pay.api_base))))
         }
-        Err(e) => return Err(CliError::new(format!("order {no}: {}", explain::failure(&e, &pay.api_base)))),
+        Err(SyncError::Store(e)) => return Err(e.into()),
+        Err(SyncError::Vanished) => return Err(gone(&no)),
     };
-    if t.mchid != pay.mchid || t.out_trade_no != no {
-        return Err(CliError::new(format!(
-            "order {no}: WeChat Pay's answer names another merchant or order (mchid {}); nothing recorded",
-            t.mchid
-        )));
-    }
-    match t.trade_state.as_str() {
-        "SUCCESS" => apply_success(config, store, &order, &t),
-        "CLOSED" => {
-            let closed = store.close_order(&no, store::now())?.ok_or_else(|| gone(&no))?;
-            if closed.state == before {
-                println!("order {no}: WeChat Pay says CLOSED; already {}, unchanged", before.as_str());
-            } else {
-                println!("order {no}: WeChat Pay says CLOSED; {} -> {}", before.as_str(), closed.state.as_str());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        other => {
-            println!("order {no}: WeChat Pay says {other}; unchanged, {}", before.as_str());
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-/// A SUCCESS, checked as a notification is (appid, amount) and applied exactly once.
-fn apply_success(config: &Config, store: &Store, order: &Order, t: &Transaction) -> Result<ExitCode> {
-    let no = &order.out_trade_no;
-    let appid = config.app(&order.app).map(|a| a.appid.as_str());
-    if appid != Some(t.appid.as_str()) {
-        return Err(CliError::new(format!(
-            "order {no}: WeChat Pay says SUCCESS for appid {}, which is not app {}'s; nothing recorded",
-            t.appid, order.app
-        )));
-    }
-    let (Some(transaction_id), Some(amount_total)) = (t.transaction_id.as_deref(), t.amount_total) else {
-        return Err(CliError::new(format!(
-            "order {no}: WeChat Pay says SUCCESS without its transaction; nothing recorded"
-        )));
+    let after = synced.order.state.as_str();
+    let Some(state) = synced.trade_state else {
+        println!(
+            "order {no}: WeChat Pay has no such order (ORDER_NOT_EXIST: it was never placed there); unchanged, {after}"
+        );
+        return Ok(ExitCode::SUCCESS);
     };
-    let now = store::now();
-    let p = Payment { out_trade_no: no, transaction_id, amount_total, paid_at: t.success_time.unwrap_or(now) };
-    match store.apply_payment(&p, now)? {
-        Applied::Paid(o) => {
-            println!(
-                "order {no}: WeChat Pay says SUCCESS (transaction {transaction_id}); {} -> {}",
-                order.state.as_str(),
-                o.state.as_str()
-            );
+    let transaction = synced.transaction_id.map(|t| format!(" (transaction {t})")).unwrap_or_default();
+    match synced.outcome {
+        SyncOutcome::Changed => {
+            println!("order {no}: WeChat Pay says {state}{transaction}; {} -> {after}", before.as_str());
             Ok(ExitCode::SUCCESS)
         }
-        Applied::AlreadyPaid(o) => {
-            println!("order {no}: WeChat Pay says SUCCESS; already {}, unchanged", o.state.as_str());
+        SyncOutcome::Unchanged if synced.order.state == before && before != OrderState::Created => {
+            println!("order {no}: WeChat Pay says {state}; already {after}, unchanged");
             Ok(ExitCode::SUCCESS)
         }
-        Applied::AmountMismatch(o) => Err(CliError::new(format!(
-            "order {no}: WeChat Pay says {amount_total} fen were paid, but the order is for {} fen; nothing recorded",
-            o.amount
-        ))),
-        Applied::NotPayable(o) => Err(CliError::new(format!(
-            "order {no}: WeChat Pay says SUCCESS (transaction {transaction_id}) but the order is {} here: the user \
-             paid; refund them at 商户平台 or record it by hand",
-            o.state.as_str()
-        ))),
-        Applied::Unknown => Err(gone(no)),
+        SyncOutcome::Unchanged | SyncOutcome::NotAtWeChatPay => {
+            println!("order {no}: WeChat Pay says {state}; unchanged, {after}");
+            Ok(ExitCode::SUCCESS)
+        }
+        SyncOutcome::NotApplied(why) => {
+            Err(CliError::new(format!("order {no}: WeChat Pay says {state}{transaction}, but {why}; nothing recorded")))
+        }
     }
 }
 
@@ -274,21 +233,21 @@ fn find(store: &Store, no: &str) -> Result<Order> {
     store.order(no)?.ok_or_else(|| CliError::new(format!("no order `{no}`")))
 }
 
-/// The WeChat Pay client of `wxlogin serve`: same base, timeout, retries and keys.
-/// With `pay.platform_certificates`, the certificates are fetched first, as `serve` does
-/// at start-up (a failure is explained, and the calls then fail as unverified).
-pub(super) fn client(config: &Config, pay: &PayConfig) -> PayClient {
-    let client = super::check::bare_client(config, pay);
-    if pay.platform_certificates {
-        match client.certificates(&pay.apiv3_key) {
-            Ok(certificates) => pay.verifier.set_certificates(certificates),
-            Err(e) => eprintln!(
+/// The server's own WeChat Pay operations, with its client (same base, timeout, retries
+/// and keys). With `pay.platform_certificates`, the certificates are fetched first, as
+/// `serve` does at start-up (a failure is explained, and the calls then fail as
+/// unverified).
+fn payments(config: &Config) -> Result<Payments> {
+    let payments = Payments::new(config, Metrics::default()).ok_or_else(not_configured)?;
+    if payments.config.platform_certificates {
+        if let Err(e) = payments.refresh_certificates() {
+            eprintln!(
                 "warning: wechat pay: platform certificates: {}",
-                crate::pay::explain::certificates_failure(&e, &pay.api_base)
-            ),
+                explain::certificates_failure(&e, &payments.config.api_base)
+            );
         }
     }
-    client
+    Ok(payments)
 }
 
 /// Where the command found the configuration, and whether it has a `[pay]` table.

@@ -481,3 +481,19 @@ fn payments_off_every_pay_route_is_not_found() {
         assert!(r.json()["error"]["message"].as_str().unwrap().contains("not configured"), "{method} {path}");
     }
 }
+
+/// `?sync=true` records what `wxlogin orders sync` does (one logic, `payments.rs`): an
+/// order closed at WeChat Pay (by the merchant platform, say) is closed here too, once.
+#[test]
+fn sync_closes_an_order_wechat_pay_has_closed() {
+    let s = TestServer::start_pay();
+    let (token, answer) = order(&s, "alice");
+    let no = no(&answer);
+    s.app().payments.as_ref().expect("payments").client.close(&no).expect("closed at WeChat Pay");
+    let r = s.get(&format!("/v1/pay/orders/{no}?sync=true"), Some(&token));
+    assert_eq!((r.status, r.json()["state"].as_str()), (200, Some("closed")), "{}", r.text);
+    std::thread::sleep(Duration::from_millis(2100));
+    let r = s.get(&format!("/v1/pay/orders/{no}?sync=true"), Some(&token));
+    assert_eq!(r.json()["state"], "closed");
+    assert_eq!(events(&s, &no), ["order.closed"]);
+}
