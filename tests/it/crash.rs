@@ -347,15 +347,18 @@ fn crash_sigkill_while_applying_notifications_applies_each_payment_once() {
         }
     }
 
-    // The users pay from four threads; each notification goes out twice at once.
+    // The users pay from four threads; each notification goes out twice at once, some late.
     let notify_to = format!("{base}/v1/pay/notify");
     let payers: Vec<_> = nos
         .chunks(ORDERS / 4)
         .map(|chunk| {
             let (chunk, to, fake) = (chunk.to_vec(), notify_to.clone(), s.fake.base_url());
             std::thread::spawn(move || {
-                for no in chunk {
-                    let body = json!({"out_trade_no": no, "notify": {"mode": "concurrent", "to": to}});
+                for (i, no) in chunk.into_iter().enumerate() {
+                    // Late by up to 1 s: the notifications spread out, so the kill lands among them.
+                    let late = (i % 20) * 50;
+                    let body =
+                        json!({"out_trade_no": no, "notify": {"mode": "concurrent", "to": to, "delay_ms": late}});
                     let r = try_send(&format!("{fake}/__fake/pay/pay"), "POST", None, Some(body.to_string()), &[])
                         .expect("the fake answers");
                     assert_eq!(r.status, 200, "pay {no}: {}", r.text);
@@ -375,8 +378,8 @@ fn crash_sigkill_while_applying_notifications_applies_each_payment_once() {
     for p in payers {
         p.join().expect("payer thread");
     }
-    // Let the fake's last deliveries to the dead server fail.
-    std::thread::sleep(Duration::from_millis(500));
+    // Let the fake's last (late) deliveries to the dead server fail.
+    std::thread::sleep(Duration::from_millis(1500));
     let delivered = s.deliveries();
     let failed = delivered.iter().filter(|d| d["ok"] != true).count();
     assert!(failed > 0, "the kill came after every notification: {} deliveries", delivered.len());
