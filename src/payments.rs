@@ -19,7 +19,7 @@ use crate::pay::{
     CertificatesError, JsapiOrder, PayClient, PayError, PaymentParams, RefundRequest, Transaction, WeChatRefund,
 };
 use crate::store::Store;
-use crate::store::{Applied, NewRefund, Order, OrderState, Payment};
+use crate::store::{Applied, NewRefund, Order, OrderState, Payment, StoreError};
 use crate::store::{Refund, RefundApplied, RefundCreated, RefundResult, RefundState};
 
 /// A failed WeChat Pay call as the metrics count it: WeChat Pay's code, or what went wrong.
@@ -227,32 +227,20 @@ impl Payments {
                 if let Err(why) = self.check_transaction(config, &order, &t) {
                     return Ok(synced(order, SyncOutcome::NotApplied(why)));
                 }
-                let (Some(transaction_id), Some(amount_total)) = (t.transaction_id.as_deref(), t.amount_total) else {
+                let Some(applied) = self.record(store, &no, &t, now).map_err(SyncError::Store)? else {
                     return Ok(synced(order, SyncOutcome::NotApplied("it has no transaction id".into())));
                 };
-                let p =
-                    Payment { out_trade_no: &no, transaction_id, amount_total, paid_at: t.success_time.unwrap_or(now) };
-                let applied = store.apply_payment(&p, now).map_err(SyncError::Store)?;
                 Ok(match applied {
                     Applied::Paid(o) => synced(o, SyncOutcome::Changed),
-                    Applied::AlreadyPaid(o) => {
-                        if o.transaction_id.as_deref() != Some(transaction_id) {
-                            log::warn!(
-                                "wechat pay: order {no} is paid by another transaction than the one just reported"
-                            );
-                        }
-                        synced(o, SyncOutcome::Unchanged)
-                    }
+                    Applied::AlreadyPaid(o) => synced(o, SyncOutcome::Unchanged),
                     Applied::AmountMismatch(o) => {
                         synced(o, SyncOutcome::NotApplied("its amount is not the order's amount".into()))
                     }
                     Applied::NotPayable(o) => {
                         let why = format!(
-                            "the user paid (transaction {transaction_id}) but the order is {} here: refund them at \
-                             商户平台 or record it by hand",
+                            "the order is {} here (the user paid: refund them at 商户平台 or record it by hand)",
                             o.state.as_str()
                         );
-                        log::warn!("wechat pay: order {no} was paid at WeChat Pay after it was closed here; refund it");
                         synced(o, SyncOutcome::NotApplied(why))
                     }
                     Applied::Unknown => return Err(SyncError::Vanished),
@@ -269,11 +257,24 @@ impl Payments {
 
     /// Records a paid transaction (already checked), exactly once.
     pub fn apply(&self, store: &Store, out_trade_no: &str, t: &Transaction, now: i64) -> Result<Applied, ApiError> {
+        self.record(store, out_trade_no, t, now)?.ok_or_else(|| ApiError::PayError {
+            wechatpay_code: None,
+            message: "WeChat Pay reported a payment without its transaction id or amount.".into(),
+        })
+    }
+
+    /// [`Payments::apply`] and [`Payments::ask_and_apply`]'s one way to record a payment;
+    /// `None` when WeChat Pay's transaction lacks its id or amount. Logs what an operator
+    /// must act on.
+    fn record(
+        &self,
+        store: &Store,
+        out_trade_no: &str,
+        t: &Transaction,
+        now: i64,
+    ) -> Result<Option<Applied>, StoreError> {
         let (Some(transaction_id), Some(amount_total)) = (t.transaction_id.as_deref(), t.amount_total) else {
-            return Err(ApiError::PayError {
-                wechatpay_code: None,
-                message: "WeChat Pay reported a payment without its transaction id or amount.".into(),
-            });
+            return Ok(None);
         };
         let p = Payment { out_trade_no, transaction_id, amount_total, paid_at: t.success_time.unwrap_or(now) };
         let applied = store.apply_payment(&p, now)?;
@@ -286,7 +287,7 @@ impl Payments {
             ),
             _ => {}
         }
-        Ok(applied)
+        Ok(Some(applied))
     }
 
     /// Whether `?sync=true` may ask WeChat Pay about this order now.
@@ -616,7 +617,7 @@ pub enum SyncOutcome {
 pub enum SyncError {
     /// WeChat Pay could not be asked, or refused the query.
     Unasked(PayError),
-    Store(crate::store::StoreError),
+    Store(StoreError),
     /// The order vanished from the database meanwhile.
     Vanished,
 }
