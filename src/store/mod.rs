@@ -303,7 +303,11 @@ fn connect(path: &Path, flags: OpenFlags) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.set_prepared_statement_cache_capacity(32);
+    // Every statement the store runs is cached (about 60 now, with payments). Past the
+    // capacity the LRU evicts statements the login path needs again at once, and SQLite
+    // parses them anew: measured 15% of login throughput at 32. A connection caches only
+    // what it runs, so the capacity costs nothing for statements never used.
+    conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
 

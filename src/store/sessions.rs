@@ -57,6 +57,17 @@ pub(super) fn insert(tx: &Connection, token_hash: &[u8; 32], user_id: i64, terms
 /// is as exact as `last_seen_at`, which sliding writes at most once a minute. One
 /// statement on the (user_id, last_seen_at) index, which covers it.
 fn end_least_recently_used(tx: &Connection, new: &[u8; 32], user_id: i64, max: i64) -> Result<()> {
+    // Nearly every user holds far fewer sessions than the cap. A probe for a session past
+    // it reads at most `max + 1` index entries and builds nothing; the DELETE's IN-subquery
+    // builds an ephemeral table each time (measured: 10% of login throughput when run on
+    // every login).
+    let over = tx
+        .prepare_cached("SELECT 1 FROM sessions WHERE user_id = ?1 ORDER BY last_seen_at DESC LIMIT 1 OFFSET ?2")?
+        .query_row(params![user_id, max.max(1)], |_| Ok(()))
+        .optional()?;
+    if over.is_none() {
+        return Ok(());
+    }
     tx.prepare_cached(
         "DELETE FROM sessions WHERE token_hash IN
          (SELECT token_hash FROM sessions WHERE user_id = ?1 AND token_hash <> ?2
