@@ -93,80 +93,20 @@ pub(crate) fn request_id() -> String {
     random_id(18).to_uppercase()
 }
 
-/// China Standard Time, the offset WeChat Pay writes every time in.
-const CST: i64 = 8 * 3600;
-
-/// `2026-12-02T17:30:00+08:00` for Unix seconds (research §3, `time_expire`).
+/// `2026-12-02T17:30:00+08:00` for Unix seconds (research §3, `time_expire`), as wxlogin
+/// writes them (`pay::rfc3339`); the fake's times are always within RFC 3339's years.
 pub(crate) fn format_cst(unix: i64) -> String {
-    let local = unix + CST;
-    let (days, secs) = (local.div_euclid(86_400), local.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+08:00", secs / 3600, secs / 60 % 60, secs % 60)
+    crate::pay::rfc3339::format_cst(unix).unwrap_or_default()
 }
 
-/// Unix seconds of an RFC 3339 time with seconds and an offset (`Z` or `±HH:MM`), as
-/// `time_expire` must be (research §3); fractions of a second are refused.
+/// Unix seconds of an RFC 3339 time with whole seconds and an offset (`Z` or `±HH:MM`),
+/// the form `time_expire` must have (research §3, `yyyy-MM-DDTHH:mm:ss+TIMEZONE`):
+/// stricter than `pay::rfc3339::parse`, which also reads fractions and lower case.
 pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if text.contains(['.', 't', 'z']) {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = text.get(r)?;
-        if s.bytes().all(|c| c.is_ascii_digit()) {
-            s.parse().ok()
-        } else {
-            None
-        }
-    };
-    let (y, mo, d, h, mi, s) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 59 {
-        return None;
-    }
-    let offset = match &text[19..] {
-        "Z" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && tz.as_bytes()[3] == b':' => {
-            let (oh, om) = (num(20..22)?, num(23..25)?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            let sign = if tz.starts_with('-') { -1 } else { 1 };
-            sign * (oh * 3600 + om * 60)
-        }
-        _ => return None,
-    };
-    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset)
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Howard Hinnant's `days_from_civil`: days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    crate::pay::rfc3339::parse(text)
 }
 
 #[cfg(test)]
@@ -179,7 +119,7 @@ mod tests {
         assert_eq!(parse_rfc3339("2015-05-20T13:29:35+08:00"), Some(1_432_099_775));
         assert_eq!(parse_rfc3339("2015-05-20T05:29:35Z"), Some(1_432_099_775));
         assert_eq!(format_cst(1_432_099_775), "2015-05-20T13:29:35+08:00");
-        assert_eq!(format_cst(951_782_400 - CST), "2000-02-29T00:00:00+08:00");
+        assert_eq!(format_cst(951_782_400 - 8 * 3600), "2000-02-29T00:00:00+08:00");
         for bad in
             ["2015-05-20 13:29:35+08:00", "2015-02-30T00:00:00Z", "2015-05-20T13:29:35.5Z", "2015-05-20T13:29:35"]
         {
