@@ -27,8 +27,8 @@ use crate::files;
 pub use admin::{vacuum_into, verify, AppStats, ServerLock, Stats, Verified};
 pub use migrate::SCHEMA_VERSION;
 pub use orders::{
-    Applied, Created, NewOrder, Order, OrderState, PayEvent, Payment, EVENT_ORDER_CLOSED, EVENT_ORDER_PAID,
-    FIRST_QUERY_AFTER, MAX_QUERY_INTERVAL,
+    Applied, Created, NewOrder, Order, OrderState, Payment, EVENT_ORDER_CLOSED, EVENT_ORDER_PAID, FIRST_QUERY_AFTER,
+    MAX_QUERY_INTERVAL,
 };
 pub use pay_events::{backoff, Backlog, Bell, EventStatus, OutboxEvent, Retry, GIVE_UP_AFTER};
 pub use refunds::{

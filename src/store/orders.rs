@@ -111,22 +111,6 @@ pub enum Applied {
     NotPayable(Order),
 }
 
-/// One webhook event, as written; delivery (part 2) fills `delivered_at` and `attempts`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PayEvent {
-    pub id: String,
-    pub out_trade_no: String,
-    /// 1, 2, ... for each order: the order events are delivered in.
-    pub seq: i64,
-    pub kind: String,
-    pub created_at: i64,
-    /// JSON: the Order as it was when the event happened.
-    pub data: String,
-    pub delivered_at: Option<i64>,
-    pub attempts: i64,
-    pub next_attempt_at: i64,
-}
-
 pub const EVENT_ORDER_PAID: &str = "order.paid";
 pub const EVENT_ORDER_CLOSED: &str = "order.closed";
 
@@ -457,30 +441,6 @@ impl Store {
                     (s.as_str().to_string(), n)
                 })
                 .collect())
-        })
-    }
-
-    /// The order's events, in the order they happened.
-    pub fn order_events(&self, out_trade_no: &str) -> Result<Vec<PayEvent>> {
-        self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, out_trade_no, seq, type, created_at, data, delivered_at, attempts, next_attempt_at
-                 FROM pay_events WHERE out_trade_no = ?1 ORDER BY seq",
-            )?;
-            let rows = st.query_map([out_trade_no], |r| {
-                Ok(PayEvent {
-                    id: r.get(0)?,
-                    out_trade_no: r.get(1)?,
-                    seq: r.get(2)?,
-                    kind: r.get(3)?,
-                    created_at: r.get(4)?,
-                    data: r.get(5)?,
-                    delivered_at: r.get(6)?,
-                    attempts: r.get(7)?,
-                    next_attempt_at: r.get(8)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
 }

@@ -42,7 +42,8 @@ impl EventStatus {
     }
 }
 
-/// One outbox row, with its delivery state.
+/// One event of the outbox (`pay_events`): what happened to an order or a refund, written
+/// in the transaction of the change, with its delivery state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEvent {
     pub id: String,
@@ -234,6 +235,16 @@ impl Store {
 
     /// Events newest first (the order they were written: rowid, so no sort of the whole
     /// table); with `pending_only`, those not yet delivered (failed included).
+    /// The order's events, in the order they happened.
+    pub fn order_events(&self, out_trade_no: &str) -> Result<Vec<OutboxEvent>> {
+        self.read(|c| {
+            let mut st =
+                c.prepare_cached(&format!("SELECT {COLUMNS} FROM pay_events WHERE out_trade_no = ?1 ORDER BY seq"))?;
+            let rows = st.query_map([out_trade_no], from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     pub fn list_pay_events(&self, pending_only: bool, limit: usize) -> Result<Vec<OutboxEvent>> {
         self.read(|c| {
             let mut st = c.prepare_cached(&format!(
