@@ -1,6 +1,5 @@
 //! `wxlogin demo` and `wxlogin fake-wechat`: wxlogin with no WeChat account at all.
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::Path;
 use std::process::ExitCode;
@@ -34,7 +33,7 @@ pub fn demo(mut args: Args) -> Result<ExitCode> {
             ..FakeOptions::default()
         },
     )?;
-    let config = write_pay_keys(&dir).and_then(|()| demo_config(listen, &dir, &fake.base_url(), &notify_url));
+    let config = demo_config(listen, &dir, &fake.base_url(), &notify_url);
     let config = match config {
         Ok(c) => c,
         Err(e) => {
@@ -78,17 +77,10 @@ fn loopback_of(listen: SocketAddr) -> SocketAddr {
     }
 }
 
-/// The fake WeChat Pay's fixed test keys (public, WeChat's documented test merchant key)
-/// in the demo's folder: the merchant key 0600 like a real one, and the WeChat Pay
-/// public key.
-fn write_pay_keys(dir: &Path) -> Result<()> {
-    crate::files::create_private_dir_all(dir)?;
-    crate::files::create_new_private(&dir.join("merchant.pem"))?.write_all(fake::TEST_MERCHANT_KEY_PEM.as_bytes())?;
-    std::fs::write(dir.join("wechatpay.pem"), fake::PLATFORM_PUBLIC_KEY_PEM)?;
-    Ok(())
-}
-
+/// The demo's configuration, with payments through the fake's fixed test merchant (its
+/// public test keys written to the demo's folder).
 fn demo_config(listen: SocketAddr, dir: &Path, fake_url: &str, notify_url: &str) -> Result<config::Config> {
+    let pay = fake::write_test_merchant(dir, fake_url, notify_url)?;
     let text = format!(
         r#"
 [server]
@@ -107,16 +99,7 @@ name = "main"
 appid = "{DEMO_APPID}"
 secret = "{DEMO_SECRET}"
 
-[pay]
-mchid = "{mchid}"
-merchant_serial = "{serial}"
-merchant_key_file = "merchant.pem"
-apiv3_key = "{apiv3}"
-public_key_file = "wechatpay.pem"
-public_key_id = "{key_id}"
-notify_url = "{notify_url}"
-api_base = "{fake_url}"
-
+{pay}
 [[pay.products]]
 id = "vip30"
 description = "VIP, 30 days"
@@ -126,11 +109,7 @@ amount = 990
 id = "coins_100"
 description = "100 coins"
 amount = 100
-"#,
-        mchid = fake::TEST_MCHID,
-        serial = fake::TEST_MERCHANT_SERIAL,
-        apiv3 = fake::TEST_APIV3_KEY,
-        key_id = fake::PLATFORM_PUBLIC_KEY_ID,
+"#
     );
     config::parse(&text, dir, &|_| None).map_err(|e| CliError::new(format!("demo configuration: {e}")))
 }

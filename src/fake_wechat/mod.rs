@@ -76,6 +76,7 @@ mod http_tests;
 
 use std::time::Duration;
 
+pub use pay::write_test_merchant;
 pub use pay::{
     FakePayOptions, PlatformMode, PLATFORM2_CERT_PEM, PLATFORM2_CERT_SERIAL, PLATFORM2_PUBLIC_KEY_PEM,
     PLATFORM_CERT_PEM, PLATFORM_CERT_SERIAL, PLATFORM_PUBLIC_KEY_ID, PLATFORM_PUBLIC_KEY_PEM, TEST_APIV3_KEY,

@@ -283,12 +283,10 @@ impl PaySetup {
         )
         .expect("fake wechat");
         let dir = TempDir::new("crash-pay");
-        std::fs::write(dir.path().join("merchant.pem"), fake_pay::TEST_MERCHANT_KEY_PEM).unwrap();
-        std::fs::write(dir.path().join("wechatpay.pem"), fake_pay::PLATFORM_PUBLIC_KEY_PEM).unwrap();
         let config = write_config(dir.path(), &fake.base_url(), "");
         let mut text = std::fs::read_to_string(&config).unwrap();
         text = text.replace("[server]", "[rate_limit]\nlogin_per_ip_per_minute = 1000000\n\n[server]");
-        text.push_str(&pay_config_text(&fake.base_url(), "https://login.example.com/v1/pay/notify"));
+        text.push_str(&pay_config_text(dir.path(), &fake.base_url(), "https://login.example.com/v1/pay/notify"));
         std::fs::write(&config, text).unwrap();
         PaySetup { fake, dir, config }
     }

@@ -35,10 +35,8 @@ fn serve_with(rust_log: &str) -> Run {
     )
     .unwrap();
     let dir = TempDir::new("logguard");
-    std::fs::write(dir.path().join("merchant.pem"), fake_pay::TEST_MERCHANT_KEY_PEM).unwrap();
-    std::fs::write(dir.path().join("wechatpay.pem"), fake_pay::PLATFORM_PUBLIC_KEY_PEM).unwrap();
     let config = write_config(dir.path(), &fake.base_url(), "");
-    let pay_table = pay_config_text(&fake.base_url(), "https://login.example.com/v1/pay/notify")
+    let pay_table = pay_config_text(dir.path(), &fake.base_url(), "https://login.example.com/v1/pay/notify")
         .replace("[[pay.products]]", "webhook_url = \"https://svc.internal/hooks/pay\"\n\n[[pay.products]]");
     let text = std::fs::read_to_string(&config).unwrap() + &pay_table;
     std::fs::write(&config, text).unwrap();

@@ -74,31 +74,11 @@ secret = "{SECRET}"
     )
 }
 
-/// `[pay]` for the fake WeChat Pay's test merchant; the key files are `merchant.pem` and
-/// `wechatpay.pem` in the configuration's folder.
-pub fn pay_config_text(fake_url: &str, notify_url: &str) -> String {
-    format!(
-        r#"
-[pay]
-mchid = "{mchid}"
-merchant_serial = "{serial}"
-merchant_key_file = "merchant.pem"
-apiv3_key = "{apiv3}"
-public_key_file = "wechatpay.pem"
-public_key_id = "{key_id}"
-notify_url = "{notify_url}"
-api_base = "{fake_url}"
-
-[[pay.products]]
-id = "vip30"
-description = "VIP, 30 days"
-amount = 990
-"#,
-        mchid = fake_pay::TEST_MCHID,
-        serial = fake_pay::TEST_MERCHANT_SERIAL,
-        apiv3 = fake_pay::TEST_APIV3_KEY,
-        key_id = fake_pay::PLATFORM_PUBLIC_KEY_ID,
-    )
+/// `[pay]` for the fake WeChat Pay's test merchant, its key files written to `dir`, with
+/// one product `vip30` (990 fen).
+pub fn pay_config_text(dir: &Path, fake_url: &str, notify_url: &str) -> String {
+    let pay = fake_pay::write_test_merchant(dir, fake_url, notify_url).expect("test merchant keys");
+    format!("{pay}\n[[pay.products]]\nid = \"vip30\"\ndescription = \"VIP, 30 days\"\namount = 990\n")
 }
 
 pub struct TestServer {
@@ -148,12 +128,10 @@ impl TestServer {
         )
         .expect("fake wechat");
         let dir = TempDir::new("pay");
-        std::fs::write(dir.path().join("merchant.pem"), fake_pay::TEST_MERCHANT_KEY_PEM).expect("key file");
-        std::fs::write(dir.path().join("wechatpay.pem"), fake_pay::PLATFORM_PUBLIC_KEY_PEM).expect("key file");
         let text = format!(
             "{}\n{}",
             test_config_text(&fake.base_url()),
-            pay_config_text(&fake.base_url(), "https://login.example.com/v1/pay/notify")
+            pay_config_text(dir.path(), &fake.base_url(), "https://login.example.com/v1/pay/notify")
         );
         let mut config = config::parse(&text, dir.path(), &|_| None).expect("test pay config");
         tweak(&mut config);

@@ -67,6 +67,30 @@ pub const PLATFORM2_PUBLIC_KEY_PEM: &str = include_str!("../../pay/testdata/fake
 pub const PLATFORM2_CERT_PEM: &str = include_str!("../../pay/testdata/fake_wechatpay_platform2_cert.pem");
 pub const PLATFORM2_CERT_SERIAL: &str = "27E2C32F08B7047F253ECCC60D1E2DBEE915EEAE";
 
+/// What a wxlogin under test configures to pay through the fixed test merchant: writes
+/// the merchant key (0600, as a real one must be) and the fake's WeChat Pay public key
+/// into `dir` as `merchant.pem` and `wechatpay.pem`, and returns the `[pay]` table that
+/// names them, without products (the caller's). Used by `demo`, the tests and the bench.
+pub fn write_test_merchant(dir: &std::path::Path, fake_url: &str, notify_url: &str) -> std::io::Result<String> {
+    use std::io::Write as _;
+    crate::files::create_private_dir_all(dir)?;
+    crate::files::create_new_private(&dir.join("merchant.pem"))?.write_all(TEST_MERCHANT_KEY_PEM.as_bytes())?;
+    std::fs::write(dir.join("wechatpay.pem"), PLATFORM_PUBLIC_KEY_PEM)?;
+    Ok(format!(
+        r#"
+[pay]
+mchid = "{TEST_MCHID}"
+merchant_serial = "{TEST_MERCHANT_SERIAL}"
+merchant_key_file = "merchant.pem"
+apiv3_key = "{TEST_APIV3_KEY}"
+public_key_file = "wechatpay.pem"
+public_key_id = "{PLATFORM_PUBLIC_KEY_ID}"
+notify_url = "{notify_url}"
+api_base = "{fake_url}"
+"#
+    ))
+}
+
 /// The merchant the fake serves. `FakePayOptions::test()` is the fixed test setup.
 #[derive(Debug, Clone)]
 pub struct FakePayOptions {
