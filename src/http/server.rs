@@ -358,9 +358,9 @@ fn to_tiny(mut resp: Resp, request_id: &str) -> Result<(u16, TinyResponse), Stri
     let extra = std::mem::take(&mut resp.headers);
     let (content_type, bytes) = resp.into_bytes();
     let mut out = tiny_http::Response::from_data(bytes).with_status_code(status);
-    let content_type = content_type.map(|ct| ("Content-Type", ct.to_string()));
-    let id = ("X-Request-Id", request_id.to_string());
-    for (name, value) in content_type.into_iter().chain(std::iter::once(id)).chain(extra) {
+    let fixed = content_type.map(|ct| ("Content-Type", ct)).into_iter().chain([("X-Request-Id", request_id)]);
+    let extra = extra.iter().map(|(name, value)| (*name, value.as_str()));
+    for (name, value) in fixed.chain(extra) {
         let header = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).map_err(|()| name.to_string())?;
         out.add_header(header);
     }
