@@ -55,7 +55,8 @@ fn muted(target: &str, level: Level) -> bool {
     }
     let first = target.split("::").next().unwrap_or(target);
     // A crate's name may reach a target with dashes (a hand-written `target:`).
-    CAPPED_CRATES.iter().any(|c| first.eq_ignore_ascii_case(c) || first.replace('-', "_").eq_ignore_ascii_case(c))
+    let same = |a: u8, b: u8| a.eq_ignore_ascii_case(&b) || (a == b'-' && b == b'_');
+    CAPPED_CRATES.iter().any(|c| first.len() == c.len() && first.bytes().zip(c.bytes()).all(|(a, b)| same(a, b)))
 }
 
 #[cfg(test)]
