@@ -33,7 +33,7 @@ pub struct App {
 impl App {
     /// Opens the database (creating and migrating it) and builds the clients.
     pub fn open(config: Config) -> Result<App, crate::store::StoreError> {
-        let store = Arc::new(Store::open(&config.database.path)?);
+        let store = Arc::new(Store::connect(&config.database)?);
         let metrics = Metrics::default();
         let wechat = WeChat::new(&config.wechat, metrics.clone());
         Ok(App {
@@ -97,11 +97,13 @@ impl App {
                     Err(_) => {}
                 }
                 if Instant::now() >= next {
-                    match app.store.purge(crate::store::now(), app.config.session.code_replay_seconds) {
-                        Ok(0) => {}
-                        Ok(n) => log::info!("maintenance: purged {n} expired session(s) and spent code(s)"),
-                        Err(e) => log::warn!("maintenance: purge failed: {e}"),
-                    }
+                    app.exclusively("purge", || {
+                        match app.store.purge(crate::store::now(), app.config.session.code_replay_seconds) {
+                            Ok(0) => {}
+                            Ok(n) => log::info!("maintenance: purged {n} expired session(s) and spent code(s)"),
+                            Err(e) => log::warn!("maintenance: purge failed: {e}"),
+                        }
+                    });
                     app.login_limiter.prune();
                     app.user_limits.prune();
                     next = Instant::now() + every;
@@ -121,7 +123,7 @@ impl App {
             let mut next = Instant::now() + every;
             while !app.is_stopping() {
                 if Instant::now() >= next {
-                    app.pay_pass(crate::store::now());
+                    app.exclusively("pay", || app.pay_pass(crate::store::now()));
                     next = Instant::now() + every;
                 }
                 std::thread::sleep(Duration::from_millis(200));
@@ -151,11 +153,37 @@ impl App {
                     last_early = Some(now);
                 }
                 if now >= next || early {
-                    next = app.pay_certificates_refresh(now);
+                    // Every instance needs the certificates in its own memory: one that
+                    // found another fetching tries again shortly, rather than in an hour.
+                    next = app
+                        .exclusively("certificates", || app.pay_certificates_refresh(now))
+                        .unwrap_or(now + CERTIFICATES_AFTER_SKIP);
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
         })
+    }
+
+    /// Runs `pass` unless another instance sharing the database is running `task` now
+    /// (its database lock; always free on SQLite), and counts which for `/metrics`.
+    pub fn exclusively<T>(&self, task: &'static str, pass: impl FnOnce() -> T) -> Option<T> {
+        match self.store.try_task_lock(task) {
+            Ok(Some(held)) => {
+                self.metrics.maintenance_pass(task, "ran");
+                let out = pass();
+                drop(held);
+                Some(out)
+            }
+            Ok(None) => {
+                self.metrics.maintenance_pass(task, "skipped");
+                None
+            }
+            Err(e) => {
+                log::warn!("maintenance: could not ask for the {task} lock: {e}");
+                self.metrics.maintenance_pass(task, "failed");
+                None
+            }
+        }
     }
 
     /// One certificate fetch; when the next one is due.
@@ -181,6 +209,9 @@ impl App {
         n
     }
 }
+
+/// How soon an instance that found another fetching the certificates tries again.
+const CERTIFICATES_AFTER_SKIP: i64 = 5;
 
 /// How often the WeChat Pay pass runs (each pass bounded by `payments::PASS_LIMIT`).
 const PAY_PASS_EVERY: Duration = Duration::from_secs(10);

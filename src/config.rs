@@ -12,7 +12,10 @@ use serde::Deserialize;
 
 use crate::secrets::Secret;
 
+pub mod database;
 pub mod pay;
+
+pub use database::DatabaseConfig;
 
 pub use pay::{PayConfig, Product};
 
@@ -80,18 +83,6 @@ impl Default for ServerConfig {
             max_connections: 1024,
             max_connections_per_ip: 64,
         }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DatabaseConfig {
-    pub path: PathBuf,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        DatabaseConfig { path: PathBuf::from("data/wxlogin.db") }
     }
 }
 
@@ -186,7 +177,7 @@ struct RawConfig {
     #[serde(default)]
     server: ServerConfig,
     #[serde(default)]
-    database: DatabaseConfig,
+    database: database::RawDatabase,
     #[serde(default)]
     session: SessionConfig,
     #[serde(default)]
@@ -320,9 +311,10 @@ pub fn parse_with(
         Some(p) => pay::resolve(p, base, env, secrets, &mut secret_files)?,
         None => None,
     };
-    let mut config = Config {
+    let database = database::resolve(raw.database, base, env, &mut secret_files)?;
+    let config = Config {
         server: raw.server,
-        database: raw.database,
+        database,
         session: raw.session,
         wechat: raw.wechat,
         decrypt: raw.decrypt,
@@ -332,9 +324,6 @@ pub fn parse_with(
         pay,
         secret_files,
     };
-    if config.database.path.is_relative() {
-        config.database.path = base.join(&config.database.path);
-    }
     validate(&config)?;
     Ok(config)
 }
@@ -481,9 +470,6 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     if c.server.max_connections_per_ip > 100_000 {
         return bad("server.max_connections_per_ip", "must be between 0 (no cap) and 100000");
-    }
-    if c.database.path.as_os_str().is_empty() {
-        return bad("database.path", "must not be empty");
     }
     if c.session.ttl_seconds < 60 {
         return bad("session.ttl_seconds", "must be at least 60");

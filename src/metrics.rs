@@ -23,6 +23,7 @@ struct Inner {
     wechat: Mutex<BTreeMap<(&'static str, String), u64>>,
     pay_calls: Mutex<BTreeMap<(&'static str, String), u64>>,
     notifications: Mutex<BTreeMap<&'static str, u64>>,
+    maintenance: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     webhook: Webhook,
 }
 
@@ -111,6 +112,12 @@ impl Metrics {
         w.running.store(true, Ordering::Relaxed);
     }
 
+    /// One maintenance pass of `task`: "ran", "skipped" (another instance held its
+    /// database lock) or "failed" (the lock could not be asked for).
+    pub fn maintenance_pass(&self, task: &'static str, outcome: &'static str) {
+        bump(&self.0.maintenance, (task, outcome));
+    }
+
     pub fn logins(&self, result: &str) -> u64 {
         let m = self.0.logins.lock().unwrap_or_else(|p| p.into_inner());
         m.get(result).copied().unwrap_or(0)
@@ -149,6 +156,10 @@ impl Metrics {
         out.push_str("# HELP wxlogin_access_token_age_seconds Age of each app's cached access token.\n# TYPE wxlogin_access_token_age_seconds gauge\n");
         for (app, age) in token_ages {
             let _ = writeln!(out, "wxlogin_access_token_age_seconds{{app=\"{app}\"}} {age}");
+        }
+        out.push_str("# HELP wxlogin_maintenance_passes_total Maintenance passes, by task and outcome (skipped: another instance held the task's lock).\n# TYPE wxlogin_maintenance_passes_total counter\n");
+        for ((task, outcome), n) in self.0.maintenance.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "wxlogin_maintenance_passes_total{{task=\"{task}\",outcome=\"{outcome}\"}} {n}");
         }
         self.render_webhook(&mut out, crate::store::now());
         out

@@ -1,11 +1,12 @@
 //! POST /v1/login: a `wx.login` code in, a session token out.
 //!
 //! request -> per-IP limit -> Idempotency-Key, body -> app, code and open-data shape
-//! checks -> single flight -> replay window (first caller only) -> jscode2session -> one
+//! checks -> single flight -> replay window (first caller only) -> the code claimed in the
+//! database (other instances) -> jscode2session -> one
 //! write transaction -> open data, if any (on failure the session just written is
 //! withdrawn) -> response.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -17,7 +18,7 @@ use crate::config::AppConfig;
 use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::secrets::{new_token, sha256, Secret};
-use crate::store::{self, Caller, LoginOutcome, NewLogin, Replay, Terms};
+use crate::store::{self, Caller, CodeClaim, LoginOutcome, NewLogin, Replay, Terms};
 
 #[derive(Deserialize)]
 pub struct LoginBody {
@@ -158,6 +159,60 @@ fn lead(
         Replay::Refused => return Err(CODE_USED),
         Replay::NotFound => {}
     }
+    let now = store::now();
+    let stale_before = now - follower_limit(app).as_secs() as i64;
+    if app.store.claim_code(&cfg.name, key, now, stale_before)? != CodeClaim::Won {
+        return follow_other_instance(app, cfg, key, caller);
+    }
+    let result = ask_wechat(app, cfg, code, key, caller);
+    if result.is_err() {
+        if let Err(e) = app.store.release_code(&cfg.name, key) {
+            // It goes stale after the follower limit, and then anyone may claim it.
+            log::warn!("could not release the claim of a failed login code: {e}");
+        }
+    }
+    result
+}
+
+/// Another instance sharing the database claimed the code first and is asking WeChat:
+/// answered as an in-process follower is, once that exchange is recorded (a replay for
+/// its own client, else WeChat's 40163), or 40163 when it failed or takes too long.
+fn follow_other_instance(
+    app: &App,
+    cfg: &AppConfig,
+    key: &[u8; 32],
+    caller: &Caller,
+) -> Result<(Issued, &'static str), ApiError> {
+    let window = app.config.session.code_replay_seconds;
+    if window == 0 {
+        return Err(CODE_USED);
+    }
+    let deadline = Instant::now() + follower_limit(app);
+    loop {
+        match app.store.code_claim(&cfg.name, key, store::now() - window)? {
+            CodeClaim::Used => {
+                return match replay(app, cfg, key, caller)? {
+                    Some(issued) => Ok((issued, "replayed")),
+                    None => Err(CODE_USED),
+                }
+            }
+            CodeClaim::Held | CodeClaim::Won if Instant::now() < deadline => std::thread::sleep(CLAIM_POLL),
+            _ => return Err(CODE_USED),
+        }
+    }
+}
+
+/// How often a follower on another instance looks at the claim: a login is one WeChat
+/// round trip, usually tens of milliseconds.
+const CLAIM_POLL: Duration = Duration::from_millis(20);
+
+fn ask_wechat(
+    app: &App,
+    cfg: &AppConfig,
+    code: &str,
+    key: &[u8; 32],
+    caller: &Caller,
+) -> Result<(Issued, &'static str), ApiError> {
     let s = app.wechat.code2session(&cfg.appid, &cfg.secret, code)?;
     let token = new_token();
     let outcome = app.store.record_login(&NewLogin {
@@ -189,12 +244,13 @@ fn replay_or_refuse(app: &App, cfg: &AppConfig, key: &[u8; 32], caller: &Caller)
         return Ok(Replay::NotFound);
     }
     let mut token = None;
-    let outcome = app.store.replay_login(&cfg.name, key, caller, session.code_replay_seconds, &terms(app), || {
-        let t = new_token();
-        let hash = sha256(t.expose().as_bytes());
-        token = Some(t);
-        hash
-    })?;
+    let outcome =
+        app.store.replay_login(&cfg.name, key, caller, session.code_replay_seconds, &terms(app), &mut || {
+            let t = new_token();
+            let hash = sha256(t.expose().as_bytes());
+            token = Some(t);
+            hash
+        })?;
     Ok(match (outcome, token) {
         (Replay::Answered(outcome), Some(token)) => Replay::Answered(Issued { token, outcome, session_key: None }),
         (Replay::NotFound, _) => Replay::NotFound,

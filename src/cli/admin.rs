@@ -180,9 +180,16 @@ pub(super) fn user_id(args: &mut Args) -> Result<Option<i64>> {
 pub(super) fn open(args: &mut Args) -> Result<(Config, Store)> {
     let path = config::locate(args.path("--config")?.as_deref());
     let config = config::load_for_admin(&path)?;
-    let store = Store::open_existing(&config.database.path)
-        .map_err(|e| CliError::new(format!("database {}: {e}", config.database.path.display())))?;
+    let store = Store::connect_existing(&config.database).map_err(|e| CliError::new(database_error(&config, &e)))?;
     Ok((config, store))
+}
+
+/// A database error, naming the database (never a PostgreSQL URL's password).
+pub(super) fn database_error(config: &Config, e: &crate::store::StoreError) -> String {
+    match &config.database.url {
+        None => format!("database {}: {e}", config.database.path.display()),
+        Some(_) => format!("database (PostgreSQL): {e}"),
+    }
 }
 
 pub(super) fn opt(v: &Option<String>) -> String {

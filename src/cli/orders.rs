@@ -294,8 +294,8 @@ fn open(args: &mut Args) -> Result<Opened> {
         .ok()
         .and_then(|t| t.parse::<toml::Table>().ok())
         .is_some_and(|t| t.contains_key("pay"));
-    let db = &config.database.path;
-    let store = Store::open_existing(db).map_err(|e| CliError::new(format!("database {}: {e}", db.display())))?;
+    let store = Store::connect_existing(&config.database)
+        .map_err(|e| CliError::new(super::admin::database_error(&config, &e)))?;
     Ok(Opened { config, store, pay_table })
 }
 

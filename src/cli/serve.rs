@@ -36,7 +36,11 @@ pub fn run_until_signal(config: Config, ready: impl FnOnce(&RunningServer)) -> R
     let mut signals = Signals::new([SIGTERM, SIGINT])?;
     // Held until this function returns: tells `wxlogin restore` (and a second serve) that
     // this database is in use. See store::ServerLock for why a lock file.
-    let _lock = ServerLock::acquire(&config.database.path).map_err(|e| CliError::new(format!("database: {e}")))?;
+    // PostgreSQL is shared by design: instances coordinate through it instead.
+    let _lock = match config.database.url {
+        None => Some(ServerLock::acquire(&config.database.path).map_err(|e| CliError::new(format!("database: {e}")))?),
+        Some(_) => None,
+    };
     let app = Arc::new(App::open(config).map_err(|e| CliError::new(format!("database: {e}")))?);
     let server = RunningServer::start(app.clone())?;
     let maintenance = app.spawn_maintenance(MAINTENANCE_EVERY)?;
@@ -47,7 +51,7 @@ pub fn run_until_signal(config: Config, ready: impl FnOnce(&RunningServer)) -> R
         env!("CARGO_PKG_VERSION"),
         server.addr(),
         app.config.apps.len(),
-        app.store.path().display()
+        app.store.describe()
     );
     announce(server.addr());
     ready(&server);

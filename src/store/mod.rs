@@ -1,42 +1,36 @@
-//! The only code that writes SQL.
+//! The store: the only code that writes SQL, behind one interface for both engines.
 //!
-//! One writer connection behind a mutex takes every write, each in a `BEGIN IMMEDIATE`
-//! transaction: with several writers SQLite answers "database is locked" to deferred
-//! transactions that read and then write. Reads use a small pool of their own
-//! connections, which WAL lets run beside the writer.
+//! [`Store`] is what the rest of wxlogin sees. Each operation dispatches to the engine
+//! the configuration chose: SQLite (`sqlite/`, the default: one file, one server) or
+//! PostgreSQL (`postgres/`: one database shared by several instances). Handlers never
+//! know which one they use. The row types live beside SQLite's SQL, the default engine;
+//! PostgreSQL's code reads and writes the same types.
+//!
+//! What must hold across instances (a login code exchanged once, one access-token
+//! refresh per app, one maintenance pass at a time) is asked of the store too:
+//! [`Store::claim_code`], [`Store::token_refresh_lock`] and [`Store::try_task_lock`].
+//! On SQLite, where `serve` holds the database alone (see [`ServerLock`]), the process's
+//! own locks already suffice and these grant at once.
 
-mod admin;
-mod group_commit;
-mod migrate;
-mod orders;
-mod pay_events;
-mod refunds;
-mod sessions;
-pub mod tokens;
-mod users;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod sqlite;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, TryLockError};
-use std::time::Duration;
+use std::path::Path;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use crate::config::DatabaseConfig;
+use crate::secrets::Secret;
 
-use crate::files;
-
-pub use admin::{vacuum_into, verify, AppStats, ServerLock, Stats, Verified};
-pub use migrate::SCHEMA_VERSION;
-pub use orders::{
-    Applied, Created, NewOrder, Order, OrderState, Payment, EVENT_ORDER_CLOSED, EVENT_ORDER_PAID, FIRST_QUERY_AFTER,
-    MAX_QUERY_INTERVAL,
+pub use sqlite::tokens;
+pub use sqlite::{
+    backoff, vacuum_into, verify, AppStats, Applied, Backlog, Bell, Caller, Created, EventStatus, LoginOutcome, Lookup,
+    NewLogin, NewOrder, NewRefund, Order, OrderState, OutboxEvent, Payment, Refund, RefundApplied, RefundCreated,
+    RefundResult, RefundState, Replay, Retry, ServerLock, SessionInfo, SessionRow, Sqlite, Stats, Terms, User,
+    Verified, EVENT_ORDER_CLOSED, EVENT_ORDER_PAID, EVENT_REFUND_FAILED, EVENT_REFUND_SUCCEEDED, FIRST_QUERY_AFTER,
+    GIVE_UP_AFTER, KEEP_EXPIRED_SECONDS, MAX_CODE_REPLAYS, MAX_QUERY_INTERVAL, SCHEMA_VERSION, SLIDE_EVERY_SECONDS,
 };
-pub use pay_events::{backoff, Backlog, Bell, EventStatus, OutboxEvent, Retry, GIVE_UP_AFTER};
-pub use refunds::{
-    NewRefund, Refund, RefundApplied, RefundCreated, RefundResult, RefundState, EVENT_REFUND_FAILED,
-    EVENT_REFUND_SUCCEEDED,
-};
-pub use sessions::{Lookup, SessionInfo, SessionRow, KEEP_EXPIRED_SECONDS, SLIDE_EVERY_SECONDS};
-pub use users::{Caller, LoginOutcome, NewLogin, Replay, Terms, User, MAX_CODE_REPLAYS};
+use tokens::StoredToken;
 
 #[derive(Debug)]
 pub enum StoreError {
@@ -57,6 +51,12 @@ pub enum StoreError {
     /// a bug upstream, refused rather than written.
     Refused(String),
     Sqlite(rusqlite::Error),
+    /// PostgreSQL aborted the transaction (serialization failure, deadlock): run it again.
+    Retry(String),
+    /// PostgreSQL could not be reached, or the connection broke.
+    Unavailable(String),
+    /// Any other error PostgreSQL answered (its message names what; never a value).
+    Postgres(String),
 }
 
 impl fmt::Display for StoreError {
@@ -76,280 +76,243 @@ impl fmt::Display for StoreError {
             StoreError::Io(m) => f.write_str(m),
             StoreError::Refused(m) => write!(f, "refused: {m}"),
             StoreError::Sqlite(e) => write!(f, "SQLite: {e}"),
+            StoreError::Retry(m) => write!(f, "PostgreSQL aborted the transaction: {m}"),
+            StoreError::Unavailable(m) => write!(f, "PostgreSQL is unavailable: {m}"),
+            StoreError::Postgres(m) => write!(f, "PostgreSQL: {m}"),
         }
     }
 }
 
 impl std::error::Error for StoreError {}
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> StoreError {
-        match e.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::Busy,
-            Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) | Some(ErrorCode::DiskFull) => StoreError::ReadOnly,
-            Some(ErrorCode::DatabaseCorrupt) | Some(ErrorCode::NotADatabase) => StoreError::Corrupt(e.to_string()),
-            _ => StoreError::Sqlite(e),
-        }
-    }
-}
-
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_IDLE_READERS: usize = 8;
-/// Each reader's page cache, in KiB (SQLite's default is 2,000). A session check reads
-/// one random leaf of each of two trees far larger than any cache, and every write
-/// empties a reader's cache anyway, so a small one holds what is reused (the trees'
-/// upper pages) and costs nothing in speed; 8 readers at the default were up to 16 MB of
-/// the server's memory. Measured with the bench's loads: peak RSS 38 -> 32.5 MB, session
-/// checks and logins unchanged within noise.
-const READER_CACHE_KIB: i64 = 512;
-/// The writer folds the WAL back into the file itself once it holds this many pages
-/// (about 40 MB; SQLite's default is 1,000). A login dirties five to seven pages, so the
-/// default meant a checkpoint, with two fsyncs, every 150 or so logins, run by a login
-/// that holds the writer: 2,650 -> 3,150 logins/s at 0 ms with this (bench/run). While
-/// the server runs, [`Store::fold_wal`] does it first, off the login path; this stays
-/// as the backstop for when it does not (admin commands, tools).
-const WAL_CHECKPOINT_PAGES: i64 = 10_000;
-
+/// The database, whichever engine holds it.
 pub struct Store {
-    path: PathBuf,
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
-    logins: group_commit::LoginQueue,
-    /// The connection [`Store::fold_wal`] checkpoints with, opened on first use.
-    folder: Mutex<Option<Connection>>,
-    /// Rung when a write adds a webhook event (see `pay_events`).
-    outbox_bell: pay_events::Bell,
+    engine: Engine,
 }
 
-/// Before SQLite opens the database: creates the file 0600 when it is absent (SQLite
-/// would create it 0644 and give its `-wal` and `-shm` the same mode), and tightens the
-/// file and its companions to 0600 when an older wxlogin left them open to others.
-fn make_private(path: &Path) -> Result<()> {
-    // An existing file is left for SQLite to open (and to refuse, naming the problem,
-    // when it is read-only).
-    match files::create_new_private(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-            return Err(StoreError::Io(format!("cannot create the database {}: {e}", path.display())))
-        }
-        _ => {}
+// One Store per process, made once: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Engine {
+    Sqlite(Sqlite),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Postgres),
+}
+
+/// A lock the store holds for its caller until this is dropped (a PostgreSQL advisory
+/// lock on a connection of its own; nothing on SQLite, where one process has the file).
+pub struct Held {
+    _inner: Option<Box<dyn Send>>,
+}
+
+impl Held {
+    fn nothing() -> Held {
+        Held { _inner: None }
     }
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut name = path.as_os_str().to_os_string();
-        name.push(suffix);
-        let file = PathBuf::from(name);
-        match files::tighten(&file) {
-            Ok(None) => {}
-            Ok(Some(was)) => log::warn!(
-                "{} was open to group or others (mode {was:03o}); made it 0600: it holds session keys",
-                file.display()
-            ),
-            Err(e) => log::warn!("{} is open to group or others and could not be made 0600: {e}", file.display()),
-        }
+
+    #[cfg(feature = "postgres")]
+    fn keep(inner: impl Send + 'static) -> Held {
+        Held { _inner: Some(Box::new(inner)) }
     }
-    Ok(())
+}
+
+/// Where a login code claimed by another instance stands (see [`Store::claim_code`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeClaim {
+    /// The caller holds the claim: it alone asks WeChat.
+    Won,
+    /// Another instance holds it and is asking WeChat now.
+    Held,
+    /// The exchange succeeded and is recorded: replay rules decide.
+    Used,
+    /// The other instance's exchange failed and let go of the claim.
+    Released,
 }
 
 impl Store {
-    /// Opens (creating the file and its folder if needed) and migrates the database.
+    /// Opens the database the configuration names, creating and migrating it.
+    pub fn connect(db: &DatabaseConfig) -> Result<Store> {
+        match &db.url {
+            None => Store::open(&db.path),
+            Some(url) => Store::postgres(url, db.max_connections),
+        }
+    }
+
+    /// Opens an existing database for an admin command (a SQLite file is not created).
+    pub fn connect_existing(db: &DatabaseConfig) -> Result<Store> {
+        match &db.url {
+            None => Store::open_existing(&db.path),
+            Some(url) => Store::postgres(url, db.max_connections),
+        }
+    }
+
+    /// Opens (creating the file and its folder if needed) and migrates a SQLite database.
     pub fn open(path: &Path) -> Result<Store> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            files::create_private_dir_all(dir)
-                .map_err(|e| StoreError::Io(format!("cannot create the database folder {}: {e}", dir.display())))?;
-        }
-        make_private(path)?;
-        let mut writer = connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
-        let mode: String = writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Io(format!(
-                "the database refused WAL mode (got {mode}); is it on a network filesystem?"
-            )));
-        }
-        writer.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
-        migrate::migrate(&mut writer)?;
-        Ok(Store {
-            path: path.to_path_buf(),
-            writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
-            logins: group_commit::LoginQueue::default(),
-            folder: Mutex::new(None),
-            outbox_bell: pay_events::Bell::default(),
-        })
+        Ok(Store { engine: Engine::Sqlite(Sqlite::open(path)?) })
     }
 
-    /// Opens an existing database for an admin command, without creating anything.
     pub fn open_existing(path: &Path) -> Result<Store> {
-        if !path.exists() {
-            return Err(StoreError::Io(format!("no database at {} (has the server ever run?)", path.display())));
+        Ok(Store { engine: Engine::Sqlite(Sqlite::open_existing(path)?) })
+    }
+
+    #[cfg(feature = "postgres")]
+    fn postgres(url: &Secret, max_connections: u32) -> Result<Store> {
+        Ok(Store { engine: Engine::Postgres(postgres::Postgres::connect(url, max_connections)?) })
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    fn postgres(_url: &Secret, _max_connections: u32) -> Result<Store> {
+        Err(StoreError::Unavailable("this wxlogin was built without the `postgres` feature".into()))
+    }
+
+    /// The SQLite engine, for what only it has (backup, WAL upkeep); None on PostgreSQL.
+    pub fn sqlite(&self) -> Option<&Sqlite> {
+        match &self.engine {
+            Engine::Sqlite(s) => Some(s),
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(_) => None,
         }
-        Store::open(path)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Runs `f` on a read connection.
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = match lock(&self.readers).pop() {
-            Some(c) => c,
-            None => {
-                let c = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-                c.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
-                c
-            }
-        };
-        let out = f(&conn);
-        // A connection left inside a transaction would hold its snapshot forever.
-        if conn.is_autocommit() {
-            let mut pool = lock(&self.readers);
-            if pool.len() < MAX_IDLE_READERS {
-                pool.push(conn);
-            }
+    /// The engine and where its data is, for logs and `check` (never a password).
+    pub fn describe(&self) -> String {
+        match &self.engine {
+            Engine::Sqlite(s) => format!("SQLite {}", s.path().display()),
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(p) => format!("PostgreSQL {}", p.describe()),
         }
-        out
     }
 
-    /// Runs `f` on a read connection inside one read transaction: its reads see one
-    /// snapshot, and the WAL's read lock is taken once rather than once per statement
-    /// (each is a few system calls; measured on the verify path).
-    pub fn read_snapshot<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        self.read(|c| {
-            c.prepare_cached("BEGIN")?.execute([])?;
-            let out = f(c);
-            // Ending a read transaction only lets go of the snapshot. If even that fails,
-            // the error stands, so that `read` does not pool a connection stuck inside one.
-            c.prepare_cached("COMMIT")?.execute([])?;
-            out
-        })
+    /// Whether several instances may share this database.
+    pub fn is_shared(&self) -> bool {
+        !matches!(self.engine, Engine::Sqlite(_))
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer; commits if it succeeds.
-    pub fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
-        let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
-    }
-
-    /// The writer connection, held until the guard is dropped.
-    fn writer(&self) -> Writer<'_> {
-        Writer { store: self, conn: Some(lock(&self.writer)) }
-    }
-
-    /// The writer if it is free now.
-    fn try_writer(&self) -> Option<Writer<'_>> {
-        let conn = match self.writer.try_lock() {
-            Ok(conn) => conn,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
-        };
-        Some(Writer { store: self, conn: Some(conn) })
-    }
-
-    /// Answers whether the database can be read (for /healthz).
-    pub fn ping(&self) -> Result<()> {
-        self.read(|c| Ok(c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?))
-    }
-
-    /// Copies what the WAL holds into the database file, mostly without holding up
-    /// writes, so that the writer's own checkpoint (which stops every login while it
-    /// copies and syncs) does not come due. Returns the WAL's size in pages.
-    ///
-    /// Two passes: a PASSIVE checkpoint on a connection of its own, which runs beside
-    /// the writer and does the copying and both fsyncs; then a second one while holding
-    /// the writer, which only has the frames written meanwhile to copy. It leaves the
-    /// whole WAL copied with no write in between, and that is when SQLite lets the next
-    /// write start the WAL over from its beginning (a checkpoint that runs beside a
-    /// stream of writes never gets there, and the WAL grows without end: measured in an
-    /// earlier attempt, 784 MB in 10 s).
+    /// Copies the WAL into the file (SQLite); nothing to do on PostgreSQL.
     pub fn fold_wal(&self) -> Result<i64> {
-        let mut folder = lock(&self.folder);
-        if folder.is_none() {
-            *folder = Some(connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?);
-        }
-        let Some(conn) = folder.as_ref() else { return Ok(0) };
-        let passive = |c: &Connection| -> Result<i64> {
-            Ok(c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))?)
-        };
-        let pages = passive(conn)?;
-        if pages > 0 {
-            let _writer = self.writer();
-            passive(conn)?;
-        }
-        Ok(pages)
+        self.sqlite().map_or(Ok(0), Sqlite::fold_wal)
     }
 
-    /// Folds the WAL back into the main file, so that after a clean stop the file alone is complete.
+    /// Leaves the database complete on its own after a clean stop (SQLite's WAL folded).
     pub fn checkpoint(&self) -> Result<()> {
-        lock(&self.readers).clear();
-        lock(&self.folder).take();
-        self.writer().query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        Ok(())
-    }
-
-    /// `PRAGMA quick_check`, for `wxlogin check`.
-    pub fn quick_check(&self) -> Result<String> {
-        self.read(|c| Ok(c.query_row("PRAGMA quick_check", [], |r| r.get(0))?))
+        self.sqlite().map_or(Ok(()), Sqlite::checkpoint)
     }
 }
 
-fn connect(path: &Path, flags: OpenFlags) -> Result<Connection> {
-    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)?;
-    // busy_timeout first: the pragmas below may themselves need to wait for a lock.
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
-    // Every statement the store runs is cached (about 60 now, with payments). Past the
-    // capacity the LRU evicts statements the login path needs again at once, and SQLite
-    // parses them anew: measured 15% of login throughput at 32. A connection caches only
-    // what it runs, so the capacity costs nothing for statements never used.
-    conn.set_prepared_statement_cache_capacity(128);
-    Ok(conn)
+/// Each operation below exists on both engines with this very signature; the macro
+/// writes the dispatch, so that adding an operation to one engine and not the other
+/// fails to compile.
+macro_rules! dispatch {
+    ($( $(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )*) => {
+        impl Store {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    match &self.engine {
+                        Engine::Sqlite(s) => s.$name($($arg),*),
+                        #[cfg(feature = "postgres")]
+                        Engine::Postgres(p) => p.$name($($arg),*),
+                    }
+                }
+            )*
+        }
+    };
 }
 
-/// The writer connection, held. Letting go of it wakes the oldest login queued for it:
-/// those sleep on their own tickets (see `group_commit`), not on this lock, so every
-/// holder must say when it is done, and this is where all of them do.
-struct Writer<'a> {
-    store: &'a Store,
-    conn: Option<MutexGuard<'a, Connection>>,
-}
+dispatch! {
+    /// Answers whether the database can be read (for /healthz).
+    fn ping(&self) -> Result<()>;
+    /// Rung when a write adds a webhook event (on this instance).
+    fn outbox_bell(&self) -> &Bell;
 
-impl std::ops::Deref for Writer<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        self.conn.as_deref().expect("held until dropped")
-    }
-}
+    // Cross-instance coordination.
+    /// Claims a login code before WeChat is asked: [`CodeClaim::Won`] for the one caller
+    /// that may ask; a claim older than `stale_before` (its instance died) is taken over.
+    fn claim_code(&self, app: &str, code_hash: &[u8; 32], now: i64, stale_before: i64) -> Result<CodeClaim>;
+    /// Where a code another instance claimed stands now.
+    fn code_claim(&self, app: &str, code_hash: &[u8; 32], used_since: i64) -> Result<CodeClaim>;
+    /// Lets go of a claim whose exchange failed (a successful one ends with the login).
+    fn release_code(&self, app: &str, code_hash: &[u8; 32]) -> Result<()>;
+    /// Held while one instance refreshes the app's access token; others wait, then re-read.
+    fn token_refresh_lock(&self, app: &str) -> Result<Held>;
+    /// The lock of a maintenance task, if no other instance holds it now.
+    fn try_task_lock(&self, task: &str) -> Result<Option<Held>>;
 
-impl std::ops::DerefMut for Writer<'_> {
-    fn deref_mut(&mut self) -> &mut Connection {
-        self.conn.as_deref_mut().expect("held until dropped")
-    }
-}
+    // Users and logins.
+    fn record_login(&self, l: &NewLogin) -> Result<LoginOutcome>;
+    fn replay_login(
+        &self,
+        app: &str,
+        code_hash: &[u8; 32],
+        caller: &Caller,
+        window: i64,
+        terms: &Terms,
+        new_token_hash: &mut dyn FnMut() -> [u8; 32]
+    ) -> Result<Replay>;
+    fn user(&self, id: i64) -> Result<Option<User>>;
+    fn user_by_openid(&self, openid: &str) -> Result<Vec<User>>;
+    fn list_users(&self, app: Option<&str>, limit: i64) -> Result<Vec<User>>;
+    fn session_key(&self, user_id: i64) -> Result<Option<Secret>>;
+    fn update_profile(
+        &self,
+        user_id: i64,
+        nickname: Option<&str>,
+        avatar_url: Option<&str>,
+        gender: Option<i64>
+    ) -> Result<Option<User>>;
+    fn update_phone(&self, user_id: i64, phone_number: &str, country_code: Option<&str>) -> Result<Option<User>>;
+    fn stats(&self, now: i64) -> Result<Stats>;
 
-impl Drop for Writer<'_> {
-    fn drop(&mut self) {
-        // Unlocked first, so that the login woken can take the writer at once.
-        drop(self.conn.take());
-        self.store.nudge_next_login();
-    }
-}
+    // Sessions.
+    fn lookup_session(&self, token_hash: &[u8; 32], now: i64) -> Result<Lookup>;
+    fn touch_session(&self, token_hash: &[u8; 32], now: i64, ttl: i64) -> Result<i64>;
+    fn delete_session(&self, token_hash: &[u8; 32]) -> Result<bool>;
+    fn revoke_sessions(&self, user_id: Option<i64>) -> Result<usize>;
+    fn list_sessions(&self, user_id: i64, now: i64) -> Result<Vec<SessionRow>>;
+    fn live_sessions(&self, now: i64) -> Result<i64>;
+    fn purge(&self, now: i64, code_window: i64) -> Result<usize>;
 
-/// A poisoned lock only means another thread panicked while holding it; the connection
-/// inside is still usable (SQLite rolls back an unfinished transaction on drop).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    // Access tokens.
+    fn load_access_token(&self, app: &str) -> Result<Option<StoredToken>>;
+    fn save_access_token(&self, app: &str, t: &StoredToken) -> Result<()>;
+    /// Forgets the app's token only if it is still `token` (compare-then-delete).
+    fn clear_access_token(&self, app: &str, token: &str) -> Result<()>;
+
+    // Orders.
+    fn create_order(&self, o: &NewOrder) -> Result<Created>;
+    fn set_prepay(&self, out_trade_no: &str, prepay_id: &str, at: i64) -> Result<()>;
+    fn order(&self, out_trade_no: &str) -> Result<Option<Order>>;
+    fn orders_of_user(&self, user_id: i64, before: Option<&str>, limit: usize) -> Result<Vec<Order>>;
+    fn apply_payment(&self, p: &Payment, now: i64) -> Result<Applied>;
+    fn close_order(&self, out_trade_no: &str, now: i64) -> Result<Option<Order>>;
+    fn orders_due_for_query(&self, now: i64, limit: usize) -> Result<Vec<Order>>;
+    fn note_queried(&self, out_trade_no: &str, now: i64) -> Result<()>;
+    fn expired_orders(&self, now: i64, limit: usize) -> Result<Vec<Order>>;
+    fn list_orders(&self, state: Option<OrderState>, user_id: Option<i64>, limit: usize) -> Result<Vec<Order>>;
+    fn order_counts(&self) -> Result<Vec<(String, i64)>>;
+
+    // Refunds.
+    fn create_refund(&self, n: &NewRefund) -> Result<RefundCreated>;
+    fn forget_refund(&self, out_refund_no: &str) -> Result<bool>;
+    fn apply_refund(&self, r: &RefundResult, now: i64) -> Result<RefundApplied>;
+    fn refund(&self, out_refund_no: &str) -> Result<Option<Refund>>;
+    fn refunds_of_order(&self, out_trade_no: &str) -> Result<Vec<Refund>>;
+    fn refunds_due_for_query(&self, now: i64, limit: usize) -> Result<Vec<Refund>>;
+    fn note_refund_queried(&self, out_refund_no: &str, now: i64) -> Result<()>;
+
+    // The webhook outbox.
+    fn claim_event(&self, now: i64, lease: i64) -> Result<Option<OutboxEvent>>;
+    fn mark_delivered(&self, id: &str, now: i64) -> Result<bool>;
+    fn record_failed_attempt(&self, id: &str, attempt: i64, now: i64, error: &str) -> Result<Retry>;
+    fn retry_event(&self, id: &str, now: i64) -> Result<Option<OutboxEvent>>;
+    fn pay_event(&self, id: &str) -> Result<Option<OutboxEvent>>;
+    fn order_events(&self, out_trade_no: &str) -> Result<Vec<OutboxEvent>>;
+    fn list_pay_events(&self, pending_only: bool, limit: usize) -> Result<Vec<OutboxEvent>>;
+    fn outbox_backlog(&self) -> Result<Backlog>;
 }
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
-
-#[cfg(test)]
-mod tests;

@@ -145,7 +145,7 @@ impl AccessTokens {
         log::warn!("app {app}: the access token was reported invalid; it will be replaced");
         st.current = None;
         st.rejected = Some(Secret::new(token));
-        if let Err(e) = self.store.clear_access_token(app) {
+        if let Err(e) = self.store.clear_access_token(app, token) {
             log::warn!("app {app}: could not forget the rejected access token in the database: {e}");
         }
         true
@@ -239,8 +239,20 @@ impl AccessTokens {
         st
     }
 
-    /// Fetches a new token while holding the app's lock.
+    /// Fetches a new token while holding the app's lock, and the database's: other
+    /// instances sharing the database wait for it, then find the new token there.
     fn refresh(&self, app: &str, slot: &Slot, st: &mut State) -> Result<(Secret, i64), WeChatError> {
+        let _shared = match self.store.token_refresh_lock(app) {
+            Ok(held) => Some(held),
+            // Without it, at worst another instance refreshes too: better than no token.
+            Err(e) => {
+                log::warn!("app {app}: could not take the database's token lock ({e}); refreshing without it");
+                None
+            }
+        };
+        if let Some(found) = self.saved_by_another(app, st) {
+            return Ok(found);
+        }
         let wrap = |e| WeChatError::AccessToken(Box::new(e));
         let started = store::now();
         st.refreshes += 1;
@@ -264,6 +276,29 @@ impl AccessTokens {
         log::info!("app {app}: new access token from {}, valid for {expires_in} s", api_name(self.api));
         st.current = Some(Cached::new(token.clone(), expires_at, now));
         Ok((token, expires_at))
+    }
+}
+
+impl AccessTokens {
+    /// A usable token in the database that is not the one this process saw rejected:
+    /// another instance refreshed while this one waited for the lock.
+    fn saved_by_another(&self, app: &str, st: &mut State) -> Option<(Secret, i64)> {
+        let saved = match self.store.load_access_token(app) {
+            Ok(saved) => saved?,
+            Err(e) => {
+                log::warn!("app {app}: could not read the stored access token: {e}");
+                return None;
+            }
+        };
+        let now = store::now();
+        let cached = Cached::new(saved.token, saved.expires_at, now);
+        if !cached.usable(now) || st.rejected.as_ref() == Some(&cached.token) {
+            return None;
+        }
+        let found = (cached.token.clone(), cached.expires_at);
+        st.current = Some(cached);
+        st.rejected = None;
+        Some(found)
     }
 }
 

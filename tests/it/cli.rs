@@ -279,7 +279,7 @@ fn demo_walkthrough_pays_an_order_once() {
     // The demo's (temporary) database: one order.paid event.
     let logged = std::fs::read_to_string(&log).unwrap();
     let db = logged
-        .split("database ")
+        .split("database SQLite ")
         .nth(1)
         .and_then(|rest| rest.split(')').next())
         .unwrap_or_else(|| panic!("the database path is logged: {logged}"));

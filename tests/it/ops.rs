@@ -49,7 +49,7 @@ fn login_url(base: &str, code: &str, xff: Option<&str>) -> Reply {
 #[test]
 fn ops_backup_during_a_stream_of_logins_is_complete_and_verified() {
     let s = Arc::new(TestServer::start());
-    let db = s.app().store.path().to_path_buf();
+    let db = s.app().store.sqlite().expect("a SQLite store").path().to_path_buf();
     let before: Vec<String> =
         (0..20).map(|i| s.login(&format!("early-{i}")).1["user"]["openid"].as_str().unwrap().to_string()).collect();
 
@@ -187,7 +187,7 @@ fn ops_restore_refuses_while_serving_and_works_when_stopped() {
 fn ops_admin_commands_work_against_a_serving_instance() {
     let s = TestServer::start();
     let dir = TempDir::new("admin");
-    let config = admin_config(dir.path(), s.app().store.path());
+    let config = admin_config(dir.path(), s.app().store.sqlite().expect("a SQLite store").path());
     let cfg = config.to_str().unwrap();
     let (ann1, body) = s.login("ann");
     let (ann2, _) = s.login("ann");
@@ -247,7 +247,7 @@ fn ops_admin_commands_work_against_a_serving_instance() {
 fn ops_revoking_a_users_sessions_ends_the_replays_of_their_codes() {
     let s = TestServer::start();
     let dir = TempDir::new("revoke");
-    let config = admin_config(dir.path(), s.app().store.path());
+    let config = admin_config(dir.path(), s.app().store.sqlite().expect("a SQLite store").path());
     let cfg = config.to_str().unwrap();
     let login = |code: &str| s.post("/v1/login", None, &json!({"code": code}));
     let (ann_code, ben_code) = (s.code("ann"), s.code("ben"));
@@ -332,7 +332,7 @@ fn ops_maintenance_purges_in_the_background_and_the_limiter_forgets_old_clients(
             .unwrap();
     }
     let sessions = || -> i64 {
-        let c = rusqlite::Connection::open(app.store.path()).unwrap();
+        let c = rusqlite::Connection::open(app.store.sqlite().expect("a SQLite store").path()).unwrap();
         c.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0)).unwrap()
     };
     assert_eq!(sessions(), 2);

@@ -237,6 +237,8 @@ fn order_with_events(store: &Store, uid: i64, openid: &str, no: &str, extra: usi
         .expect("pay");
     for i in 0..extra {
         store
+            .sqlite()
+            .expect("a SQLite store")
             .write(|tx| {
                 tx.execute(
                     "INSERT INTO pay_events (id, out_trade_no, seq, type, created_at, data, next_attempt_at)
@@ -492,6 +494,8 @@ fn pay_events_list_and_retry_from_the_command_line() {
     let ids = order_with_events(&store, uid, "o-cli", "WCLI1", 1);
     store.mark_delivered(&ids[0], wxlogin::store::now()).unwrap();
     store
+        .sqlite()
+        .expect("a SQLite store")
         .write(|tx| {
             Ok(tx.execute("UPDATE pay_events SET failed_at = 1, last_error = 'HTTP 500' WHERE id = ?1", [&ids[1]])?)
         })

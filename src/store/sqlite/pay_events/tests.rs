@@ -4,13 +4,13 @@ use super::*;
 use crate::secrets::Secret;
 use crate::store::{Caller, NewLogin, NewOrder, Terms};
 
-fn temp_store() -> (Store, std::path::PathBuf) {
+fn temp_store() -> (Sqlite, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("wxlogin-outbox-{}", crate::secrets::random_id(6)));
-    (Store::open(&dir.join("wxlogin.db")).unwrap(), dir)
+    (Sqlite::open(&dir.join("wxlogin.db")).unwrap(), dir)
 }
 
 /// An order of a fresh user, with events of `kinds` written at `created_at`, 1 s apart.
-fn order_with_events(store: &Store, no: &str, created_at: i64, kinds: &[&str]) -> Vec<String> {
+fn order_with_events(store: &Sqlite, no: &str, created_at: i64, kinds: &[&str]) -> Vec<String> {
     let n = no.bytes().fold(0u8, |a, b| a.wrapping_add(b));
     let openid = format!("o-{no}");
     let uid = store
@@ -64,7 +64,7 @@ fn order_with_events(store: &Store, no: &str, created_at: i64, kinds: &[&str]) -
 
 const LEASE: i64 = 20;
 
-fn claim(store: &Store, now: i64) -> Option<String> {
+fn claim(store: &Sqlite, now: i64) -> Option<String> {
     store.claim_event(now, LEASE).unwrap().map(|e| e.id)
 }
 

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{Result, Store};
+use super::{Result, Sqlite};
 use crate::secrets::Secret;
 
 #[derive(Debug, Clone)]
@@ -13,7 +13,7 @@ pub struct StoredToken {
     pub fetched_at: i64,
 }
 
-impl Store {
+impl Sqlite {
     pub fn load_access_token(&self, app: &str) -> Result<Option<StoredToken>> {
         self.read(|c| {
             Ok(c.query_row("SELECT token, expires_at, fetched_at FROM access_tokens WHERE app = ?1", [app], |r| {
@@ -39,9 +39,9 @@ impl Store {
         })
     }
 
-    pub fn clear_access_token(&self, app: &str) -> Result<()> {
+    pub fn clear_access_token(&self, app: &str, token: &str) -> Result<()> {
         self.write(|tx| {
-            tx.execute("DELETE FROM access_tokens WHERE app = ?1", [app])?;
+            tx.execute("DELETE FROM access_tokens WHERE app = ?1 AND token = ?2", [app, token])?;
             Ok(())
         })
     }

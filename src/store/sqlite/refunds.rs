@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use super::orders::{insert_event_data, order_by_no};
-use super::{Order, OrderState, Result, Store, StoreError};
+use super::{Order, OrderState, Result, Sqlite, StoreError};
 
 pub const EVENT_REFUND_SUCCEEDED: &str = "refund.succeeded";
 /// A refund that ended `closed`, or became `abnormal` (pay.md, "The webhook").
@@ -99,7 +99,7 @@ pub struct NewRefund<'a> {
     pub created_at: i64,
 }
 
-/// What [`Store::create_refund`] found: creating is idempotent on `out_refund_no`.
+/// What [`Sqlite::create_refund`] found: creating is idempotent on `out_refund_no`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefundCreated {
     New(Refund),
@@ -126,7 +126,7 @@ pub struct RefundResult<'a> {
     pub succeeded_at: Option<i64>,
 }
 
-/// What [`Store::apply_refund`] did.
+/// What [`Sqlite::apply_refund`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefundApplied {
     /// The state changed, with its event.
@@ -182,7 +182,7 @@ fn refund_json(r: &Refund) -> String {
     serde_json::to_string(r).unwrap_or_else(|_| "{}".into())
 }
 
-impl Store {
+impl Sqlite {
     /// Records a refund of a paid order, `processing`, before WeChat Pay is asked; or,
     /// when `out_refund_no` exists, says whether it is the same refund. The checks and
     /// the insert are one transaction, so concurrent refunds never exceed the amount.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{lock, Result, Store};
+use super::{lock, Result, Sqlite};
 
 /// The wait after the first failed attempt; each next one is twice the last, at most
 /// [`MAX_RETRY_INTERVAL`].
@@ -143,7 +143,7 @@ impl Bell {
     }
 }
 
-impl Store {
+impl Sqlite {
     /// Rung by every write that adds an event.
     pub fn outbox_bell(&self) -> &Bell {
         &self.outbox_bell

@@ -8,7 +8,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::{Result, Store, StoreError};
+use super::{Result, Sqlite, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -76,7 +76,7 @@ pub struct NewOrder<'a> {
     pub expires_at: i64,
 }
 
-/// What [`Store::create_order`] found: creating is idempotent on `out_trade_no`.
+/// What [`Sqlite::create_order`] found: creating is idempotent on `out_trade_no`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
     New(Order),
@@ -95,7 +95,7 @@ pub struct Payment<'a> {
     pub paid_at: i64,
 }
 
-/// What [`Store::apply_payment`] did.
+/// What [`Sqlite::apply_payment`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     /// Created -> paid, with its `order.paid` event.
@@ -107,7 +107,7 @@ pub enum Applied {
     Unknown,
     /// WeChat Pay's amount is not the order's: nothing recorded.
     AmountMismatch(Order),
-    /// The order was closed here. Nothing recorded; see [`Store::apply_payment`].
+    /// The order was closed here. Nothing recorded; see [`Sqlite::apply_payment`].
     NotPayable(Order),
 }
 
@@ -218,7 +218,7 @@ fn same_params(existing: &Order, o: &NewOrder) -> bool {
         && existing.expires_at - existing.created_at == o.expires_at - o.created_at
 }
 
-impl Store {
+impl Sqlite {
     /// Creates the order in state `created`, first query due [`FIRST_QUERY_AFTER`] later;
     /// or, when `out_trade_no` exists, says whether it has the same parameters. The user
     /// must exist and own `app` and `openid` (refused otherwise: the order would name a

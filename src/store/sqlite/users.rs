@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{sessions, Result, Store};
+use super::{sessions, Result, Sqlite};
 use crate::secrets::Secret;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,7 +104,7 @@ pub struct LoginOutcome {
     pub expires_at: i64,
 }
 
-impl Store {
+impl Sqlite {
     /// Upserts the user (newest session_key wins, unionid kept), records the used code
     /// for the replay window and issues the session, all in one transaction: a crash
     /// leaves either all of it or none. Concurrent logins share a transaction (see
@@ -123,7 +123,7 @@ impl Store {
         caller: &Caller,
         window: i64,
         terms: &Terms,
-        new_token_hash: impl FnOnce() -> [u8; 32],
+        new_token_hash: &mut dyn FnMut() -> [u8; 32],
     ) -> Result<Replay> {
         let now = terms.now;
         // Nearly every login brings a fresh code: look on a reader first, so that those
@@ -256,7 +256,7 @@ pub(super) fn write_login(tx: &Connection, l: &NewLogin) -> Result<LoginOutcome>
     Ok(LoginOutcome { user, new_user, expires_at })
 }
 
-fn used_code(c: &Connection, app: &str, code_hash: &[u8; 32], since: i64) -> Result<Option<(i64, bool)>> {
+pub(super) fn used_code(c: &Connection, app: &str, code_hash: &[u8; 32], since: i64) -> Result<Option<(i64, bool)>> {
     Ok(c.prepare_cached("SELECT user_id, new_user FROM used_codes WHERE app = ?1 AND code_hash = ?2 AND used_at > ?3")?
         .query_row(params![app, &code_hash[..], since], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)

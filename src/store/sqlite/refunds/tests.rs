@@ -5,9 +5,9 @@ use crate::secrets::Secret;
 use crate::store::{Caller, Created, NewLogin, NewOrder, Payment, Terms};
 
 /// A store with one order `W0001abc` of 990 fen, paid unless `paid` is false.
-fn store_with_order(paid: bool) -> (Store, std::path::PathBuf) {
+fn store_with_order(paid: bool) -> (Sqlite, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("wxlogin-refunds-{}", crate::secrets::random_id(6)));
-    let store = Store::open(&dir.join("wxlogin.db")).unwrap();
+    let store = Sqlite::open(&dir.join("wxlogin.db")).unwrap();
     let uid = store
         .record_login(&NewLogin {
             app: "main",
@@ -50,7 +50,7 @@ fn result(no: &str, state: RefundState) -> RefundResult<'_> {
     RefundResult { out_refund_no: no, refund_id: "R1", state, succeeded_at: Some(2100) }
 }
 
-fn kinds(store: &Store) -> Vec<String> {
+fn kinds(store: &Sqlite) -> Vec<String> {
     store.order_events("W0001abc").unwrap().into_iter().map(|e| e.kind).collect()
 }
 

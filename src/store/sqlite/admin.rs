@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OpenFlags};
 
-use super::{connect, Result, Store, StoreError, SCHEMA_VERSION};
+use super::{connect, Result, Sqlite, StoreError, SCHEMA_VERSION};
 use crate::files;
 
 /// An exclusive advisory lock on `<db>.lock`, held by `wxlogin serve` for its whole life
@@ -102,7 +102,7 @@ pub fn verify(path: &Path) -> Result<Verified> {
     if version < 1 || !has("users")? || !has("sessions")? {
         return Err(StoreError::Corrupt("it has no wxlogin schema (no schema version, or no users table)".into()));
     }
-    let now = super::now();
+    let now = crate::store::now();
     Ok(Verified {
         version,
         users: conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?,
@@ -146,7 +146,7 @@ pub struct AppStats {
     pub logins_today: i64,
 }
 
-impl Store {
+impl Sqlite {
     /// Users, live sessions and today's (UTC) logins, in total and per app, read in one
     /// transaction so the numbers agree with each other.
     pub fn stats(&self, now: i64) -> Result<Stats> {
@@ -201,7 +201,7 @@ mod tests {
         (dir.join("wxlogin.db"), dir)
     }
 
-    fn login(store: &Store, app: &str, openid: &str, now: i64) {
+    fn login(store: &Sqlite, app: &str, openid: &str, now: i64) {
         let key = Secret::new("k");
         let code_hash = crate::secrets::sha256(openid.as_bytes());
         let token_hash = crate::secrets::sha256(format!("{openid}{now}").as_bytes());
@@ -235,7 +235,7 @@ mod tests {
     #[test]
     fn backup_is_verified_and_refuses_foreign_files() {
         let (db, dir) = temp_db("backup");
-        let store = Store::open(&db).unwrap();
+        let store = Sqlite::open(&db).unwrap();
         let now = crate::store::now();
         login(&store, "main", "o-1", now);
         login(&store, "shop", "o-2", now);
@@ -261,7 +261,7 @@ mod tests {
     #[test]
     fn stats_count_per_app() {
         let (db, dir) = temp_db("stats");
-        let store = Store::open(&db).unwrap();
+        let store = Sqlite::open(&db).unwrap();
         let now = crate::store::now();
         login(&store, "main", "o-1", now);
         login(&store, "main", "o-1", now + 1);

@@ -23,7 +23,7 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::users::{count_logins, write_login};
-use super::{lock, Caller, LoginOutcome, NewLogin, Result, Store, StoreError, Terms};
+use super::{lock, Caller, LoginOutcome, NewLogin, Result, Sqlite, StoreError, Terms};
 use crate::secrets::Secret;
 
 /// At most this many logins share one transaction, so that one commit stays short.
@@ -120,7 +120,7 @@ impl Ticket {
     }
 }
 
-impl Store {
+impl Sqlite {
     pub(super) fn commit_login(&self, l: &NewLogin) -> Result<LoginOutcome> {
         let ticket = Arc::new(Ticket::new(l));
         lock(&self.logins.waiting).push(ticket.clone());
@@ -228,6 +228,9 @@ impl StoreError {
             StoreError::Io(m) => StoreError::Io(m.clone()),
             StoreError::Refused(m) => StoreError::Refused(m.clone()),
             StoreError::Sqlite(e) => StoreError::Io(format!("SQLite: {e}")),
+            StoreError::Retry(m) => StoreError::Retry(m.clone()),
+            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+            StoreError::Postgres(m) => StoreError::Postgres(m.clone()),
         }
     }
 }
@@ -237,9 +240,9 @@ mod tests {
     use super::*;
     use crate::store::Lookup;
 
-    fn temp_store() -> (Store, std::path::PathBuf) {
+    fn temp_store() -> (Sqlite, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("wxlogin-group-{}", crate::secrets::random_id(6)));
-        (Store::open(&dir.join("wxlogin.db")).expect("opens"), dir)
+        (Sqlite::open(&dir.join("wxlogin.db")).expect("opens"), dir)
     }
 
     fn ticket(openid: &str, code: u8, token: [u8; 32]) -> Arc<Ticket> {
@@ -258,7 +261,7 @@ mod tests {
         Arc::new(Ticket::new(&l))
     }
 
-    fn logins_today(store: &Store) -> i64 {
+    fn logins_today(store: &Sqlite) -> i64 {
         store
             .read(|c| Ok(c.query_row("SELECT coalesce(sum(logins), 0) FROM login_days", [], |r| r.get(0))?))
             .expect("reads")
@@ -278,7 +281,7 @@ mod tests {
         assert!(store.user_by_openid("o2").expect("reads").is_empty());
         let terms = Terms { now: 1_010, ttl: 100, max_lifetime: 1_000, max_per_user: 50 };
         let caller = Caller { key_hash: None, ip: std::net::IpAddr::from([127, 0, 0, 1]) };
-        let replay = store.replay_login("main", &[2; 32], &caller, 60, &terms, || [9; 32]).expect("reads");
+        let replay = store.replay_login("main", &[2; 32], &caller, 60, &terms, &mut || [9; 32]).expect("reads");
         assert!(matches!(replay, crate::store::Replay::NotFound));
         assert_eq!(logins_today(&store), 2);
         let _ = std::fs::remove_dir_all(dir);

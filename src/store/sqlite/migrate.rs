@@ -4,7 +4,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::{Result, StoreError};
 
-const SCHEMA: &str = include_str!("../../schema.sql");
+const SCHEMA: &str = include_str!("../../../schema.sql");
 /// A section starts with this at the beginning of a line.
 const MARKER: &str = "\n-- migration ";
 
@@ -13,8 +13,13 @@ pub const SCHEMA_VERSION: i64 = count_sections(SCHEMA);
 
 /// The `-- migration N` sections of schema.sql, in order, with their numbers.
 fn sections() -> Vec<(i64, &'static str)> {
+    sections_of(SCHEMA)
+}
+
+/// The `-- migration N` sections of a schema file (SQLite's or PostgreSQL's).
+pub(in crate::store) fn sections_of(schema: &'static str) -> Vec<(i64, &'static str)> {
     let mut out = Vec::new();
-    let mut rest = SCHEMA;
+    let mut rest = schema;
     while let Some(start) = rest.find(MARKER) {
         let after = &rest[start + MARKER.len()..];
         let line_end = after.find('\n').unwrap_or(after.len());
@@ -27,7 +32,7 @@ fn sections() -> Vec<(i64, &'static str)> {
     out
 }
 
-const fn count_sections(s: &str) -> i64 {
+pub(in crate::store) const fn count_sections(s: &str) -> i64 {
     let (b, m) = (s.as_bytes(), MARKER.as_bytes());
     let (mut i, mut n) = (0, 0);
     while i + m.len() <= b.len() {

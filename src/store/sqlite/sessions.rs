@@ -4,7 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::users::{Terms, User, MAX_CODE_REPLAYS};
-use super::{Result, Store};
+use super::{Result, Sqlite};
 
 /// How often, at most, a session's sliding expiry is written back: a verify is a read,
 /// and writing on every request would make the hot path a write path.
@@ -77,7 +77,7 @@ fn end_least_recently_used(tx: &Connection, new: &[u8; 32], user_id: i64, max: i
     Ok(())
 }
 
-impl Store {
+impl Sqlite {
     /// The verify path: two primary-key reads on one connection.
     ///
     /// Deliberately not a JOIN: rusqlite's statement cache clears a statement's bindings

@@ -1,12 +1,12 @@
 use super::*;
 use crate::secrets::Secret;
 
-fn temp_store() -> (Store, std::path::PathBuf) {
+fn temp_store() -> (Sqlite, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("wxlogin-store-{}", crate::secrets::random_id(6)));
-    (Store::open(&dir.join("sub/wxlogin.db")).unwrap(), dir)
+    (Sqlite::open(&dir.join("sub/wxlogin.db")).unwrap(), dir)
 }
 
-fn login(store: &Store, openid: &str, unionid: Option<&str>, code: u8, token: u8, now: i64) -> LoginOutcome {
+fn login(store: &Sqlite, openid: &str, unionid: Option<&str>, code: u8, token: u8, now: i64) -> LoginOutcome {
     store
         .record_login(&NewLogin {
             app: "main",
@@ -59,8 +59,8 @@ fn terms_at(now: i64) -> Terms {
 }
 
 /// A replay of code `code` by `caller` at `now`, with token hash `[token; 32]`.
-fn replay(store: &Store, code: u8, caller: &Caller, now: i64, token: u8) -> Replay {
-    store.replay_login("main", &[code; 32], caller, 60, &terms_at(now), || [token; 32]).unwrap()
+fn replay(store: &Sqlite, code: u8, caller: &Caller, now: i64, token: u8) -> Replay {
+    store.replay_login("main", &[code; 32], caller, 60, &terms_at(now), &mut || [token; 32]).unwrap()
 }
 
 fn answered(r: Replay) -> LoginOutcome {
@@ -77,12 +77,12 @@ fn replay_finds_a_recent_code_only() {
     let again = answered(replay(&store, 7, &local(), 1030, 9));
     assert_eq!((again.user.id, again.new_user), (a.user.id, true));
     assert!(matches!(replay(&store, 7, &local(), 1100, 10), Replay::NotFound));
-    let other = store.replay_login("other", &[7; 32], &local(), 60, &terms_at(1030), || [11; 32]).unwrap();
+    let other = store.replay_login("other", &[7; 32], &local(), 60, &terms_at(1030), &mut || [11; 32]).unwrap();
     assert!(matches!(other, Replay::NotFound));
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn login_as(store: &Store, openid: &str, code: u8, token: u8, caller: Caller, terms: Terms) -> LoginOutcome {
+fn login_as(store: &Sqlite, openid: &str, code: u8, token: u8, caller: Caller, terms: Terms) -> LoginOutcome {
     store
         .record_login(&NewLogin {
             app: "main",
@@ -155,7 +155,7 @@ fn revoking_sessions_ends_the_replays_of_their_codes() {
 fn a_login_beyond_the_cap_ends_the_least_recently_used_sessions() {
     let (store, dir) = temp_store();
     let capped = |now| Terms { max_per_user: 3, ..terms_at(now) };
-    let live = |store: &Store, token: u8| matches!(store.lookup_session(&[token; 32], 1010).unwrap(), Lookup::Live(_));
+    let live = |store: &Sqlite, token: u8| matches!(store.lookup_session(&[token; 32], 1010).unwrap(), Lookup::Live(_));
     for (i, now) in [1000, 1001, 1002].into_iter().enumerate() {
         login_as(&store, "o1", 10 + i as u8, 1 + i as u8, local(), capped(now));
     }
@@ -165,7 +165,7 @@ fn a_login_beyond_the_cap_ends_the_least_recently_used_sessions() {
     login_as(&store, "o1", 13, 4, local(), capped(1004));
     assert!(!live(&store, 2) && live(&store, 1) && live(&store, 3));
     // A replay is a login too, and keeps to the cap.
-    answered(store.replay_login("main", &[13; 32], &local(), 60, &capped(1005), || [5; 32]).unwrap());
+    answered(store.replay_login("main", &[13; 32], &local(), 60, &capped(1005), &mut || [5; 32]).unwrap());
     let alive: Vec<u8> = (1..=5).filter(|t| live(&store, *t)).collect();
     assert_eq!(alive, [1, 4, 5]);
     assert!(live(&store, 20), "another user's sessions are not counted");
@@ -186,7 +186,7 @@ fn sessions_expire_slide_and_purge() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn login_n(store: &Store, i: u32) {
+fn login_n(store: &Sqlite, i: u32) {
     let b = i.to_be_bytes();
     let hash = |tag: u8| {
         let mut h = [tag; 32];

@@ -4,13 +4,13 @@ use super::*;
 use crate::secrets::Secret;
 use crate::store::{Caller, NewLogin, Terms};
 
-fn temp_store() -> (Store, std::path::PathBuf) {
+fn temp_store() -> (Sqlite, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("wxlogin-orders-{}", crate::secrets::random_id(6)));
-    (Store::open(&dir.join("wxlogin.db")).unwrap(), dir)
+    (Sqlite::open(&dir.join("wxlogin.db")).unwrap(), dir)
 }
 
 /// A user of app "main" with `openid`; returns its id.
-fn user(store: &Store, openid: &str, n: u8) -> i64 {
+fn user(store: &Sqlite, openid: &str, n: u8) -> i64 {
     store
         .record_login(&NewLogin {
             app: "main",
@@ -42,7 +42,7 @@ fn new_order<'a>(no: &'a str, user_id: i64, openid: &'a str, created_at: i64) ->
     }
 }
 
-fn created(store: &Store, o: &NewOrder) -> Order {
+fn created(store: &Sqlite, o: &NewOrder) -> Order {
     match store.create_order(o).unwrap() {
         Created::New(order) => order,
         other => panic!("expected a new order, got {other:?}"),
@@ -54,7 +54,7 @@ fn payment(no: &str, amount: i64) -> Payment<'_> {
     Payment { out_trade_no: no, transaction_id: no, amount_total: amount, paid_at: 1500 }
 }
 
-fn kinds(store: &Store, no: &str) -> Vec<String> {
+fn kinds(store: &Sqlite, no: &str) -> Vec<String> {
     store.order_events(no).unwrap().into_iter().map(|e| e.kind).collect()
 }
 

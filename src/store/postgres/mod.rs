@@ -1,0 +1,139 @@
+//! The PostgreSQL engine: one database shared by several wxlogin instances.
+//!
+//! Every write runs at READ COMMITTED and is written to be right when two instances run
+//! it at once: a conditional `UPDATE ... RETURNING`, `INSERT ... ON CONFLICT`, or a row
+//! locked with `FOR UPDATE` before the decision that depends on it; never "read, decide
+//! in Rust, write" on an unlocked row. A transaction PostgreSQL aborts as a
+//! serialization failure or a deadlock is run again (see [`Postgres::tx`]).
+//!
+//! The connection is plain TCP or a Unix socket (no TLS in this version: PostgreSQL on
+//! the same host or a private network, as deploy/README.md says).
+
+// Scaffolding while the engine is written: some helpers are not called yet.
+#![allow(dead_code)]
+
+mod coordination;
+mod migrate;
+mod orders;
+mod pay_events;
+mod pool;
+mod refunds;
+mod sessions;
+mod stats;
+mod tokens;
+mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use postgres::error::SqlState;
+
+use super::{Bell, Result, StoreError};
+use crate::secrets::Secret;
+pub(super) use pool::{Conn, Tx};
+
+/// How many times a transaction aborted by a serialization failure or a deadlock is
+/// tried in all: such aborts are PostgreSQL's way of saying "run it again".
+const ATTEMPTS: u32 = 5;
+
+pub struct Postgres {
+    pool: pool::Pool,
+    /// host:port/database, for logs (the URL minus user and password).
+    shown: String,
+    outbox_bell: Bell,
+}
+
+impl Postgres {
+    /// Connects, and brings the schema up to date (under an advisory lock, so that two
+    /// instances starting at once do not both migrate).
+    pub fn connect(url: &Secret, max_connections: u32) -> Result<Postgres> {
+        let config = postgres::Config::from_str(url.expose())
+            .map_err(|e| StoreError::Unavailable(format!("the database URL is not valid: {}", clean(&e))))?;
+        let shown = shown(&config);
+        let pool = pool::Pool::new(config, max_connections as usize);
+        let mut conn = pool.get()?;
+        migrate::migrate(&mut conn)?;
+        drop(conn);
+        Ok(Postgres { pool, shown, outbox_bell: Bell::default() })
+    }
+
+    pub fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    pub fn ping(&self) -> Result<()> {
+        self.conn()?.query_one("SELECT 1", &[])?;
+        Ok(())
+    }
+
+    pub fn outbox_bell(&self) -> &Bell {
+        &self.outbox_bell
+    }
+
+    /// A connection from the pool, for reads and single statements (each its own
+    /// transaction).
+    pub(super) fn conn(&self) -> Result<Conn> {
+        self.pool.get()
+    }
+
+    /// Runs `f` in one transaction and commits it; runs it again when PostgreSQL aborts
+    /// it as a serialization failure or a deadlock, so `f` must only touch the database.
+    pub(super) fn tx<T>(&self, mut f: impl FnMut(&mut Tx) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        let mut attempt = 1;
+        loop {
+            match conn.in_transaction(&mut f) {
+                Err(StoreError::Retry(why)) if attempt < ATTEMPTS => {
+                    log::debug!("a transaction was aborted ({why}); running it again");
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(u64::from(attempt) * 5));
+                }
+                Err(StoreError::Retry(why)) => return Err(StoreError::Postgres(why)),
+                other => return other,
+            }
+        }
+    }
+}
+
+/// The URL minus user and password.
+fn shown(config: &postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or("(default database)"))
+}
+
+/// An error's text without anything the URL held: postgres' errors name no password,
+/// and this keeps it that way should one ever quote its input.
+fn clean(e: &postgres::Error) -> String {
+    e.to_string()
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> StoreError {
+        let Some(code) = e.code() else {
+            // No SQLSTATE: the connection failed or broke.
+            return StoreError::Unavailable(clean(&e));
+        };
+        if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED {
+            StoreError::Retry(clean(&e))
+        } else if *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::TOO_MANY_CONNECTIONS {
+            StoreError::Busy
+        } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION || *code == SqlState::DISK_FULL {
+            StoreError::ReadOnly
+        } else if code.code().starts_with("08") || code.code().starts_with("57P") {
+            // Connection exceptions, and the server shutting down.
+            StoreError::Unavailable(clean(&e))
+        } else {
+            StoreError::Postgres(clean(&e))
+        }
+    }
+}
+
+/// `usize` limits as PostgreSQL's BIGINT.
+pub(super) fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
