@@ -20,6 +20,7 @@ mod pay;
 mod pay_certificates;
 mod pay_cli;
 mod pay_refunds;
+mod pg_cluster;
 mod session;
 mod tiny_http_limits;
 mod token;
