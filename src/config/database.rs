@@ -45,8 +45,10 @@ pub(super) fn resolve(
     secret_files: &mut Vec<PathBuf>,
 ) -> Result<DatabaseConfig, ConfigError> {
     let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
-    if !(1..=1000).contains(&max_connections) {
-        return Err(ConfigError::new("database.max_connections", "must be between 1 and 1000"));
+    // A token refresh or a maintenance pass holds one connection for its lock while it
+    // writes on another: fewer than 4 could leave requests waiting on those.
+    if !(4..=1000).contains(&max_connections) {
+        return Err(ConfigError::new("database.max_connections", "must be between 4 and 1000"));
     }
     let (path, url) = match (raw.path, raw.url) {
         (Some(_), Some(_)) => {

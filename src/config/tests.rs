@@ -749,3 +749,44 @@ mod pay_config {
         }
     }
 }
+
+#[test]
+fn database_url_from_the_file_or_the_environment_and_never_printed() {
+    let c = parse(&format!("[database]\nurl = \"postgres://wx:pw@db:5432/wx\"\n{MINIMAL}"), Path::new("/x"), &no_env)
+        .unwrap();
+    assert_eq!(c.database.url.as_ref().map(|u| u.expose()), Some("postgres://wx:pw@db:5432/wx"));
+    assert_eq!(c.database.max_connections, 16);
+    assert!(!format!("{:?}", c.database).contains("pw@"), "the URL is a Secret");
+
+    let env = |k: &str| (k == "WXLOGIN_DATABASE_URL").then(|| "postgresql://a:b@h/d".to_string());
+    let c = parse(MINIMAL, Path::new("/x"), &env).unwrap();
+    assert_eq!(c.database.url.as_ref().map(|u| u.expose()), Some("postgresql://a:b@h/d"));
+    // The file's choice wins over the environment, SQLite path included.
+    let c = parse(&format!("[database]\npath = \"w.db\"\n{MINIMAL}"), Path::new("/x"), &env).unwrap();
+    assert!(c.database.url.is_none());
+    assert_eq!(c.database.path, Path::new("/x/w.db"));
+
+    let dir = std::env::temp_dir().join(format!("wxlogin-dburl-{}", crate::secrets::random_id(6)));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("url"), "postgres://u:filepw@h/d\n").unwrap();
+    let env = |k: &str| (k == "WXLOGIN_DATABASE_URL_FILE").then(|| "url".to_string());
+    let c = parse(MINIMAL, &dir, &env).unwrap();
+    assert_eq!(c.database.url.as_ref().map(|u| u.expose()), Some("postgres://u:filepw@h/d"));
+    assert_eq!(c.secret_files, vec![dir.join("url")]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn database_path_and_url_together_or_a_bad_url_are_refused_without_quoting_it() {
+    let e = parse_err(&format!("[database]\npath = \"a.db\"\nurl = \"postgres://u:pw@h/d\"\n{MINIMAL}"));
+    assert!(e.starts_with("database: `path`") && e.contains("`url`"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    let e = parse_err(&format!("[database]\nurl = \"mysql://u:hunter2@h/d\"\n{MINIMAL}"));
+    assert!(e.starts_with("database.url: must be a PostgreSQL URL"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+    let env = |k: &str| (k == "WXLOGIN_DATABASE_URL").then(|| "hunter2".to_string());
+    let e = parse(MINIMAL, Path::new("/x"), &env).unwrap_err().to_string();
+    assert!(e.starts_with("WXLOGIN_DATABASE_URL: must be") && !e.contains("hunter2"), "{e}");
+    let e = parse_err(&format!("[database]\nmax_connections = 1\n{MINIMAL}"));
+    assert!(e.starts_with("database.max_connections: must be between 4"), "{e}");
+}
