@@ -6,8 +6,9 @@ function setup(thread)
   thread:set("tid", threads)
 end
 
+-- args[1]: a tag of this wrk process, so that two run at once never send the same code.
 function init(args)
-  prefix = tostring(tid) .. "." .. tostring(os.time())
+  prefix = (args[1] or "") .. tostring(tid) .. "." .. tostring(os.time())
   counter = 0
 end
 
