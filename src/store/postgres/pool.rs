@@ -60,6 +60,11 @@ impl Pool {
         let mut state = lock(&self.inner.state);
         loop {
             if let Some(link) = state.idle.pop() {
+                if link.client.is_closed() {
+                    // PostgreSQL restarted, or ended the session, while it was idle.
+                    state.open -= 1;
+                    continue;
+                }
                 return Ok(Conn { pool: self.inner.clone(), link: Some(link) });
             }
             if state.open < self.inner.max {
