@@ -134,6 +134,7 @@ fn logins_upsert_the_user_keep_unionid_and_replace_the_session_key() {
     assert_eq!(main, ["o-race", "o2", "o1"], "newest first, of the app asked");
     let newest = b.list_users(None, 1).expect("reads");
     assert_eq!((newest.len(), newest[0].id), (1, other.user.id));
+    assert_eq!(a.list_users(None, -1).expect("reads").len(), 4, "a negative limit is none, as on SQLite");
     assert_eq!(count(&url, "SELECT sum(logins) FROM login_days WHERE day = '1970-01-01'"), 3 + 1 + 8 + 1);
 }
 

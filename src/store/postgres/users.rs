@@ -125,12 +125,14 @@ impl Postgres {
         Ok(rows.iter().map(|r| user_from_row(r, 0)).collect())
     }
 
+    /// A negative `limit` is no limit, as SQLite reads it.
     pub fn list_users(&self, app: Option<&str>, limit: i64) -> Result<Vec<User>> {
         let rows = self.conn()?.query(
             concat!(
                 "SELECT ",
                 user_columns!(),
-                " FROM users WHERE ($1::TEXT IS NULL OR app = $1) ORDER BY id DESC LIMIT $2"
+                " FROM users WHERE ($1::TEXT IS NULL OR app = $1) ORDER BY id DESC
+                 LIMIT CASE WHEN $2::BIGINT < 0 THEN NULL ELSE $2::BIGINT END"
             ),
             &[&app, &limit],
         )?;
