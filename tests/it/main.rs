@@ -21,6 +21,7 @@ mod pay_certificates;
 mod pay_cli;
 mod pay_refunds;
 mod pg_cluster;
+mod pg_pay_store;
 mod pg_store;
 mod session;
 mod tiny_http_limits;

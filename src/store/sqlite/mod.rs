@@ -27,11 +27,16 @@ pub use crate::store::{Result, StoreError};
 
 pub use admin::{vacuum_into, verify, AppStats, ServerLock, Stats, Verified};
 pub use migrate::SCHEMA_VERSION;
+/// What the PostgreSQL engine shares with this one: the events' data, the refund rules.
+#[cfg(feature = "postgres")]
+pub(in crate::store) use orders::order_json;
 pub use orders::{
     Applied, Created, NewOrder, Order, OrderState, Payment, EVENT_ORDER_CLOSED, EVENT_ORDER_PAID, FIRST_QUERY_AFTER,
     MAX_QUERY_INTERVAL,
 };
 pub use pay_events::{backoff, Backlog, Bell, EventStatus, OutboxEvent, Retry, GIVE_UP_AFTER};
+#[cfg(feature = "postgres")]
+pub(in crate::store) use refunds::{refund_json, FIRST_REFUND_QUERY_AFTER};
 pub use refunds::{
     NewRefund, Refund, RefundApplied, RefundCreated, RefundResult, RefundState, EVENT_REFUND_FAILED,
     EVENT_REFUND_SUCCEEDED,

@@ -172,7 +172,7 @@ fn sql_limit(limit: usize) -> i64 {
 /// The event's `data`: the contract's Order object (pay.md, "Objects"). No openid and no
 /// prepay id: they are not part of it. `refunds` is empty: an order has none when it is
 /// paid or closed (the refund events carry the Refund).
-fn order_json(o: &Order) -> String {
+pub(in crate::store) fn order_json(o: &Order) -> String {
     serde_json::json!({
         "out_trade_no": o.out_trade_no, "app": o.app, "user_id": o.user_id, "product": o.product,
         "description": o.description, "amount": o.amount, "currency": o.currency, "attach": o.attach,

@@ -66,7 +66,7 @@ impl RefundState {
 
     /// Whether a refund in state `self` may become `to`: processing to anything else,
     /// abnormal to a final state; a final state never changes.
-    fn may_become(self, to: RefundState) -> bool {
+    pub(in crate::store) fn may_become(self, to: RefundState) -> bool {
         matches!(
             (self, to),
             (RefundState::Processing, RefundState::Succeeded | RefundState::Closed | RefundState::Abnormal)
@@ -178,7 +178,7 @@ fn reserved(c: &Connection, out_trade_no: &str) -> Result<i64> {
         .query_row([out_trade_no], |r| r.get(0))?)
 }
 
-fn refund_json(r: &Refund) -> String {
+pub(in crate::store) fn refund_json(r: &Refund) -> String {
     serde_json::to_string(r).unwrap_or_else(|_| "{}".into())
 }
 
