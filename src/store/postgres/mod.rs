@@ -9,8 +9,6 @@
 //! The connection is plain TCP or a Unix socket (no TLS in this version: PostgreSQL on
 //! the same host or a private network, as deploy/README.md says).
 
-// Scaffolding while the engine is written: some helpers are not called yet.
-#![allow(dead_code)]
 
 mod coordination;
 mod migrate;

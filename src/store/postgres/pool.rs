@@ -149,11 +149,6 @@ impl Conn {
         Ok(link.client.execute(&st, params)?)
     }
 
-    /// Runs several statements as one text (migrations), with no parameters.
-    pub fn batch(&mut self, sql: &str) -> Result<()> {
-        Ok(self.link().client.batch_execute(sql)?)
-    }
-
     /// Runs `f` inside BEGIN ... COMMIT; rolls back when it fails.
     pub fn in_transaction<T>(&mut self, f: &mut impl FnMut(&mut Tx) -> Result<T>) -> Result<T> {
         let link = self.link();
@@ -179,11 +174,6 @@ impl Tx<'_> {
         let st = self.tx.prepare(sql)?;
         self.statements.insert(sql, st.clone());
         Ok(st)
-    }
-
-    pub fn query(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        let st = self.statement(sql)?;
-        Ok(self.tx.query(&st, params)?)
     }
 
     pub fn query_opt(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
