@@ -1,7 +1,8 @@
 //! The admin commands that run beside a serving instance: `users list|show`,
-//! `sessions list|revoke` and `stats`. They open the same SQLite file (WAL lets readers
-//! and a second writer work beside the server; every write is one short `BEGIN
-//! IMMEDIATE` transaction) and need no app secret.
+//! `sessions list|revoke` and `stats`. They open the same database as the server (on
+//! SQLite, WAL lets readers and a second writer work beside it; every write is one short
+//! `BEGIN IMMEDIATE` transaction; on PostgreSQL they are one more client) and need no app
+//! secret.
 
 use std::process::ExitCode;
 
@@ -188,7 +189,10 @@ pub(super) fn open(args: &mut Args) -> Result<(Config, Store)> {
 pub(super) fn database_error(config: &Config, e: &crate::store::StoreError) -> String {
     match &config.database.url {
         None => format!("database {}: {e}", config.database.path.display()),
-        Some(_) => format!("database (PostgreSQL): {e}"),
+        Some(url) => {
+            let shown = crate::store::describe_url(url).unwrap_or_else(|| "(URL not valid)".into());
+            format!("database PostgreSQL {shown}: {e}")
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use super::{Args, CliError, Result};
 use crate::config;
+use crate::secrets::Secret;
 use crate::store::{self, ServerLock, SCHEMA_VERSION};
 
 /// A consistent, verified copy of the live database, safe while the server runs and
@@ -15,9 +16,13 @@ use crate::store::{self, ServerLock, SCHEMA_VERSION};
 pub fn backup(mut args: Args) -> Result<ExitCode> {
     let path = config::locate(args.path("--config")?.as_deref());
     let force = args.switch("--force");
-    let dest = args.positional().map(PathBuf::from).ok_or_else(|| CliError::usage("backup needs DEST, a file path"))?;
+    let dest = args.positional().map(PathBuf::from);
     args.finish()?;
     let config = config::load_for_admin(&path)?;
+    if let Some(url) = &config.database.url {
+        return Ok(postgres_instead(url, Tool::Dump, dest.as_deref()));
+    }
+    let dest = dest.ok_or_else(|| CliError::usage("backup needs DEST, a file path"))?;
     let db = &config.database.path;
     if !db.is_file() {
         return Err(CliError::new(format!("no database at {} (has the server ever run?)", db.display())));
@@ -73,10 +78,13 @@ pub fn backup(mut args: Args) -> Result<ExitCode> {
 /// half-way. The old database is kept as `<db>.before-restore-<unix time>`.
 pub fn restore(mut args: Args) -> Result<ExitCode> {
     let path = config::locate(args.path("--config")?.as_deref());
-    let src =
-        args.positional().map(PathBuf::from).ok_or_else(|| CliError::usage("restore needs SRC, a backup file"))?;
+    let src = args.positional().map(PathBuf::from);
     args.finish()?;
     let config = config::load_for_admin(&path)?;
+    if let Some(url) = &config.database.url {
+        return Ok(postgres_instead(url, Tool::Restore, src.as_deref()));
+    }
+    let src = src.ok_or_else(|| CliError::usage("restore needs SRC, a backup file"))?;
     let db = config.database.path.clone();
     if same_file_family(&db, &src) {
         return Err(CliError::new(format!("{} is the live database itself", src.display())));
@@ -140,6 +148,58 @@ pub fn restore(mut args: Args) -> Result<ExitCode> {
         println!("the previous database was kept as {}", k.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+enum Tool {
+    Dump,
+    Restore,
+}
+
+/// On PostgreSQL, backups are PostgreSQL's own tools' job (`pg_dump` is consistent while
+/// wxlogin serves); this prints their command lines for the configured database, with no
+/// password in them, and fails (exit 1) so that a script expecting a backup file notices.
+fn postgres_instead(url: &Secret, tool: Tool, file: Option<&Path>) -> ExitCode {
+    let file = file.map(|f| sh_quote(&f.display().to_string())).unwrap_or_else(|| "wxlogin.dump".into());
+    let Some(t) = store::pg_target(url) else {
+        eprintln!("wxlogin: the database URL is not a valid PostgreSQL URL");
+        return ExitCode::FAILURE;
+    };
+    let mut conn = format!("-h {} -p {}", sh_quote(&t.host), t.port);
+    if let Some(user) = &t.user {
+        conn.push_str(&format!(" -U {}", sh_quote(user)));
+    }
+    let db = sh_quote(t.dbname.as_deref().unwrap_or("wxlogin"));
+    let shown = store::describe_url(url).unwrap_or_default();
+    match tool {
+        Tool::Dump => {
+            eprintln!(
+                "wxlogin: backup: the database is PostgreSQL ({shown}); back it up with PostgreSQL's own pg_dump \
+                 (consistent while wxlogin serves):"
+            );
+            eprintln!("  pg_dump -Fc {conn} -d {db} -f {file}");
+            eprintln!("  (or, with the URL in the environment: pg_dump -Fc -d \"$WXLOGIN_DATABASE_URL\" -f {file})");
+        }
+        Tool::Restore => {
+            eprintln!(
+                "wxlogin: restore: the database is PostgreSQL ({shown}); stop every wxlogin instance on it, then \
+                 restore a pg_dump file with PostgreSQL's own pg_restore:"
+            );
+            eprintln!("  pg_restore --clean --if-exists {conn} -d {db} {file}");
+            eprintln!("  (or, with the URL in the environment: pg_restore --clean --if-exists -d \"$WXLOGIN_DATABASE_URL\" {file})");
+        }
+    }
+    eprintln!("Give the password through PGPASSWORD or ~/.pgpass, never on the command line (it shows in `ps`).");
+    ExitCode::FAILURE
+}
+
+/// `s` as one shell word: as it is when it is plain, else in single quotes.
+fn sh_quote(s: &str) -> String {
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 fn with_suffix(p: &Path, suffix: &str) -> PathBuf {

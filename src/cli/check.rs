@@ -20,8 +20,10 @@ pub fn check(mut args: Args) -> Result<ExitCode> {
     for warning in super::readable_secret_files(&path, &config) {
         println!("warning: {warning}");
     }
-    let db = &config.database.path;
-    check_database(db)?;
+    match &config.database.url {
+        None => check_database(&config.database.path)?,
+        Some(url) => check_postgres(url)?,
+    }
     if live {
         // Both, whatever the first says: an operator fixing one wants to know about the other.
         let wechat_ok = check_live(&config);
@@ -53,6 +55,31 @@ fn check_database(db: &std::path::Path) -> Result<()> {
         v.version,
         v.users,
         v.live_sessions
+    );
+    Ok(())
+}
+
+/// Connects (no pool, nothing migrated: a check changes nothing), reads the schema
+/// version and a few counts. An unreachable server, a refused login or a newer schema is
+/// an error naming host:port/database, never the password.
+fn check_postgres(url: &crate::secrets::Secret) -> Result<()> {
+    let shown = store::describe_url(url).unwrap_or_else(|| "(URL not valid)".into());
+    let s = store::inspect_postgres(url).map_err(|e| CliError::new(format!("database: PostgreSQL {shown}: {e}")))?;
+    if s.version == 0 {
+        println!(
+            "database: PostgreSQL {} is reachable and has no wxlogin schema yet; it will be created on first start",
+            s.shown
+        );
+        return Ok(());
+    }
+    let upgrade = if s.version < s.supported {
+        format!(" (will be upgraded to version {} on start)", s.supported)
+    } else {
+        String::new()
+    };
+    println!(
+        "database: PostgreSQL {} is reachable, schema version {}{upgrade}, {} user(s), {} live session(s)",
+        s.shown, s.version, s.users, s.live_sessions
     );
     Ok(())
 }

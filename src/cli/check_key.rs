@@ -14,7 +14,7 @@ pub fn check_key(mut args: Args) -> Result<ExitCode> {
     let id: i64 = id.parse().map_err(|_| CliError::usage(format!("the user ID must be a number, not `{id}`")))?;
     args.finish()?;
     let config = config::load(&path)?;
-    if !config.database.path.exists() {
+    if config.database.url.is_none() && !config.database.path.exists() {
         return Err(CliError::new(format!(
             "no database at {} (has the server ever run?)",
             config.database.path.display()

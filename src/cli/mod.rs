@@ -6,6 +6,7 @@ mod args;
 mod backup;
 mod check;
 mod check_key;
+mod copy_db;
 mod demo;
 mod orders;
 mod pay_events;
@@ -71,7 +72,14 @@ USAGE:
                                             consistent, verified online copy, safe while serving;
                                             never replaces an existing DEST without --force
   wxlogin restore SRC [--config FILE]       put a verified backup in place (refuses while a
-                                            server holds the database; keeps the old file)
+                                            server holds the database; keeps the old file); on
+                                            PostgreSQL both print the pg_dump / pg_restore lines
+                                            to use instead and exit 1
+  wxlogin copy-db --from SQLITE_PATH (--to postgres://... | --to-file FILE)
+                                            move an installation into an empty PostgreSQL database
+                                            (every row, ids and sessions kept; one transaction), then
+                                            print each table's count on both sides (exit 0 when all
+                                            match); --to-file reads the URL from FILE, out of `ps`
   wxlogin users   list [--app NAME] [--limit N] | show ID|OPENID | check-key ID
                                             (check-key asks WeChat whether the user's session_key
                                             is still valid: prints valid / stale, exit 0/1)
@@ -122,6 +130,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         "check" => check::check(args),
         "backup" => backup::backup(args),
         "restore" => backup::restore(args),
+        "copy-db" => copy_db::copy_db(args),
         "users" => admin::users(args),
         "sessions" => admin::sessions(args),
         "stats" => admin::stats(args),

@@ -12,6 +12,7 @@
 //! On SQLite, where `serve` holds the database alone (see [`ServerLock`]), the process's
 //! own locks already suffice and these grant at once.
 
+mod admin;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
@@ -22,6 +23,7 @@ use std::path::Path;
 use crate::config::DatabaseConfig;
 use crate::secrets::Secret;
 
+pub use admin::{describe_url, inspect_postgres, pg_target, Copied, PgStatus, PgTarget};
 pub use sqlite::tokens;
 pub use sqlite::{
     backoff, vacuum_into, verify, AppStats, Applied, Backlog, Bell, Caller, Created, EventStatus, LoginOutcome, Lookup,

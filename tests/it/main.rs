@@ -20,6 +20,7 @@ mod pay;
 mod pay_certificates;
 mod pay_cli;
 mod pay_refunds;
+mod pg_cli;
 mod pg_cluster;
 mod pg_pay_store;
 mod pg_store;

@@ -10,7 +10,9 @@
 //! the same host or a private network, as deploy/README.md says).
 
 
+pub(super) mod admin;
 mod coordination;
+mod copy;
 mod migrate;
 mod orders;
 mod pay_events;
