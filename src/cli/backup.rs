@@ -240,3 +240,18 @@ fn sync_dir(file: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::sh_quote;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(sh_quote("db.internal"), "db.internal");
+        assert_eq!(sh_quote("/var/run/postgresql"), "/var/run/postgresql");
+        assert_eq!(sh_quote("my db"), "'my db'");
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+        assert_eq!(sh_quote("$(rm -rf x)"), "'$(rm -rf x)'");
+        assert_eq!(sh_quote(""), "''");
+    }
+}

@@ -288,3 +288,39 @@ fn pg_admin_commands_read_the_copied_installation() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("order.paid"), "{out}");
 }
+
+#[test]
+fn pg_copy_db_copies_thousands_of_rows_in_batches_exactly() {
+    let dir = TempDir::new("pgbatch");
+    let db = dir.path().join("wxlogin.db");
+    drop(Store::open(&db).expect("a fresh SQLite database"));
+    let mut c = rusqlite::Connection::open(&db).unwrap();
+    let tx = c.transaction().unwrap();
+    for i in 1..=2500i64 {
+        // Sparse ids, NULLs and a value with a quote: all must come across as they are.
+        let nickname = (i % 2 == 0).then(|| format!("n'{i}"));
+        tx.execute(
+            "INSERT INTO users (id, app, openid, nickname, created_at, last_login_at) VALUES (?1, 'main', ?2, ?3, ?4, ?4)",
+            rusqlite::params![i * 3, format!("o{i}"), nickname, 1_700_000_000 + i],
+        )
+        .unwrap();
+        let hash = wxlogin::secrets::sha256(format!("t{i}").as_bytes());
+        tx.execute(
+            "INSERT INTO sessions VALUES (?1, ?2, 1, 1, 4000000000, 4000000000)",
+            rusqlite::params![hash.to_vec(), i * 3],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    drop(c);
+    let url = fresh_database();
+    let (code, out, err) = run(&["copy-db", "--from", db.to_str().unwrap(), "--to", &url], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.lines().any(|l| l == "users: 2500 copied, 2500 in PostgreSQL"), "{out}");
+    assert!(out.lines().any(|l| l == "sessions: 2500 copied, 2500 in PostgreSQL"), "{out}");
+    let sum = |sql: &str| psql(&url, sql).trim().to_string();
+    assert_eq!(sum("SELECT sum(id), count(nickname), max(nickname) FROM users"), "9378750|1250|n'998");
+    assert_eq!(sum("SELECT count(*) FROM users u JOIN sessions s ON s.user_id = u.id"), "2500");
+    let next: i64 = sum("SELECT nextval(pg_get_serial_sequence('users', 'id'))").parse().unwrap();
+    assert!(next > 7500, "the sequence is past the largest copied id: {next}");
+}

@@ -241,6 +241,9 @@ impl Postgres {
             counts.push(n);
         }
         self.conn()?.in_transaction(&mut |tx| {
+            // A writer that holds on (an instance already started on the target) makes
+            // this fail after a while rather than wait without end.
+            tx.batch("SET LOCAL lock_timeout = '10s'")?;
             tx.batch(&sql().lock)?;
             refuse_rows(tx)?;
             for (i, t) in COPIED.iter().enumerate() {
@@ -405,6 +408,9 @@ mod tests {
         tables.sort();
         copied.sort();
         assert_eq!(tables, copied, "every SQLite table is copied");
+        for t in &copied {
+            assert!(TABLES.contains(&t.as_str()), "{t} is one of PostgreSQL's tables (and so counted)");
+        }
         for t in &COPIED {
             let columns: Vec<(String, String)> = conn
                 .prepare(&format!("SELECT name, type FROM pragma_table_info('{}') ORDER BY cid", t.name))
