@@ -148,7 +148,18 @@ fn pg_a_server_on_the_copy_accepts_the_old_sessions() {
         assert_eq!(r.status, 200, "an old session on PostgreSQL: {}", r.text);
     }
     let me = send(&format!("http://{addr}/v1/me"), "GET", Some(&tokens[0]), None, &[]).json();
-    assert_eq!(me["user"]["nickname"], "Annie", "{me}");
+    assert_eq!(me["nickname"], "Annie", "{me}");
+    // A new user gets an id past the copied ones (ann 1, ben 2), ben logs in as himself.
+    let login = |user: &str| {
+        let body = json!({"code": s.code(user)}).to_string();
+        let r =
+            send(&format!("http://{addr}/v1/login"), "POST", None, Some(body), &[("Content-Type", "application/json")]);
+        assert_eq!(r.status, 200, "login on PostgreSQL: {}", r.text);
+        r.json()
+    };
+    assert_eq!(login("cat")["user"]["id"], 3);
+    let ben = login("ben");
+    assert_eq!((ben["new_user"].clone(), ben["user"]["id"].clone()), (json!(false), json!(2)), "{ben}");
     assert!(sigterm_and_wait(&mut child, Duration::from_secs(10)).success());
 }
 
@@ -269,7 +280,13 @@ fn pg_check_names_postgresql_and_its_schema_version() {
 fn pg_admin_commands_read_the_copied_installation() {
     let (s, db, _) = installation();
     let url = copied(&db, s.dir.path());
-    let config = pg_config(s.dir.path(), &url, &s.fake.base_url());
+    // `orders` needs a [pay] table (its keys may be missing for list and show): the
+    // fake's test merchant, its key files in a folder of their own.
+    let dir = TempDir::new("pgadmin");
+    let config = pg_config(dir.path(), &url, &s.fake.base_url());
+    let pay = pay_config_text(dir.path(), &s.fake.base_url(), "https://login.example.com/v1/pay/notify");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n{pay}")).unwrap();
     let cfg = config.to_str().unwrap();
     let (code, out, err) = run(&["stats", "--config", cfg], &[]);
     assert_eq!(code, 0, "{out}{err}");

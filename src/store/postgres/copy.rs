@@ -249,7 +249,7 @@ impl Postgres {
             for (i, t) in COPIED.iter().enumerate() {
                 copy_table(&source, tx, i, t)?;
                 if let Some(setval) = &sql().setval[i] {
-                    tx.query(setval, &[])?;
+                    tx.query_opt(setval, &[])?;
                 }
             }
             Ok(())

@@ -9,7 +9,6 @@
 //! The connection is plain TCP or a Unix socket (no TLS in this version: PostgreSQL on
 //! the same host or a private network, as deploy/README.md says).
 
-
 pub(super) mod admin;
 mod coordination;
 mod copy;
