@@ -73,7 +73,7 @@ impl App {
     }
 
     /// Until shutdown, on its own thread: copies the WAL into the database file every
-    /// [`FOLD_EVERY`] (see `Store::fold_wal`), and purges expired sessions and spent
+    /// [`FOLD_EVERY`] (see `Store::upkeep`), and purges expired sessions and spent
     /// codes every `every`, in small batches, so that requests are never blocked behind it.
     pub fn spawn_maintenance(self: &Arc<App>, every: Duration) -> std::io::Result<std::thread::JoinHandle<()>> {
         if let Some(p) = &self.payments {
@@ -87,11 +87,11 @@ impl App {
             let mut next = Instant::now();
             let mut fold_failed_logged: Option<Instant> = None;
             while !app.is_stopping() {
-                match app.store.fold_wal() {
+                match app.store.upkeep() {
                     Ok(_) => fold_failed_logged = None,
                     // Once a minute at most: a full disk would otherwise fill the log too.
                     Err(e) if fold_failed_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) => {
-                        log::warn!("maintenance: copying the WAL into the database failed: {e}");
+                        log::warn!("maintenance: database upkeep (WAL copy, or login counts) failed: {e}");
                         fold_failed_logged = Some(Instant::now());
                     }
                     Err(_) => {}

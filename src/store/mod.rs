@@ -191,14 +191,24 @@ impl Store {
         !matches!(self.engine, Engine::Sqlite(_))
     }
 
-    /// Copies the WAL into the file (SQLite); nothing to do on PostgreSQL.
-    pub fn fold_wal(&self) -> Result<i64> {
-        self.sqlite().map_or(Ok(0), Sqlite::fold_wal)
+    /// The maintenance thread's frequent chore: SQLite copies its WAL into the file
+    /// (see `Sqlite::fold_wal`); PostgreSQL writes the login counts kept in memory.
+    pub fn upkeep(&self) -> Result<()> {
+        match &self.engine {
+            Engine::Sqlite(s) => s.fold_wal().map(|_| ()),
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(p) => p.flush_login_counts(false),
+        }
     }
 
-    /// Leaves the database complete on its own after a clean stop (SQLite's WAL folded).
+    /// Leaves the database complete on its own after a clean stop: SQLite's WAL folded,
+    /// PostgreSQL's pending login counts written.
     pub fn checkpoint(&self) -> Result<()> {
-        self.sqlite().map_or(Ok(()), Sqlite::checkpoint)
+        match &self.engine {
+            Engine::Sqlite(s) => s.checkpoint(),
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(p) => p.flush_login_counts(true),
+        }
     }
 }
 

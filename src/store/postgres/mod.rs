@@ -12,6 +12,7 @@
 pub(super) mod admin;
 mod coordination;
 mod copy;
+mod login_counts;
 mod migrate;
 mod orders;
 mod pay_events;
@@ -40,6 +41,7 @@ pub struct Postgres {
     /// host:port/database, for logs (the URL minus user and password).
     shown: String,
     outbox_bell: Bell,
+    login_counts: login_counts::LoginCounts,
 }
 
 impl Postgres {
@@ -53,7 +55,7 @@ impl Postgres {
         let mut conn = pool.get()?;
         migrate::migrate(&mut conn)?;
         drop(conn);
-        Ok(Postgres { pool, shown, outbox_bell: Bell::default() })
+        Ok(Postgres { pool, shown, outbox_bell: Bell::default(), login_counts: Default::default() })
     }
 
     pub fn describe(&self) -> String {

@@ -10,6 +10,8 @@ impl Postgres {
     /// Users, live sessions and today's (UTC) logins, in total and per app: one statement,
     /// so one snapshot, and the numbers agree with each other.
     pub fn stats(&self, now: i64) -> Result<Stats> {
+        // This instance's own logins of the last second count too.
+        self.flush_login_counts(true)?;
         let rows = self.conn()?.query(
             "SELECT 0, app, count(*) FROM users GROUP BY app
              UNION ALL

@@ -58,9 +58,9 @@ impl Postgres {
                 ],
             )?;
             let expires_at = sessions::insert(tx, &l.token_hash, user.id, &l.terms)?;
-            count_login(tx, l.app, l.terms.now)?;
             Ok(LoginOutcome { user, new_user, expires_at })
         })
+        .inspect(|_| self.count_login(l.app, l.terms.now))
     }
 
     /// A code exchanged successfully within `window` seconds: another session for the
@@ -108,8 +108,12 @@ impl Postgres {
                 .map(|r| user_from_row(&r, 0))
                 .ok_or_else(|| StoreError::Postgres("a used code names a user who does not exist".into()))?;
             let expires_at = sessions::insert(tx, &new_token_hash(), user_id, terms)?;
-            count_login(tx, app, terms.now)?;
             Ok(Replay::Answered(LoginOutcome { user, new_user: new_user != 0, expires_at }))
+        })
+        .inspect(|r| {
+            if matches!(r, Replay::Answered(_)) {
+                self.count_login(app, terms.now)
+            }
         })
     }
 
@@ -208,16 +212,6 @@ fn upsert_user(tx: &mut Tx, l: &NewLogin) -> Result<(User, bool)> {
         &[&l.app, &l.openid, &l.unionid, &key, &now],
     )?;
     Ok((user_from_row(&row, 1), row.get(0)))
-}
-
-/// One more login in the app's count for the UTC day of `now`.
-fn count_login(tx: &mut Tx, app: &str, now: i64) -> Result<()> {
-    tx.execute(
-        "INSERT INTO login_days (app, day, logins) VALUES ($1, $2, 1)
-         ON CONFLICT (app, day) DO UPDATE SET logins = login_days.logins + 1",
-        &[&app, &utc_day(now)],
-    )?;
-    Ok(())
 }
 
 /// `YYYY-MM-DD` of the UTC day of `now`, as SQLite's `date(now, 'unixepoch')` writes it.
