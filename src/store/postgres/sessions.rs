@@ -43,11 +43,12 @@ impl Postgres {
             &[&&token_hash[..]],
         )?;
         let Some(r) = row else { return Ok(Lookup::Unknown) };
-        let (created_at, last_seen_at, expires_at, max_expires_at) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        let (created_at, last_seen_at, expires_at, max_expires_at) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
         if now >= expires_at {
             return Ok(Lookup::Expired);
         }
-        let user = super::users::user_from_row(&r, 4);
+        let user = super::users::user_from_row(&r, 4)?;
         Ok(Lookup::Live(Box::new(SessionInfo { user, created_at, last_seen_at, expires_at, max_expires_at })))
     }
 
@@ -64,11 +65,11 @@ impl Postgres {
             &[&&token_hash[..], &now, &ttl, &SLIDE_EVERY_SECONDS],
         )?;
         if let Some(r) = slid {
-            return Ok(r.get(0));
+            return Ok(r.try_get(0)?);
         }
         // Not due, expired, or slid by another instance meanwhile: what is stored now.
         let row = conn.query_opt("SELECT expires_at FROM sessions WHERE token_hash = $1", &[&&token_hash[..]])?;
-        Ok(row.map_or(now, |r| r.get(0)))
+        Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(now))
     }
 
     /// Ends one session; true when there was one.
@@ -101,16 +102,16 @@ impl Postgres {
              FROM sessions WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC",
             &[&user_id, &now],
         )?;
-        Ok(rows
-            .iter()
-            .map(|r| SessionRow {
-                token_hash_prefix: r.get(0),
-                user_id: r.get(1),
-                created_at: r.get(2),
-                last_seen_at: r.get(3),
-                expires_at: r.get(4),
+        let row = |r: &postgres::Row| -> Result<SessionRow> {
+            Ok(SessionRow {
+                token_hash_prefix: r.try_get(0)?,
+                user_id: r.try_get(1)?,
+                created_at: r.try_get(2)?,
+                last_seen_at: r.try_get(3)?,
+                expires_at: r.try_get(4)?,
             })
-            .collect())
+        };
+        rows.iter().map(row).collect()
     }
 
     pub fn live_sessions(&self, now: i64) -> Result<i64> {

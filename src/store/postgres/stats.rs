@@ -23,7 +23,7 @@ impl Postgres {
         )?;
         let mut apps: BTreeMap<String, AppStats> = BTreeMap::new();
         for r in &rows {
-            let (what, app, n): (i32, String, i64) = (r.get(0), r.get(1), r.get(2));
+            let (what, app, n): (i32, String, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
             let entry = apps.entry(app.clone()).or_insert_with(|| AppStats { app, ..AppStats::default() });
             match what {
                 0 => entry.users = n,

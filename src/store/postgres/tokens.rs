@@ -12,10 +12,11 @@ impl Postgres {
         let row = self
             .conn()?
             .query_opt("SELECT token, expires_at, fetched_at FROM access_tokens WHERE app = $1", &[&app])?;
-        Ok(row.map(|r| StoredToken {
-            token: Secret::new(r.get::<_, String>(0)),
-            expires_at: r.get(1),
-            fetched_at: r.get(2),
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(StoredToken {
+            token: Secret::new(r.try_get::<_, String>(0)?),
+            expires_at: r.try_get(1)?,
+            fetched_at: r.try_get(2)?,
         }))
     }
 

@@ -17,20 +17,20 @@ macro_rules! user_columns {
     };
 }
 
-pub(super) fn user_from_row(r: &Row, at: usize) -> User {
-    User {
-        id: r.get(at),
-        app: r.get(at + 1),
-        openid: r.get(at + 2),
-        unionid: r.get(at + 3),
-        nickname: r.get(at + 4),
-        avatar_url: r.get(at + 5),
-        gender: r.get(at + 6),
-        phone_number: r.get(at + 7),
-        country_code: r.get(at + 8),
-        created_at: r.get(at + 9),
-        last_login_at: r.get(at + 10),
-    }
+pub(super) fn user_from_row(r: &Row, at: usize) -> Result<User> {
+    Ok(User {
+        id: r.try_get(at)?,
+        app: r.try_get(at + 1)?,
+        openid: r.try_get(at + 2)?,
+        unionid: r.try_get(at + 3)?,
+        nickname: r.try_get(at + 4)?,
+        avatar_url: r.try_get(at + 5)?,
+        gender: r.try_get(at + 6)?,
+        phone_number: r.try_get(at + 7)?,
+        country_code: r.try_get(at + 8)?,
+        created_at: r.try_get(at + 9)?,
+        last_login_at: r.try_get(at + 10)?,
+    })
 }
 
 impl Postgres {
@@ -98,7 +98,7 @@ impl Postgres {
                 &[&app, &&code_hash[..], &since, &MAX_CODE_REPLAYS, &key_hash, &ip],
             )?;
             let Some(spent) = spent else { return Ok(Replay::Refused) };
-            let (user_id, new_user): (i64, i64) = (spent.get(0), spent.get(1));
+            let (user_id, new_user): (i64, i64) = (spent.try_get(0)?, spent.try_get(1)?);
             let row = tx.query_opt(
                 concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1 FOR NO KEY UPDATE"),
                 &[&user_id],
@@ -106,6 +106,7 @@ impl Postgres {
             // The foreign key's cascade removes a deleted user's codes with it.
             let user = row
                 .map(|r| user_from_row(&r, 0))
+                .transpose()?
                 .ok_or_else(|| StoreError::Postgres("a used code names a user who does not exist".into()))?;
             let expires_at = sessions::insert(tx, &new_token_hash(), user_id, terms)?;
             Ok(Replay::Answered(LoginOutcome { user, new_user: new_user != 0, expires_at }))
@@ -119,14 +120,14 @@ impl Postgres {
 
     pub fn user(&self, id: i64) -> Result<Option<User>> {
         let row = self.conn()?.query_opt(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"), &[&id])?;
-        Ok(row.map(|r| user_from_row(&r, 0)))
+        row.map(|r| user_from_row(&r, 0)).transpose()
     }
 
     pub fn user_by_openid(&self, openid: &str) -> Result<Vec<User>> {
         let rows = self
             .conn()?
             .query(concat!("SELECT ", user_columns!(), " FROM users WHERE openid = $1 ORDER BY id"), &[&openid])?;
-        Ok(rows.iter().map(|r| user_from_row(r, 0)).collect())
+        rows.iter().map(|r| user_from_row(r, 0)).collect()
     }
 
     /// A negative `limit` is no limit, as SQLite reads it.
@@ -140,13 +141,13 @@ impl Postgres {
             ),
             &[&app, &limit],
         )?;
-        Ok(rows.iter().map(|r| user_from_row(r, 0)).collect())
+        rows.iter().map(|r| user_from_row(r, 0)).collect()
     }
 
     /// The user's current WeChat session_key, for decrypting open data server-side.
     pub fn session_key(&self, user_id: i64) -> Result<Option<Secret>> {
         let row = self.conn()?.query_opt("SELECT session_key FROM users WHERE id = $1", &[&user_id])?;
-        Ok(row.and_then(|r| r.get::<_, Option<String>>(0)).map(Secret::new))
+        Ok(row.map(|r| r.try_get::<_, Option<String>>(0)).transpose()?.flatten().map(Secret::new))
     }
 
     /// Sets the fields given (None leaves a field alone) and returns the updated user.
@@ -165,7 +166,7 @@ impl Postgres {
             ),
             &[&user_id, &nickname, &avatar_url, &gender],
         )?;
-        Ok(row.map(|r| user_from_row(&r, 0)))
+        row.map(|r| user_from_row(&r, 0)).transpose()
     }
 
     pub fn update_phone(&self, user_id: i64, phone_number: &str, country_code: Option<&str>) -> Result<Option<User>> {
@@ -176,7 +177,7 @@ impl Postgres {
             ),
             &[&user_id, &phone_number, &country_code],
         )?;
-        Ok(row.map(|r| user_from_row(&r, 0)))
+        row.map(|r| user_from_row(&r, 0)).transpose()
     }
 }
 
@@ -197,7 +198,7 @@ fn upsert_user(tx: &mut Tx, l: &NewLogin) -> Result<(User, bool)> {
         &[&l.app, &l.openid, &key, &now, &l.unionid],
     )?;
     if let Some(row) = updated {
-        return Ok((user_from_row(&row, 0), false));
+        return Ok((user_from_row(&row, 0)?, false));
     }
     let row = tx.query_one(
         concat!(
@@ -211,7 +212,7 @@ fn upsert_user(tx: &mut Tx, l: &NewLogin) -> Result<(User, bool)> {
         ),
         &[&l.app, &l.openid, &l.unionid, &key, &now],
     )?;
-    Ok((user_from_row(&row, 1), row.get(0)))
+    Ok((user_from_row(&row, 1)?, row.try_get(0)?))
 }
 
 /// `YYYY-MM-DD` of the UTC day of `now`, as SQLite's `date(now, 'unixepoch')` writes it.
