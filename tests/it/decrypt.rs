@@ -2,15 +2,10 @@
 //! `/__fake/open_data`: every row of the contract's error table, key rotation, and the
 //! field spellings.
 
-use rusqlite::Connection;
 use serde_json::{json, Value};
 use wxlogin::wechat::crypto::encrypt_open_data;
 
 use crate::support::*;
-
-fn db(s: &TestServer) -> Connection {
-    Connection::open(s.dir.path().join("wxlogin.db")).unwrap()
-}
 
 fn now() -> i64 {
     wxlogin::store::now()
@@ -158,7 +153,7 @@ fn no_or_expired_session_is_401_as_for_get_session() {
     assert_eq!((r.status, r.error_code()), (401, "unauthorized".into()));
     assert_eq!(r.header("www-authenticate"), Some(r#"Bearer realm="wxlogin""#));
     assert_eq!(decrypt(&s, "not-a-token", &d).status, 401);
-    db(&s).execute("UPDATE sessions SET expires_at = ?1", [now() - 1]).unwrap();
+    s.sql(&format!("UPDATE sessions SET expires_at = {}", now() - 1));
     let r = decrypt(&s, &token, &d);
     assert_eq!((r.status, r.error_code()), (401, "session_expired".into()));
 }
@@ -212,7 +207,7 @@ fn a_user_without_a_stored_session_key_is_stale() {
     let s = TestServer::start();
     let (token, _) = s.login("ivan");
     let d = open_data(&s, "ivan", "user_info", json!({}));
-    db(&s).execute("UPDATE users SET session_key = NULL", []).unwrap();
+    s.sql("UPDATE users SET session_key = NULL");
     let r = decrypt(&s, &token, &d);
     assert_eq!((r.status, r.error_code()), (409, "session_key_stale".into()), "{}", r.text);
 }
@@ -314,7 +309,7 @@ fn a_failed_decrypt_fails_the_login_without_a_token_but_keeps_the_new_key() {
     assert_eq!((status, code_name.as_str()), (409, "session_key_stale"), "{}", r.text);
     assert!(message.contains("wx.login"));
     assert!(r.json().get("token").is_none() && !r.text.contains("token\""), "{}", r.text);
-    let live: i64 = db(&s).query_row("SELECT COUNT(*) FROM sessions", [], |row| row.get(0)).unwrap();
+    let live = s.sql_i64("SELECT COUNT(*) FROM sessions");
     assert_eq!(live, 1, "only the first login's session exists");
     // The new key is stored: data made now decrypts, with the same code (a replay) too.
     let fresh = open_data(&s, "nina", "user_info", json!({}));

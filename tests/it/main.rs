@@ -1,5 +1,12 @@
 //! The one integration-test crate: every test starts real servers on ephemeral ports
 //! (in-process, or the real binary) against the fake WeChat and speaks HTTP to them.
+//!
+//! The suite that matters runs twice: as below on SQLite, and again under `pg::` on
+//! PostgreSQL (a temporary cluster, see pg_cluster.rs). The harness picks the engine from
+//! the test's name (support::Engine) and asserts that the server really runs on it.
+
+// Deliberate: pg.rs compiles the same test files a second time, for PostgreSQL.
+#![allow(clippy::duplicate_mod)]
 
 mod support;
 
@@ -20,6 +27,7 @@ mod pay;
 mod pay_certificates;
 mod pay_cli;
 mod pay_refunds;
+mod pg;
 mod pg_cli;
 mod pg_cluster;
 mod pg_pay_store;

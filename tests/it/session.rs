@@ -2,14 +2,9 @@
 
 use std::sync::Arc;
 
-use rusqlite::Connection;
 use serde_json::json;
 
 use crate::support::*;
-
-fn db(s: &TestServer) -> Connection {
-    Connection::open(s.dir.path().join("wxlogin.db")).unwrap()
-}
 
 fn now() -> i64 {
     wxlogin::store::now()
@@ -34,9 +29,7 @@ fn a_login_beyond_max_per_user_ends_the_least_recently_used_sessions() {
     // Each login is made to look 100 s older than the next, so that "last used" is
     // unambiguous (it is kept to the second, and slid at most once a minute).
     let age = || {
-        db(&s)
-            .execute("UPDATE sessions SET last_seen_at = last_seen_at - 100, created_at = created_at - 100", [])
-            .unwrap();
+        s.sql("UPDATE sessions SET last_seen_at = last_seen_at - 100, created_at = created_at - 100");
     };
     let mut tokens = Vec::new();
     for _ in 0..3 {
@@ -80,7 +73,7 @@ fn missing_or_unknown_tokens_are_unauthorized() {
 fn expired_sessions_say_so() {
     let s = TestServer::start();
     let (token, _) = s.login("bob");
-    db(&s).execute("UPDATE sessions SET expires_at = ?1", [now() - 1]).unwrap();
+    s.sql(&format!("UPDATE sessions SET expires_at = {}", now() - 1));
     let r = s.get("/v1/session", Some(&token));
     assert_eq!((r.status, r.error_code()), (401, "session_expired".into()));
     let expired = r#"Bearer realm="wxlogin", error="invalid_token", error_description="session_expired""#;
@@ -95,15 +88,15 @@ fn use_slides_the_idle_expiry_but_never_past_the_absolute_cap() {
     let s = TestServer::start();
     let (token, _) = s.login("carol");
     let t = now();
-    db(&s).execute("UPDATE sessions SET last_seen_at = ?1, expires_at = ?2", [t - 120, t + 100]).unwrap();
+    s.sql(&format!("UPDATE sessions SET last_seen_at = {}, expires_at = {}", t - 120, t + 100));
     let v = s.get("/v1/session", Some(&token)).json();
     assert!(v["expires_at"].as_i64().unwrap() > t + 2_000_000, "slid: {v}");
-    db(&s)
-        .execute(
-            "UPDATE sessions SET last_seen_at = ?1, expires_at = ?2, max_expires_at = ?3",
-            [t - 120, t + 100, t + 500],
-        )
-        .unwrap();
+    s.sql(&format!(
+        "UPDATE sessions SET last_seen_at = {}, expires_at = {}, max_expires_at = {}",
+        t - 120,
+        t + 100,
+        t + 500
+    ));
     let v = s.get("/v1/session", Some(&token)).json();
     assert_eq!(v["expires_at"].as_i64().unwrap(), t + 500, "capped: {v}");
 }
@@ -113,7 +106,7 @@ fn without_sliding_the_expiry_stays() {
     let s = TestServer::start_with(|c| c.session.sliding = false);
     let (token, _) = s.login("dan");
     let t = now();
-    db(&s).execute("UPDATE sessions SET last_seen_at = ?1, expires_at = ?2", [t - 120, t + 100]).unwrap();
+    s.sql(&format!("UPDATE sessions SET last_seen_at = {}, expires_at = {}", t - 120, t + 100));
     assert_eq!(s.get("/v1/session", Some(&token)).json()["expires_at"], t + 100);
 }
 

@@ -48,6 +48,7 @@ pub fn test_config(dir: &Path, fake_url: &str) -> Config {
 }
 
 fn test_config_text(fake_url: &str) -> String {
+    let database = Engine::current().database_table("wxlogin.db");
     format!(
         r#"
 [server]
@@ -55,8 +56,7 @@ listen = "127.0.0.1:0"
 workers = 4
 wechat_workers = 8
 
-[database]
-path = "wxlogin.db"
+{database}
 
 [wechat]
 api_base = "{fake_url}"
@@ -106,7 +106,7 @@ impl TestServer {
         for app in &config.apps {
             fake_add_app(&fake, &app.appid, app.secret.expose());
         }
-        let app = Arc::new(App::open(config).expect("open app"));
+        let app = open_app(config);
         let server = RunningServer::start(app).expect("start server");
         let base = format!("http://{}", server.addr());
         TestServer { server: Some(server), fake, base, dir }
@@ -135,7 +135,7 @@ impl TestServer {
         );
         let mut config = config::parse(&text, dir.path(), &|_| None).expect("test pay config");
         tweak(&mut config);
-        let app = Arc::new(App::open(config).expect("open app"));
+        let app = open_app(config);
         let server = RunningServer::start(app).expect("start server");
         let base = format!("http://{}", server.addr());
         TestServer { server: Some(server), fake, base, dir }
@@ -251,7 +251,7 @@ impl TestServer {
     pub fn restart(&mut self) {
         let config = self.app().config.clone();
         self.stop();
-        let app = Arc::new(App::open(config).expect("reopen app"));
+        let app = open_app(config);
         let server = RunningServer::start(app).expect("restart server");
         self.base = format!("http://{}", server.addr());
         self.server = Some(server);
@@ -344,6 +344,7 @@ pub fn spawn_listening(args: &[&str], envs: &[(&str, &str)], log: &Path) -> (Chi
         .stderr(log_file)
         .spawn()
         .expect("spawn wxlogin");
+    let engine = Engine::current();
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
@@ -359,6 +360,9 @@ pub fn spawn_listening(args: &[&str], envs: &[(&str, &str)], log: &Path) -> (Chi
             }
         }
     };
+    if args.first() == Some(&"serve") {
+        engine.assert_in_log(log);
+    }
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (child, addr)
@@ -367,6 +371,7 @@ pub fn spawn_listening(args: &[&str], envs: &[(&str, &str)], log: &Path) -> (Chi
 /// Writes an appliance.toml for the binary into `dir` and returns its path.
 pub fn write_config(dir: &Path, fake_url: &str, extra_top: &str) -> PathBuf {
     let path = dir.join("appliance.toml");
+    let database = Engine::current().database_table("data/wxlogin.db");
     let text = format!(
         r#"{extra_top}
 [server]
@@ -374,8 +379,7 @@ listen = "127.0.0.1:0"
 workers = 4
 wechat_workers = 8
 
-[database]
-path = "data/wxlogin.db"
+{database}
 
 [wechat]
 api_base = "{fake_url}"
@@ -459,4 +463,204 @@ pub fn openids(db: &Path) -> Vec<String> {
     let c = rusqlite::Connection::open(db).unwrap();
     let mut st = c.prepare("SELECT openid FROM users ORDER BY id").unwrap();
     st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+/// The database engine a test runs on: PostgreSQL for the copies of the suite under
+/// `pg::` (see main.rs), SQLite for the rest. Chosen by the running test's name, which
+/// libtest gives the thread it runs the test on (with `--test-threads=1` too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    /// The engine of the test running on this thread. Panics on a thread libtest did not
+    /// name after a test (one a test spawned): the engine cannot be known there, and a
+    /// `pg::` test must never run on SQLite unnoticed. Start servers on the test's thread.
+    pub fn current() -> Engine {
+        let thread = std::thread::current();
+        match thread.name() {
+            Some(name) if name.starts_with("pg::") => Engine::Postgres,
+            Some(name) if name.contains("::") => Engine::Sqlite,
+            other => panic!(
+                "the test harness picks the database engine from the test's name, and this thread \
+                 ({other:?}) is not a test's: start test servers on the test's own thread"
+            ),
+        }
+    }
+
+    /// The `[database]` table of a test configuration: the SQLite file `path` (relative
+    /// to the configuration's folder), or a fresh database on the test cluster.
+    pub fn database_table(self, path: &str) -> String {
+        match self {
+            Engine::Sqlite => format!("[database]\npath = \"{path}\"\n"),
+            Engine::Postgres => format!("[database]\nurl = \"{}\"\n", crate::pg_cluster::fresh_database()),
+        }
+    }
+
+    /// How `Store::describe` (and the binary's startup line, "database ...") names it.
+    pub fn described_as(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "SQLite ",
+            Engine::Postgres => "PostgreSQL ",
+        }
+    }
+
+    /// Asserts that a store is on this engine.
+    pub fn assert_store(self, store: &wxlogin::store::Store) {
+        let described = store.describe();
+        assert!(
+            described.starts_with(self.described_as()),
+            "this test runs on {self:?}, but its server opened {described}"
+        );
+    }
+
+    /// Asserts that `wxlogin serve`'s startup line in `log` (written before it prints
+    /// where it listens) names this engine. A PostgreSQL test must find the line; a
+    /// SQLite one may run with a log filter that hides it (log_guard.rs does).
+    pub fn assert_in_log(self, log: &Path) {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let line = text.lines().find(|l| l.contains(" listening on http://") && l.contains(", database "));
+        match line {
+            Some(line) => {
+                let named = line.split(", database ").nth(1).unwrap_or("");
+                assert!(
+                    named.starts_with(self.described_as()),
+                    "this test runs on {self:?}, but the binary says: {line}"
+                );
+            }
+            None => assert_eq!(
+                self,
+                Engine::Sqlite,
+                "no startup line naming the database in {} (RUST_LOG hiding info lines?):\n{text}",
+                log.display()
+            ),
+        }
+    }
+}
+
+/// Opens the App for a test server, asserting that it runs on the test's engine.
+fn open_app(config: Config) -> Arc<App> {
+    let engine = Engine::current();
+    let app = Arc::new(App::open(config).expect("open app"));
+    engine.assert_store(&app.store);
+    app
+}
+
+impl TestServer {
+    /// The engine this server's database is on.
+    pub fn engine(&self) -> Engine {
+        if self.app().store.is_shared() {
+            Engine::Postgres
+        } else {
+            Engine::Sqlite
+        }
+    }
+
+    /// Runs `sql` on this server's database, whichever engine holds it, and returns the
+    /// rows as psql's unaligned output does (`a|b` per row, NULL as empty). For tests
+    /// that age rows or look at what was stored; write SQL both engines take.
+    pub fn sql(&self, sql: &str) -> String {
+        database_sql(&self.app().config.database, sql)
+    }
+
+    /// [`TestServer::sql`] for one number (a count, a time).
+    pub fn sql_i64(&self, sql: &str) -> i64 {
+        let out = self.sql(sql);
+        out.trim().parse().unwrap_or_else(|e| panic!("{sql:?} gave {out:?}, not a number: {e}"))
+    }
+
+    /// A second instance on this one's database, configuration and fake WeChat (what a
+    /// balancer's other backend is); stopped on drop.
+    pub fn peer(&self) -> Peer {
+        let app = open_app(self.app().config.clone());
+        let server = RunningServer::start(app).expect("start peer server");
+        let base = format!("http://{}", server.addr());
+        Peer { server: Some(server), base }
+    }
+}
+
+/// [`TestServer::sql`] on the database a configuration names.
+pub fn database_sql(database: &wxlogin::config::DatabaseConfig, sql: &str) -> String {
+    match &database.url {
+        Some(url) => crate::pg_cluster::psql(url.expose(), sql),
+        None => sqlite_sql(&database.path, sql),
+    }
+}
+
+/// The configuration in an appliance.toml [`write_config`] wrote (the app's secret as
+/// the tests pass it, in WXLOGIN_SECRET_MAIN).
+pub fn config_of(appliance: &Path) -> Config {
+    let text = std::fs::read_to_string(appliance).expect("read the test configuration");
+    let base = appliance.parent().expect("the configuration's folder");
+    let env = |key: &str| (key == "WXLOGIN_SECRET_MAIN").then(|| SECRET.to_string());
+    config::parse(&text, base, &env).expect("parse the test configuration")
+}
+
+fn sqlite_sql(db: &Path, sql: &str) -> String {
+    use rusqlite::types::ValueRef;
+    let c = rusqlite::Connection::open(db).expect("open the test database");
+    c.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
+    let mut st = c.prepare(sql).unwrap_or_else(|e| panic!("{sql:?}: {e}"));
+    let columns = st.column_count();
+    let mut rows = st.query([]).unwrap_or_else(|e| panic!("{sql:?}: {e}"));
+    let mut out = String::new();
+    while let Some(row) = rows.next().unwrap_or_else(|e| panic!("{sql:?}: {e}")) {
+        let cells: Vec<String> = (0..columns)
+            .map(|i| match row.get_ref(i).expect("column") {
+                ValueRef::Null => String::new(),
+                ValueRef::Integer(n) => n.to_string(),
+                ValueRef::Real(f) => f.to_string(),
+                ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+            })
+            .collect();
+        out.push_str(&cells.join("|"));
+        out.push('\n');
+    }
+    out
+}
+
+/// Another instance of a [`TestServer`] (see [`TestServer::peer`]).
+pub struct Peer {
+    pub server: Option<RunningServer>,
+    pub base: String,
+}
+
+impl Peer {
+    pub fn app(&self) -> &Arc<App> {
+        self.server.as_ref().expect("running").app()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        send(&self.url(path), "GET", token, None, &[])
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        send(&self.url(path), "POST", token, Some(body.to_string()), &[("Content-Type", "application/json")])
+    }
+
+    pub fn patch(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        send(&self.url(path), "PATCH", token, Some(body.to_string()), &[("Content-Type", "application/json")])
+    }
+
+    pub fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        send(&self.url(path), "DELETE", token, None, &[])
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

@@ -215,7 +215,14 @@ fn signature_ok(header: &str, body: &[u8]) -> bool {
 /// A paid order of a fresh user, `order.paid` written by the store like the notify
 /// handler does, and `extra` further events of the order after it (as part 2's refund
 /// events will be written). Returns the order's event ids in `seq` order.
-fn order_with_events(store: &Store, uid: i64, openid: &str, no: &str, extra: usize) -> Vec<String> {
+fn order_with_events(
+    store: &Store,
+    database: &config::DatabaseConfig,
+    uid: i64,
+    openid: &str,
+    no: &str,
+    extra: usize,
+) -> Vec<String> {
     let now = wxlogin::store::now();
     store
         .create_order(&NewOrder {
@@ -236,19 +243,15 @@ fn order_with_events(store: &Store, uid: i64, openid: &str, no: &str, extra: usi
         .apply_payment(&Payment { out_trade_no: no, transaction_id: &tx_id, amount_total: 990, paid_at: now }, now)
         .expect("pay");
     for i in 0..extra {
-        store
-            .sqlite()
-            .expect("a SQLite store")
-            .write(|tx| {
-                tx.execute(
-                    "INSERT INTO pay_events (id, out_trade_no, seq, type, created_at, data, next_attempt_at)
-                     SELECT ?1, ?2, max(seq) + 1, 'refund.succeeded', ?3, json_object('out_trade_no', ?2, 'n', ?4), ?3
-                     FROM pay_events WHERE out_trade_no = ?2",
-                    rusqlite::params![format!("evt_{no}_r{i}"), no, now, i as i64],
-                )?;
-                Ok(())
-            })
-            .expect("extra event");
+        database_sql(
+            database,
+            &format!(
+                "INSERT INTO pay_events (id, out_trade_no, seq, type, created_at, data, next_attempt_at)
+                 SELECT 'evt_{no}_r{i}', '{no}', max(seq) + 1, 'refund.succeeded', {now},
+                        '{{\"out_trade_no\":\"{no}\",\"n\":{i}}}', {now}
+                 FROM pay_events WHERE out_trade_no = '{no}'"
+            ),
+        );
     }
     store.order_events(no).expect("events").into_iter().map(|e| e.id).collect()
 }
@@ -318,10 +321,11 @@ fn every_event_arrives_in_order_and_signed_when_the_first_deliveries_fail() {
     });
     let server = server_posting_to(&receiver.url());
     let store = &server.app().store;
+    let database = &server.app().config.database;
     let orders: Vec<Vec<String>> = (0..3)
         .map(|i| {
             let (uid, openid) = user(&server.base, &server.fake, &format!("payer{i}"));
-            order_with_events(store, uid, &openid, &format!("WH{i}"), 2)
+            order_with_events(store, database, uid, &openid, &format!("WH{i}"), 2)
         })
         .collect();
     let all: Vec<&String> = orders.iter().flatten().collect();
@@ -352,8 +356,9 @@ fn a_slow_receiver_is_waited_for_10_s_and_the_api_never_waits_for_it() {
     });
     let server = server_posting_to(&receiver.url());
     let store = &server.app().store;
+    let database = &server.app().config.database;
     let (uid, openid) = user(&server.base, &server.fake, "slowpayer");
-    let first = order_with_events(store, uid, &openid, "WSLOW1", 1);
+    let first = order_with_events(store, database, uid, &openid, "WSLOW1", 1);
     receiver.wait_until(Duration::from_secs(10), "the first request", |got| !got.is_empty());
     // While the delivery thread waits on the receiver, the API answers at once.
     for _ in 0..5 {
@@ -362,7 +367,7 @@ fn a_slow_receiver_is_waited_for_10_s_and_the_api_never_waits_for_it() {
         let (_, _) = user(&server.base, &server.fake, &format!("meanwhile{}", t.elapsed().as_nanos()));
         assert!(t.elapsed() < Duration::from_secs(2), "the API waited for the webhook: {:?}", t.elapsed());
     }
-    let second = order_with_events(store, uid, &openid, "WSLOW2", 0);
+    let second = order_with_events(store, database, uid, &openid, "WSLOW2", 0);
     let orders = vec![first, second];
     let all: Vec<&String> = orders.iter().flatten().collect();
     let got = receiver.wait_until(Duration::from_secs(90), "every event delivered", |got| {
@@ -386,8 +391,9 @@ fn events_wait_for_a_receiver_that_is_down() {
     let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let server = server_posting_to(&format!("http://{addr}/hooks/wxlogin"));
     let store = &server.app().store;
+    let database = &server.app().config.database;
     let (uid, openid) = user(&server.base, &server.fake, "downpayer");
-    let orders = [order_with_events(store, uid, &openid, "WDOWN1", 1)];
+    let orders = [order_with_events(store, database, uid, &openid, "WDOWN1", 1)];
     let first = orders[0][0].clone();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -431,9 +437,10 @@ fn sigkill_during_delivery_loses_nothing_and_resends_only_the_cut_attempt() {
     let base = format!("http://{addr}");
     let (uid, openid) = user(&base, &fake, "crashpayer");
     // Events written beside the running server, as its own handlers would.
-    let store = Store::open(&dir.path().join("data/wxlogin.db")).expect("open the server's database");
+    let database = config_of(&dir.path().join("appliance.toml")).database;
+    let store = Store::connect(&database).expect("open the server's database");
     let orders: Vec<Vec<String>> =
-        (0..3).map(|i| order_with_events(&store, uid, &openid, &format!("WK{i}"), 1)).collect();
+        (0..3).map(|i| order_with_events(&store, &database, uid, &openid, &format!("WK{i}"), 1)).collect();
     let got = receiver.wait_until(Duration::from_secs(20), "the first request", |got| !got.is_empty());
     let cut = got[0].id.clone();
     signal(&child, "KILL");
@@ -475,7 +482,8 @@ fn pay_events_list_and_retry_from_the_command_line() {
     let dir = TempDir::new("hookcli");
     let cfg = write_config(dir.path(), "http://127.0.0.1:9", &pay_table(dir.path(), "", "http://127.0.0.1:9"));
     let cfg = cfg.to_str().unwrap();
-    let store = Store::open(&dir.path().join("data/wxlogin.db")).unwrap();
+    let database = config_of(&dir.path().join("appliance.toml")).database;
+    let store = Store::connect(&database).unwrap();
     let key = wxlogin::secrets::Secret::new("k");
     let uid = store
         .record_login(&wxlogin::store::NewLogin {
@@ -491,15 +499,12 @@ fn pay_events_list_and_retry_from_the_command_line() {
         .unwrap()
         .user
         .id;
-    let ids = order_with_events(&store, uid, "o-cli", "WCLI1", 1);
+    let ids = order_with_events(&store, &database, uid, "o-cli", "WCLI1", 1);
     store.mark_delivered(&ids[0], wxlogin::store::now()).unwrap();
-    store
-        .sqlite()
-        .expect("a SQLite store")
-        .write(|tx| {
-            Ok(tx.execute("UPDATE pay_events SET failed_at = 1, last_error = 'HTTP 500' WHERE id = ?1", [&ids[1]])?)
-        })
-        .unwrap();
+    database_sql(
+        &database,
+        &format!("UPDATE pay_events SET failed_at = 1, last_error = 'HTTP 500' WHERE id = '{}'", ids[1]),
+    );
 
     let (code, out, err) = run(&["pay", "events", "list", "--config", cfg]);
     assert_eq!(code, 0, "{err}");
