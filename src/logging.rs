@@ -7,12 +7,15 @@
 //! per-module caps (`filter_module`) lose to any more specific `RUST_LOG` entry
 //! (`ureq_proto::util=trace` beats `ureq_proto=info`), so the cap lives here, in a
 //! `log::Log` of our own that drops such records before env_logger sees them.
+//!
+//! The PostgreSQL client does the same with statements: tokio_postgres logs every
+//! statement's parameters at debug, and those are session_keys and access tokens.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-/// Crates whose records above `info` may hold a WeChat URL, request bytes or key
-/// material. Matched as the whole first segment of a record's target.
-const CAPPED_CRATES: [&str; 3] = ["ureq", "ureq_proto", "rustls"];
+/// Crates whose records above `info` may hold a WeChat URL, request bytes, key material
+/// or a statement's parameters. Matched as the whole first segment of a record's target.
+const CAPPED_CRATES: [&str; 5] = ["ureq", "ureq_proto", "rustls", "tokio_postgres", "postgres"];
 
 /// Installs the logger once; later calls (tests starting several servers) do nothing.
 pub fn init() {
@@ -64,14 +67,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_http_stack_is_capped_at_info_and_nothing_else_is() {
-        for target in ["ureq", "ureq::run", "ureq_proto", "ureq_proto::util", "rustls::client::hs", "ureq-proto"] {
+    fn the_http_stack_and_the_database_client_are_capped_at_info_and_nothing_else_is() {
+        for target in [
+            "ureq",
+            "ureq::run",
+            "ureq_proto",
+            "ureq_proto::util",
+            "rustls::client::hs",
+            "ureq-proto",
+            "tokio_postgres::query",
+            "tokio_postgres::prepare",
+            "postgres",
+        ] {
             assert!(muted(target, Level::Debug), "{target}");
             assert!(muted(target, Level::Trace), "{target}");
             assert!(!muted(target, Level::Info), "{target}");
             assert!(!muted(target, Level::Warn), "{target}");
         }
-        for target in ["wxlogin", "wxlogin::wechat::client", "ureqx", "rustls_pemfile_like", "my::ureq"] {
+        for target in ["wxlogin", "wxlogin::store::postgres", "ureqx", "rustls_pemfile_like", "my::ureq", "postgresx"] {
             assert!(!muted(target, Level::Trace), "{target}");
         }
     }
