@@ -3,6 +3,10 @@
 //! them a fresh database on the test cluster (support::Engine). And what only PostgreSQL
 //! has: several instances on one database.
 
+macro_rules! sqlite_only {
+    ($($item:item)*) => {};
+}
+
 #[path = "decrypt.rs"]
 mod decrypt;
 #[path = "login.rs"]
