@@ -42,14 +42,15 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
-/// An appliance.toml in `dir` for the database `dir/wxlogin.db`, WeChat (and WeChat Pay)
+/// An appliance.toml in `dir` for the database `dir/wxlogin.db` (or PostgreSQL: see
+/// `dir_database`), WeChat (and WeChat Pay)
 /// at `base`, and with `pay` (a `[pay]` table, or "") appended.
 fn config(dir: &Path, base: &str, pay: &str) -> PathBuf {
     let path = dir.join("appliance.toml");
     let text = format!(
-        "[database]\npath = \"{db}\"\n\n[wechat]\napi_base = \"{base}\"\ntimeout_ms = 2000\nretries = 0\n\n\
+        "{db}\n[wechat]\napi_base = \"{base}\"\ntimeout_ms = 2000\nretries = 0\n\n\
          [[apps]]\nname = \"main\"\nappid = \"{APPID}\"\n\n{pay}",
-        db = dir.join("wxlogin.db").display()
+        db = dir_database_table(dir, "wxlogin.db")
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -111,7 +112,7 @@ fn lines_with<'a>(out: &'a str, word: &str) -> Vec<&'a str> {
 #[test]
 fn orders_without_payments_configured_say_so_in_one_line() {
     let dir = TempDir::new("orders-off");
-    Store::open(&dir.path().join("wxlogin.db")).unwrap();
+    dir_store(dir.path(), "wxlogin.db");
     let cfg = config(dir.path(), "http://127.0.0.1:9", "");
     let cfg = cfg.to_str().unwrap();
     for args in [
@@ -138,7 +139,7 @@ fn orders_without_payments_configured_say_so_in_one_line() {
 #[test]
 fn orders_list_and_show_read_the_database_without_the_keys() {
     let dir = TempDir::new("orders-list");
-    let store = Store::open(&dir.path().join("wxlogin.db")).unwrap();
+    let store = dir_store(dir.path(), "wxlogin.db");
     let ann = user(&store, "o-ann", 1);
     let ben = user(&store, "o-ben", 2);
     order(&store, "Wann-paid-01", ann, "o-ann", 990);
@@ -230,7 +231,7 @@ fn orders_sync_applies_what_wechat_pay_says_once() {
     let fake = start_fake();
     let base = fake.base_url();
     let dir = TempDir::new("orders-sync");
-    let store = Store::open(&dir.path().join("wxlogin.db")).unwrap();
+    let store = dir_store(dir.path(), "wxlogin.db");
     let ann = user(&store, "o-ann", 1);
     for no in ["Wsync-paid-01", "Wsync-closed-02", "Wsync-never-03"] {
         order(&store, no, ann, "o-ann", 990);
@@ -369,7 +370,7 @@ fn orders_sync_with_certificates_only_fetches_them_first() {
     let r = send(&format!("{base}/__fake/pay/platform"), "POST", None, Some(r#"{"mode":"certificate"}"#.into()), &[]);
     assert_eq!(r.status, 200, "{}", r.text);
     let dir = TempDir::new("orders-sync-certs");
-    let store = Store::open(&dir.path().join("wxlogin.db")).unwrap();
+    let store = dir_store(dir.path(), "wxlogin.db");
     let ann = user(&store, "o-ann", 1);
     order(&store, "Wsync-cert-01", ann, "o-ann", 990);
     let cfg = config(dir.path(), &base, &certificates_table(dir.path(), &base, APIV3));
@@ -420,7 +421,7 @@ fn orders_refund_refunds_once_per_number_and_show_lists_the_refunds() {
     let fake = start_fake();
     let base = fake.base_url();
     let dir = TempDir::new("orders-refund");
-    let store = Store::open(&dir.path().join("wxlogin.db")).unwrap();
+    let store = dir_store(dir.path(), "wxlogin.db");
     let ann = user(&store, "o-ann", 1);
     order(&store, "Wrefund-paid-01", ann, "o-ann", 990);
     order(&store, "Wrefund-unpaid-02", ann, "o-ann", 990);

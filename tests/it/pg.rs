@@ -13,6 +13,8 @@ mod decrypt;
 mod login;
 #[path = "pay.rs"]
 mod pay;
+#[path = "pay_cli.rs"]
+mod pay_cli;
 #[path = "pay_refunds.rs"]
 mod pay_refunds;
 #[path = "session.rs"]

@@ -540,6 +540,41 @@ impl Engine {
     }
 }
 
+/// The database of the test folder `dir`, on the running test's engine: the SQLite file
+/// `dir/file`, or a fresh PostgreSQL database, the same for every call with this `dir`
+/// (its URL kept in `dir/database-url`). For tests that write their own configuration
+/// and open the store beside the binary.
+pub fn dir_database(dir: &Path, file: &str) -> wxlogin::config::DatabaseConfig {
+    let mut database = wxlogin::config::DatabaseConfig { path: dir.join(file), ..Default::default() };
+    if Engine::current() == Engine::Postgres {
+        let kept = dir.join("database-url");
+        let url = std::fs::read_to_string(&kept).unwrap_or_else(|_| {
+            let url = crate::pg_cluster::fresh_database();
+            std::fs::write(&kept, &url).expect("keep the database URL");
+            url
+        });
+        database.url = Some(wxlogin::secrets::Secret::new(url));
+    }
+    database
+}
+
+/// The `[database]` table for [`dir_database`].
+pub fn dir_database_table(dir: &Path, file: &str) -> String {
+    let database = dir_database(dir, file);
+    match &database.url {
+        Some(url) => format!("[database]\nurl = \"{}\"\n", url.expose()),
+        None => format!("[database]\npath = \"{}\"\n", database.path.display()),
+    }
+}
+
+/// The store of [`dir_database`], opened (created) as the server would, asserting its engine.
+pub fn dir_store(dir: &Path, file: &str) -> wxlogin::store::Store {
+    let engine = Engine::current();
+    let store = wxlogin::store::Store::connect(&dir_database(dir, file)).expect("open the test database");
+    engine.assert_store(&store);
+    store
+}
+
 /// Opens the App for a test server, asserting that it runs on the test's engine.
 fn open_app(config: Config) -> Arc<App> {
     let engine = Engine::current();
