@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,7 @@ use serde_json::json;
 use wxlogin::app::{App, RateLimiter};
 use wxlogin::fake_wechat::{FakeOptions, FakeWeChat};
 use wxlogin::http::RunningServer;
-use wxlogin::store::{Caller, NewLogin, Terms, SCHEMA_VERSION};
+use wxlogin::store::{Caller, NewLogin, Terms};
 
 use crate::support::*;
 
@@ -30,10 +29,15 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// An appliance.toml without any secret, naming the database at `db`.
-fn admin_config(dir: &Path, db: &Path) -> PathBuf {
+/// An appliance.toml without any secret, naming the database `db` (a SQLite file, or a
+/// PostgreSQL URL).
+fn admin_config(dir: &Path, db: &wxlogin::config::DatabaseConfig) -> PathBuf {
     let path = dir.join("admin.toml");
-    let text = format!("[database]\npath = \"{}\"\n\n[[apps]]\nname = \"main\"\nappid = \"{APPID}\"\n", db.display());
+    let database = match &db.url {
+        Some(url) => format!("url = \"{}\"", url.expose()),
+        None => format!("path = \"{}\"", db.path.display()),
+    };
+    let text = format!("[database]\n{database}\n\n[[apps]]\nname = \"main\"\nappid = \"{APPID}\"\n");
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -46,148 +50,157 @@ fn login_url(base: &str, code: &str, xff: Option<&str>) -> Reply {
     send(&format!("{base}/v1/login"), "POST", None, Some(json!({"code": code}).to_string()), &headers)
 }
 
-#[test]
-fn ops_backup_during_a_stream_of_logins_is_complete_and_verified() {
-    let s = Arc::new(TestServer::start());
-    let db = s.app().store.sqlite().expect("a SQLite store").path().to_path_buf();
-    let before: Vec<String> =
-        (0..20).map(|i| s.login(&format!("early-{i}")).1["user"]["openid"].as_str().unwrap().to_string()).collect();
+// SQLite only: `backup` copies the SQLite file; on PostgreSQL it points to pg_dump.
+sqlite_only! {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use wxlogin::store::SCHEMA_VERSION;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let during = Arc::new(AtomicUsize::new(0));
-    let writers: Vec<_> = (0..3)
-        .map(|t| {
-            let (s, stop, during) = (s.clone(), stop.clone(), during.clone());
-            std::thread::spawn(move || {
-                let mut i = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    s.login(&format!("stream-{t}-{i}"));
-                    during.fetch_add(1, Ordering::SeqCst);
-                    i += 1;
-                }
+    #[test]
+    fn ops_backup_during_a_stream_of_logins_is_complete_and_verified() {
+        let s = Arc::new(TestServer::start());
+        let db = s.app().store.sqlite().expect("a SQLite store").path().to_path_buf();
+        let before: Vec<String> =
+            (0..20).map(|i| s.login(&format!("early-{i}")).1["user"]["openid"].as_str().unwrap().to_string()).collect();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let during = Arc::new(AtomicUsize::new(0));
+        let writers: Vec<_> = (0..3)
+            .map(|t| {
+                let (s, stop, during) = (s.clone(), stop.clone(), during.clone());
+                std::thread::spawn(move || {
+                    let mut i = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        s.login(&format!("stream-{t}-{i}"));
+                        during.fetch_add(1, Ordering::SeqCst);
+                        i += 1;
+                    }
+                })
             })
-        })
-        .collect();
-    while during.load(Ordering::SeqCst) < 10 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+            .collect();
+        while during.load(Ordering::SeqCst) < 10 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
 
-    let dir = TempDir::new("backup");
-    let config = admin_config(dir.path(), &db);
-    let cfg = config.to_str().unwrap();
-    let dest = dir.path().join("b.db");
-    let (code, out, err) = run(&["backup", dest.to_str().unwrap(), "--config", cfg]);
-    let at_end = during.load(Ordering::SeqCst);
-    std::thread::sleep(Duration::from_millis(100));
-    stop.store(true, Ordering::SeqCst);
-    for w in writers {
-        w.join().unwrap();
-    }
-    assert_eq!(code, 0, "backup failed: {err}");
-    assert!(out.contains("integrity_check ok") && out.contains(dest.to_str().unwrap()), "{out}");
-    assert!(during.load(Ordering::SeqCst) > at_end, "logins kept going during and after the backup");
+        let dir = TempDir::new("backup");
+        let config = admin_config(dir.path(), &wxlogin::config::DatabaseConfig { path: db.clone(), ..Default::default() });
+        let cfg = config.to_str().unwrap();
+        let dest = dir.path().join("b.db");
+        let (code, out, err) = run(&["backup", dest.to_str().unwrap(), "--config", cfg]);
+        let at_end = during.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::SeqCst);
+        for w in writers {
+            w.join().unwrap();
+        }
+        assert_eq!(code, 0, "backup failed: {err}");
+        assert!(out.contains("integrity_check ok") && out.contains(dest.to_str().unwrap()), "{out}");
+        assert!(during.load(Ordering::SeqCst) > at_end, "logins kept going during and after the backup");
 
-    assert_eq!(integrity(&dest), "ok");
-    let c = rusqlite::Connection::open(&dest).unwrap();
-    let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, SCHEMA_VERSION);
-    let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
-    assert_eq!(mode, "delete", "a backup is one self-contained file");
-    drop(c);
-    let saved = openids(&dest);
-    for o in &before {
-        assert!(saved.contains(o), "user {o} created before the backup is missing");
-    }
-    assert!(!dir.path().read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+        assert_eq!(integrity(&dest), "ok");
+        let c = rusqlite::Connection::open(&dest).unwrap();
+        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "delete", "a backup is one self-contained file");
+        drop(c);
+        let saved = openids(&dest);
+        for o in &before {
+            assert!(saved.contains(o), "user {o} created before the backup is missing");
+        }
+        assert!(!dir.path().read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
 
-    // Never overwrites without --force; with it, replaces.
-    let size = std::fs::metadata(&dest).unwrap().len();
-    let (code, _, err) = run(&["backup", dest.to_str().unwrap(), "--config", cfg]);
-    assert_eq!(code, 1);
-    assert!(err.contains("already exists") && err.contains("--force"), "{err}");
-    assert_eq!(std::fs::metadata(&dest).unwrap().len(), size);
-    let (code, _, err) = run(&["backup", dest.to_str().unwrap(), "--force", "--config", cfg]);
-    assert_eq!(code, 0, "{err}");
-    assert!(openids(&dest).len() > saved.len());
-    // Nor onto the live database.
-    let (code, _, err) = run(&["backup", db.to_str().unwrap(), "--force", "--config", cfg]);
-    assert_eq!(code, 1, "{err}");
-    assert!(err.contains("live database"), "{err}");
+        // Never overwrites without --force; with it, replaces.
+        let size = std::fs::metadata(&dest).unwrap().len();
+        let (code, _, err) = run(&["backup", dest.to_str().unwrap(), "--config", cfg]);
+        assert_eq!(code, 1);
+        assert!(err.contains("already exists") && err.contains("--force"), "{err}");
+        assert_eq!(std::fs::metadata(&dest).unwrap().len(), size);
+        let (code, _, err) = run(&["backup", dest.to_str().unwrap(), "--force", "--config", cfg]);
+        assert_eq!(code, 0, "{err}");
+        assert!(openids(&dest).len() > saved.len());
+        // Nor onto the live database.
+        let (code, _, err) = run(&["backup", db.to_str().unwrap(), "--force", "--config", cfg]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("live database"), "{err}");
+    }
 }
 
-#[test]
-fn ops_restore_refuses_while_serving_and_works_when_stopped() {
-    let fake = FakeWeChat::start(
-        "127.0.0.1:0",
-        FakeOptions { apps: vec![(APPID.into(), SECRET.into())], ..FakeOptions::default() },
-    )
-    .unwrap();
-    let dir = TempDir::new("restore");
-    let config = write_config(dir.path(), &fake.base_url(), "");
-    let cfg = config.to_str().unwrap();
-    let db = dir.path().join("data/wxlogin.db");
-    let envs = [("WXLOGIN_SECRET_MAIN", SECRET)];
-    let serve = |log: &str| spawn_listening(&["serve", "--config", cfg], &envs, &dir.path().join(log));
+// SQLite only: `restore` replaces the SQLite file; on PostgreSQL it points to pg_restore.
+sqlite_only! {
+    #[test]
+    fn ops_restore_refuses_while_serving_and_works_when_stopped() {
+        let fake = FakeWeChat::start(
+            "127.0.0.1:0",
+            FakeOptions { apps: vec![(APPID.into(), SECRET.into())], ..FakeOptions::default() },
+        )
+        .unwrap();
+        let dir = TempDir::new("restore");
+        let config = write_config(dir.path(), &fake.base_url(), "");
+        let cfg = config.to_str().unwrap();
+        let db = dir.path().join("data/wxlogin.db");
+        let envs = [("WXLOGIN_SECRET_MAIN", SECRET)];
+        let serve = |log: &str| spawn_listening(&["serve", "--config", cfg], &envs, &dir.path().join(log));
 
-    let (mut child, addr) = serve("serve1.log");
-    let base = format!("http://{addr}");
-    let token = |user: &str| {
-        let r = login_url(&base, &fake.login_code(APPID, user), None);
-        assert_eq!(r.status, 200, "{}", r.text);
-        r.json()["token"].as_str().unwrap().to_string()
-    };
-    let (ann, _ben) = (token("ann"), token("ben"));
-    let backup = dir.path().join("nightly.db");
-    let (code, _, err) = run(&["backup", backup.to_str().unwrap(), "--config", cfg]);
-    assert_eq!(code, 0, "{err}");
-    let cat = token("cat");
+        let (mut child, addr) = serve("serve1.log");
+        let base = format!("http://{addr}");
+        let token = |user: &str| {
+            let r = login_url(&base, &fake.login_code(APPID, user), None);
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.json()["token"].as_str().unwrap().to_string()
+        };
+        let (ann, _ben) = (token("ann"), token("ben"));
+        let backup = dir.path().join("nightly.db");
+        let (code, _, err) = run(&["backup", backup.to_str().unwrap(), "--config", cfg]);
+        assert_eq!(code, 0, "{err}");
+        let cat = token("cat");
 
-    let (code, _, err) = run(&["restore", backup.to_str().unwrap(), "--config", cfg]);
-    assert_eq!(code, 1, "restore must refuse while serving");
-    assert!(err.contains("in use") && err.contains("stop it first"), "{err}");
-    let r = send(&format!("{base}/v1/session"), "GET", Some(&cat), None, &[]);
-    assert_eq!(r.status, 200, "the refused restore changed nothing");
-    assert!(sigterm_and_wait(&mut child, Duration::from_secs(10)).success());
+        let (code, _, err) = run(&["restore", backup.to_str().unwrap(), "--config", cfg]);
+        assert_eq!(code, 1, "restore must refuse while serving");
+        assert!(err.contains("in use") && err.contains("stop it first"), "{err}");
+        let r = send(&format!("{base}/v1/session"), "GET", Some(&cat), None, &[]);
+        assert_eq!(r.status, 200, "the refused restore changed nothing");
+        assert!(sigterm_and_wait(&mut child, Duration::from_secs(10)).success());
 
-    // Bad sources are refused before anything is touched.
-    let garbage = dir.path().join("garbage.db");
-    std::fs::write(&garbage, vec![1u8; 4096]).unwrap();
-    let (code, _, err) = run(&["restore", garbage.to_str().unwrap(), "--config", cfg]);
-    assert_eq!(code, 1);
-    assert!(err.contains("not restoring"), "{err}");
-    let newer = dir.path().join("newer.db");
-    std::fs::copy(&backup, &newer).unwrap();
-    rusqlite::Connection::open(&newer).unwrap().pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
-    let (code, _, err) = run(&["restore", newer.to_str().unwrap(), "--config", cfg]);
-    assert_eq!(code, 1);
-    assert!(err.contains("newer wxlogin"), "{err}");
-    assert_eq!(openids(&db).len(), 3);
+        // Bad sources are refused before anything is touched.
+        let garbage = dir.path().join("garbage.db");
+        std::fs::write(&garbage, vec![1u8; 4096]).unwrap();
+        let (code, _, err) = run(&["restore", garbage.to_str().unwrap(), "--config", cfg]);
+        assert_eq!(code, 1);
+        assert!(err.contains("not restoring"), "{err}");
+        let newer = dir.path().join("newer.db");
+        std::fs::copy(&backup, &newer).unwrap();
+        rusqlite::Connection::open(&newer).unwrap().pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        let (code, _, err) = run(&["restore", newer.to_str().unwrap(), "--config", cfg]);
+        assert_eq!(code, 1);
+        assert!(err.contains("newer wxlogin"), "{err}");
+        assert_eq!(openids(&db).len(), 3);
 
-    // A stale -wal next to the live file must not be replayed onto the restored one.
-    std::fs::write(dir.path().join("data/wxlogin.db-wal"), b"stale").unwrap();
-    let (code, out, err) = run(&["restore", backup.to_str().unwrap(), "--config", cfg]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("2 user(s)") && out.contains("before-restore"), "{out}");
-    assert!(!dir.path().join("data/wxlogin.db-wal").exists());
-    assert_eq!(integrity(&db), "ok");
-    assert_eq!(openids(&db).len(), 2);
+        // A stale -wal next to the live file must not be replayed onto the restored one.
+        std::fs::write(dir.path().join("data/wxlogin.db-wal"), b"stale").unwrap();
+        let (code, out, err) = run(&["restore", backup.to_str().unwrap(), "--config", cfg]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("2 user(s)") && out.contains("before-restore"), "{out}");
+        assert!(!dir.path().join("data/wxlogin.db-wal").exists());
+        assert_eq!(integrity(&db), "ok");
+        assert_eq!(openids(&db).len(), 2);
 
-    let (mut child, addr) = serve("serve2.log");
-    let base = format!("http://{addr}");
-    let r = send(&format!("{base}/v1/session"), "GET", Some(&ann), None, &[]);
-    assert_eq!(r.status, 200, "a session from the backup works: {}", r.text);
-    let r = send(&format!("{base}/v1/session"), "GET", Some(&cat), None, &[]);
-    assert_eq!(r.status, 401, "a session newer than the backup is gone");
-    let r = login_url(&base, &fake.login_code(APPID, "ann"), None);
-    assert_eq!(r.json()["new_user"], false, "ann is a restored user");
-    assert!(sigterm_and_wait(&mut child, Duration::from_secs(10)).success());
+        let (mut child, addr) = serve("serve2.log");
+        let base = format!("http://{addr}");
+        let r = send(&format!("{base}/v1/session"), "GET", Some(&ann), None, &[]);
+        assert_eq!(r.status, 200, "a session from the backup works: {}", r.text);
+        let r = send(&format!("{base}/v1/session"), "GET", Some(&cat), None, &[]);
+        assert_eq!(r.status, 401, "a session newer than the backup is gone");
+        let r = login_url(&base, &fake.login_code(APPID, "ann"), None);
+        assert_eq!(r.json()["new_user"], false, "ann is a restored user");
+        assert!(sigterm_and_wait(&mut child, Duration::from_secs(10)).success());
+    }
 }
 
 #[test]
 fn ops_admin_commands_work_against_a_serving_instance() {
     let s = TestServer::start();
     let dir = TempDir::new("admin");
-    let config = admin_config(dir.path(), s.app().store.sqlite().expect("a SQLite store").path());
+    let config = admin_config(dir.path(), &s.app().config.database);
     let cfg = config.to_str().unwrap();
     let (ann1, body) = s.login("ann");
     let (ann2, _) = s.login("ann");
@@ -247,7 +260,7 @@ fn ops_admin_commands_work_against_a_serving_instance() {
 fn ops_revoking_a_users_sessions_ends_the_replays_of_their_codes() {
     let s = TestServer::start();
     let dir = TempDir::new("revoke");
-    let config = admin_config(dir.path(), s.app().store.sqlite().expect("a SQLite store").path());
+    let config = admin_config(dir.path(), &s.app().config.database);
     let cfg = config.to_str().unwrap();
     let login = |code: &str| s.post("/v1/login", None, &json!({"code": code}));
     let (ann_code, ben_code) = (s.code("ann"), s.code("ben"));
@@ -311,6 +324,7 @@ fn ops_maintenance_purges_in_the_background_and_the_limiter_forgets_old_clients(
     .unwrap();
     let dir = TempDir::new("maint");
     let mut app = App::open(test_config(dir.path(), &fake.base_url())).unwrap();
+    Engine::current().assert_store(&app.store);
     app.login_limiter = RateLimiter::new(2, Duration::from_millis(500));
     let app = Arc::new(app);
 
@@ -332,8 +346,7 @@ fn ops_maintenance_purges_in_the_background_and_the_limiter_forgets_old_clients(
             .unwrap();
     }
     let sessions = || -> i64 {
-        let c = rusqlite::Connection::open(app.store.sqlite().expect("a SQLite store").path()).unwrap();
-        c.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0)).unwrap()
+        database_sql(&app.config.database, "SELECT count(*) FROM sessions").trim().parse().expect("a count")
     };
     assert_eq!(sessions(), 2);
 
@@ -410,7 +423,8 @@ fn ops_sigterm_lets_in_flight_logins_finish_and_refuses_new_work() {
     let status = wait_with_limit(&mut child, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(openids(&dir.path().join("data/wxlogin.db")).len(), 5);
+    let users = database_sql(&config_of(&config).database, "SELECT count(*) FROM users");
+    assert_eq!(users.trim(), "5");
 }
 
 /// A metric name, its labels and its value.

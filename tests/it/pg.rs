@@ -11,6 +11,8 @@ macro_rules! sqlite_only {
 mod decrypt;
 #[path = "login.rs"]
 mod login;
+#[path = "ops.rs"]
+mod ops;
 #[path = "pay.rs"]
 mod pay;
 #[path = "pay_cli.rs"]
