@@ -379,3 +379,48 @@ fn each_maintenance_pass_runs_on_one_instance_at_a_time_and_metrics_say_which() 
     assert_eq!((count(&ma, "ran"), count(&ma, "skipped")), (2, 0), "A:\n{ma}");
     assert_eq!((count(&mb, "ran"), count(&mb, "skipped")), (1, 1), "B:\n{mb}");
 }
+
+#[test]
+fn two_instances_drain_one_outbox_sending_each_event_once_and_in_order() {
+    use super::webhook::{assert_delivered_in_order, count, order_with_events, pay_table, user, Answer, Receiver};
+
+    let receiver = Receiver::start(|_, _| Answer::Status(200));
+    let keys = TempDir::new("hook2");
+    let pay = wxlogin::config::parse(
+        &format!(
+            "[[apps]]\nname = \"main\"\nappid = \"{APPID}\"\nsecret = \"{SECRET}\"\n{}",
+            pay_table(keys.path(), &receiver.url(), "http://127.0.0.1:9")
+        ),
+        keys.path(),
+        &|_| None,
+    )
+    .expect("pay config")
+    .pay;
+    let a = TestServer::start_with(move |c| c.pay = pay);
+    let b = pair(&a);
+    // The outbox filled before either instance sends: both then drain it at once.
+    let (store, database) = (&a.app().store, &a.app().config.database);
+    let orders: Vec<Vec<String>> = (0..8)
+        .map(|i| {
+            let (uid, openid) = user(&a.base, &a.fake, &format!("drain{i}"));
+            order_with_events(store, database, uid, &openid, &format!("WD{i}"), 2)
+        })
+        .collect();
+    for app in [a.app(), b.app()] {
+        wxlogin::pay::webhook::spawn(app).expect("spawn").expect("a webhook thread");
+    }
+    let all: Vec<&String> = orders.iter().flatten().collect();
+    let got = receiver.wait_until(Duration::from_secs(60), "all 24 events delivered", |got| {
+        all.iter().all(|id| got.iter().any(|g| &g.id == *id && g.status == 200))
+    });
+    // Each order's events in order, though two senders took from the same outbox...
+    assert_delivered_in_order(&got, &orders);
+    // ...and each event sent once: one attempt, one request.
+    std::thread::sleep(Duration::from_millis(500));
+    let got = receiver.got();
+    for id in &all {
+        let e = store.pay_event(id).unwrap().expect("event");
+        assert_eq!((e.attempts, count(&got, id)), (1, 1), "{id} sent more than once");
+    }
+    assert_eq!(got.len(), all.len());
+}

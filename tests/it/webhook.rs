@@ -24,7 +24,7 @@ const MERCHANT_KEY: &str = include_str!("../../src/pay/testdata/wechat_docs_merc
 const PUBLIC_KEY: &str = include_str!("../../src/pay/testdata/fake_wechatpay_platform_public_key.pem");
 
 /// A `[pay]` table posting to `webhook_url`, its key files written into `dir`.
-fn pay_table(dir: &Path, webhook_url: &str, api_base: &str) -> String {
+pub(super) fn pay_table(dir: &Path, webhook_url: &str, api_base: &str) -> String {
     std::fs::write(dir.join("apiclient_key.pem"), MERCHANT_KEY).unwrap();
     std::fs::write(dir.join("pub_key.pem"), PUBLIC_KEY).unwrap();
     format!(
@@ -40,7 +40,7 @@ fn pay_table(dir: &Path, webhook_url: &str, api_base: &str) -> String {
 
 /// What the receiver does with a request.
 #[derive(Clone, Copy, Debug)]
-enum Answer {
+pub(super) enum Answer {
     Status(u16),
     /// Answers after a pause.
     #[allow(dead_code)] // used by a sqlite_only! test: unused in the PostgreSQL copy
@@ -51,30 +51,30 @@ enum Answer {
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
-struct Got {
+pub(super) struct Got {
     /// Arrival order.
     n: usize,
-    id: String,
+    pub(super) id: String,
     order: String,
     signed_ok: bool,
     content_type: String,
     body: Value,
     /// What it answered once done (0: no answer).
-    status: u16,
+    pub(super) status: u16,
     answered_at: Option<Instant>,
     arrived_at: Instant,
 }
 
 type Plan = dyn Fn(usize, &Got) -> Answer + Send + Sync;
 
-struct Receiver {
+pub(super) struct Receiver {
     addr: SocketAddr,
     got: Arc<Mutex<Vec<Got>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl Receiver {
-    fn start(plan: impl Fn(usize, &Got) -> Answer + Send + Sync + 'static) -> Receiver {
+    pub(super) fn start(plan: impl Fn(usize, &Got) -> Answer + Send + Sync + 'static) -> Receiver {
         Receiver::start_on("127.0.0.1:0".parse().unwrap(), plan)
     }
 
@@ -98,16 +98,16 @@ impl Receiver {
         Receiver { addr, got, stop }
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("http://{}/hooks/wxlogin", self.addr)
     }
 
-    fn got(&self) -> Vec<Got> {
+    pub(super) fn got(&self) -> Vec<Got> {
         self.got.lock().unwrap().clone()
     }
 
     /// Waits (bounded) until `done` holds for what was received.
-    fn wait_until(&self, limit: Duration, what: &str, done: impl Fn(&[Got]) -> bool) -> Vec<Got> {
+    pub(super) fn wait_until(&self, limit: Duration, what: &str, done: impl Fn(&[Got]) -> bool) -> Vec<Got> {
         let deadline = Instant::now() + limit;
         loop {
             let got = self.got();
@@ -216,7 +216,7 @@ fn signature_ok(header: &str, body: &[u8]) -> bool {
 /// A paid order of a fresh user, `order.paid` written by the store like the notify
 /// handler does, and `extra` further events of the order after it (as part 2's refund
 /// events will be written). Returns the order's event ids in `seq` order.
-fn order_with_events(
+pub(super) fn order_with_events(
     store: &Store,
     database: &config::DatabaseConfig,
     uid: i64,
@@ -258,7 +258,7 @@ fn order_with_events(
 }
 
 /// A user id and openid, logged in through the server.
-fn user(base: &str, fake: &FakeWeChat, name: &str) -> (i64, String) {
+pub(super) fn user(base: &str, fake: &FakeWeChat, name: &str) -> (i64, String) {
     let r = send(
         &format!("{base}/v1/login"),
         "POST",
@@ -273,7 +273,7 @@ fn user(base: &str, fake: &FakeWeChat, name: &str) -> (i64, String) {
 
 /// Every event arrived with a 2xx, signed; and for each order, no event was sent before
 /// every earlier one of its order had been answered 2xx.
-fn assert_delivered_in_order(got: &[Got], orders: &[Vec<String>]) {
+pub(super) fn assert_delivered_in_order(got: &[Got], orders: &[Vec<String>]) {
     for g in got {
         assert!(g.signed_ok, "bad signature on {g:?}");
         assert_eq!(g.content_type, "application/json");
@@ -294,7 +294,7 @@ fn assert_delivered_in_order(got: &[Got], orders: &[Vec<String>]) {
     }
 }
 
-fn count(got: &[Got], id: &str) -> usize {
+pub(super) fn count(got: &[Got], id: &str) -> usize {
     got.iter().filter(|g| g.id == id).count()
 }
 
