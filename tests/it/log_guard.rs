@@ -1,5 +1,6 @@
 //! The real binary under module-specific `RUST_LOG` values: whatever they ask for, the
-//! HTTP client stack (ureq, ureq_proto, rustls) logs nothing above info, and no secret
+//! HTTP client stack (ureq, ureq_proto, rustls) and the PostgreSQL client (tokio_postgres,
+//! postgres) log nothing above info, and no secret
 //! (app secret, tokens, session keys, and with payments the merchant private key, the
 //! APIv3 key and the webhook secret) reaches the log or a response body.
 
@@ -86,11 +87,8 @@ fn serve_with(rust_log: &str) -> Run {
     let status = sigterm_and_wait(&mut child, Duration::from_secs(10));
     assert!(status.success(), "{rust_log}: exit status {status:?}");
     let access_token = fake.stats()["current_tokens"][APPID].as_str().unwrap().to_string();
-    let session_keys = {
-        let db = rusqlite::Connection::open(dir.path().join("data/wxlogin.db")).unwrap();
-        let mut st = db.prepare("SELECT session_key FROM users").unwrap();
-        st.query_map([], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap).collect::<Vec<_>>()
-    };
+    let session_keys: Vec<String> =
+        database_sql(&database_of(&config), "SELECT session_key FROM users").lines().map(String::from).collect();
     assert_eq!(session_keys.len(), 1);
     let mut secrets = vec![
         ("app secret", SECRET.to_string()),
@@ -104,7 +102,8 @@ fn serve_with(rust_log: &str) -> Run {
     Run { log: std::fs::read_to_string(&log).unwrap(), bodies, secrets }
 }
 
-/// The records (first lines) above info whose target is in the HTTP client stack.
+/// The records (first lines) above info whose target is in the HTTP client stack (or
+/// the PostgreSQL client, which logs statements' parameters).
 /// env_logger writes `[TIMESTAMP LEVEL target] message`.
 fn http_stack_records_above_info(log: &str) -> Vec<&str> {
     log.lines()
@@ -113,7 +112,8 @@ fn http_stack_records_above_info(log: &str) -> Vec<&str> {
             let mut parts = head.split_whitespace();
             let (_, level, target) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             let krate = target.split("::").next().unwrap_or("");
-            matches!(level, "DEBUG" | "TRACE") && ["ureq", "ureq_proto", "rustls"].contains(&krate)
+            matches!(level, "DEBUG" | "TRACE")
+                && ["ureq", "ureq_proto", "rustls", "tokio_postgres", "postgres"].contains(&krate)
         })
         .collect()
 }
@@ -128,6 +128,7 @@ fn no_rust_log_value_opens_the_http_stack_or_prints_a_secret() {
         "wxlogin=trace,ureq_proto::util=trace",
         "wxlogin::pay=trace,wxlogin::payments=trace",
         "wxlogin::api::pay=trace,wxlogin::config=trace,wxlogin::store=trace",
+        "tokio_postgres=trace,postgres=trace",
     ] {
         let run = serve_with(rust_log);
         let leaked = http_stack_records_above_info(&run.log);

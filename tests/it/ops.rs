@@ -423,7 +423,7 @@ fn ops_sigterm_lets_in_flight_logins_finish_and_refuses_new_work() {
     let status = wait_with_limit(&mut child, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
-    let users = database_sql(&config_of(&config).database, "SELECT count(*) FROM users");
+    let users = database_sql(&database_of(&config), "SELECT count(*) FROM users");
     assert_eq!(users.trim(), "5");
 }
 

@@ -9,6 +9,8 @@ macro_rules! sqlite_only {
 
 #[path = "decrypt.rs"]
 mod decrypt;
+#[path = "log_guard.rs"]
+mod log_guard;
 #[path = "login.rs"]
 mod login;
 #[path = "ops.rs"]

@@ -361,7 +361,7 @@ pub fn spawn_listening(args: &[&str], envs: &[(&str, &str)], log: &Path) -> (Chi
         }
     };
     if args.first() == Some(&"serve") {
-        engine.assert_in_log(log);
+        engine.assert_serving(args, log);
     }
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
@@ -516,26 +516,34 @@ impl Engine {
         );
     }
 
-    /// Asserts, for a PostgreSQL test, that `wxlogin serve`'s startup line in `log`
-    /// (written before it prints where it listens) names PostgreSQL. Other tests may
-    /// run the binary on a database of their choosing (pg_cli.rs on PostgreSQL), or with
-    /// a log filter that hides the line (log_guard.rs).
-    pub fn assert_in_log(self, log: &Path) {
+    /// Asserts, for a PostgreSQL test, that `wxlogin serve --config FILE` runs on
+    /// PostgreSQL: its startup line in `log` (written before it prints where it listens)
+    /// names it, or, when a log filter hides that line (log_guard.rs), FILE names a
+    /// PostgreSQL URL (the binary refuses a file naming both engines). Other tests may
+    /// run the binary on a database of their choosing (pg_cli.rs on PostgreSQL).
+    pub fn assert_serving(self, args: &[&str], log: &Path) {
         if self == Engine::Sqlite {
             return;
         }
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        let line = text
-            .lines()
-            .find(|l| l.contains(" listening on http://") && l.contains(", database "))
-            .unwrap_or_else(|| {
-                panic!(
-                    "no startup line naming the database in {} (RUST_LOG hiding info lines?):\n{text}",
-                    log.display()
-                )
-            });
-        let named = line.split(", database ").nth(1).unwrap_or("");
-        assert!(named.starts_with(self.described_as()), "this test runs on {self:?}, but the binary says: {line}");
+        match text.lines().find(|l| l.contains(" listening on http://") && l.contains(", database ")) {
+            Some(line) => {
+                let named = line.split(", database ").nth(1).unwrap_or("");
+                assert!(
+                    named.starts_with(self.described_as()),
+                    "this test runs on {self:?}, but the binary says: {line}"
+                );
+            }
+            None => {
+                let config = args.iter().skip_while(|a| **a != "--config").nth(1);
+                let config = config.unwrap_or_else(|| panic!("{args:?}: no --config and no startup line:\n{text}"));
+                let url = database_of(Path::new(config)).url;
+                assert!(
+                    url.is_some_and(|u| u.expose().starts_with("postgres")),
+                    "this test runs on {self:?}, but {config} names no PostgreSQL URL"
+                );
+            }
+        }
     }
 }
 
@@ -623,13 +631,16 @@ pub fn database_sql(database: &wxlogin::config::DatabaseConfig, sql: &str) -> St
     }
 }
 
-/// The configuration in an appliance.toml [`write_config`] wrote (the app's secret as
-/// the tests pass it, in WXLOGIN_SECRET_MAIN).
-pub fn config_of(appliance: &Path) -> Config {
+/// The database an appliance.toml names (its `[database]` alone, so that a file whose
+/// secrets come from the environment reads too), relative paths from its folder.
+pub fn database_of(appliance: &Path) -> wxlogin::config::DatabaseConfig {
     let text = std::fs::read_to_string(appliance).expect("read the test configuration");
+    let table: toml::Table = text.parse().expect("the test configuration is TOML");
+    let field = |key: &str| table.get("database").and_then(|d| d.get(key)).and_then(|v| v.as_str());
     let base = appliance.parent().expect("the configuration's folder");
-    let env = |key: &str| (key == "WXLOGIN_SECRET_MAIN").then(|| SECRET.to_string());
-    config::parse(&text, base, &env).expect("parse the test configuration")
+    let path = base.join(field("path").unwrap_or(wxlogin::config::database::DEFAULT_PATH));
+    let url = field("url").map(|u| wxlogin::secrets::Secret::new(u.to_string()));
+    wxlogin::config::DatabaseConfig { path, url, ..Default::default() }
 }
 
 fn sqlite_sql(db: &Path, sql: &str) -> String {

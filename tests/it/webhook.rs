@@ -441,7 +441,7 @@ fn sigkill_during_delivery_loses_nothing_and_resends_only_the_cut_attempt() {
     let base = format!("http://{addr}");
     let (uid, openid) = user(&base, &fake, "crashpayer");
     // Events written beside the running server, as its own handlers would.
-    let database = config_of(&dir.path().join("appliance.toml")).database;
+    let database = database_of(&dir.path().join("appliance.toml"));
     let store = Store::connect(&database).expect("open the server's database");
     let orders: Vec<Vec<String>> =
         (0..3).map(|i| order_with_events(&store, &database, uid, &openid, &format!("WK{i}"), 1)).collect();
@@ -486,7 +486,7 @@ fn pay_events_list_and_retry_from_the_command_line() {
     let dir = TempDir::new("hookcli");
     let cfg = write_config(dir.path(), "http://127.0.0.1:9", &pay_table(dir.path(), "", "http://127.0.0.1:9"));
     let cfg = cfg.to_str().unwrap();
-    let database = config_of(&dir.path().join("appliance.toml")).database;
+    let database = database_of(&dir.path().join("appliance.toml"));
     let store = Store::connect(&database).unwrap();
     let key = wxlogin::secrets::Secret::new("k");
     let uid = store
