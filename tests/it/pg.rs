@@ -7,6 +7,8 @@ macro_rules! sqlite_only {
     ($($item:item)*) => {};
 }
 
+#[path = "crash.rs"]
+mod crash;
 #[path = "decrypt.rs"]
 mod decrypt;
 #[path = "log_guard.rs"]
