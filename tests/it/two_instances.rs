@@ -424,3 +424,89 @@ fn two_instances_drain_one_outbox_sending_each_event_once_and_in_order() {
     }
     assert_eq!(got.len(), all.len());
 }
+
+/// Runs `calls` at once (released together), one thread each; their replies in order.
+fn at_once<F: Fn() -> Reply + Sync>(calls: &[F]) -> Vec<Reply> {
+    let barrier = Barrier::new(calls.len());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = calls
+            .iter()
+            .map(|call| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    call()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("request thread")).collect()
+    })
+}
+
+#[test]
+fn the_session_cap_holds_for_logins_on_both_instances_at_once() {
+    let a = TestServer::start_with(|c| {
+        c.session.max_per_user = 3;
+        c.server.wechat_workers = 16;
+    });
+    let b = pair(&a);
+    let (_, first) = a.login("capped");
+    let user = first["user"]["id"].as_i64().expect("id");
+    let codes: Vec<String> = (0..12).map(|_| a.code("capped")).collect();
+    let calls: Vec<_> = codes
+        .iter()
+        .enumerate()
+        .map(|(i, code)| {
+            let base = if i % 2 == 0 { a.base.clone() } else { b.base.clone() };
+            move || login_at(&base, code, "203.0.113.5", None)
+        })
+        .collect();
+    let replies = at_once(&calls);
+    for r in &replies {
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let live = a.sql_i64(&format!("SELECT count(*) FROM sessions WHERE user_id = {user}"));
+    assert_eq!(live, 3, "max_per_user holds across instances");
+    // The three kept are sessions of the last logins, and they verify on either.
+    let verified = replies
+        .iter()
+        .map(|r| r.json()["token"].as_str().expect("token").to_string())
+        .filter(|t| a.get("/v1/session", Some(t)).status == 200 && b.get("/v1/session", Some(t)).status == 200)
+        .count();
+    assert_eq!(verified, 3);
+}
+
+#[test]
+fn two_refunds_sent_to_both_at_once_never_refund_more_than_was_paid() {
+    const API_KEY: &str = "internal-key-0123456789";
+    let a = TestServer::start_pay_with(|c| c.internal.api_keys = vec![wxlogin::secrets::Secret::from(API_KEY)]);
+    let b = pair(&a);
+    let internal =
+        |url: String, body: serde_json::Value| send(&url, "POST", Some(API_KEY), Some(body.to_string()), &[]);
+    let next = json!({"outcome": "success", "times": 20, "notify": {"mode": "never"}});
+    let r = send(&format!("{}/__fake/pay/refunds/next", a.fake.base_url()), "POST", None, Some(next.to_string()), &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (_, login) = a.login("refunded");
+    let user = login["user"]["id"].as_i64().expect("id");
+    for round in 0..5 {
+        let no = format!("SVC-2I-{round}");
+        let body = json!({"user_id": user, "amount": 990, "description": "Service order", "out_trade_no": no});
+        let r = internal(a.url("/internal/v1/pay/orders"), body);
+        assert_eq!(r.status, 201, "{}", r.text);
+        assert_eq!(a.pay(&no, json!({})).status, 200);
+        let path = format!("/internal/v1/pay/orders/{no}/refunds");
+        let calls: Vec<_> = [("A", a.url(&path)), ("B", b.url(&path))]
+            .into_iter()
+            .map(|(on, url)| {
+                move || internal(url.clone(), json!({"amount": 600, "out_refund_no": format!("RF-{on}-{round}")}))
+            })
+            .collect();
+        let replies = at_once(&calls);
+        let mut statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 422], "round {round}: one refund of 600 out of 990: {replies:?}");
+        let refunds = a.app().store.refunds_of_order(&no).expect("refunds");
+        assert_eq!(refunds.len(), 1, "round {round}: {refunds:?}");
+    }
+    assert_eq!(a.fake_pay_calls("refund"), 5, "WeChat Pay asked once per order");
+}
