@@ -510,3 +510,27 @@ fn two_refunds_sent_to_both_at_once_never_refund_more_than_was_paid() {
     }
     assert_eq!(a.fake_pay_calls("refund"), 5, "WeChat Pay asked once per order");
 }
+
+#[test]
+fn replays_at_once_on_both_instances_never_exceed_the_count() {
+    let a = TestServer::start_with(|c| c.server.trust_forwarded_for = true);
+    let b = pair(&a);
+    for round in 0..4 {
+        let code = a.code(&format!("replayer-{round}"));
+        let first = login_at(&a.base, &code, "203.0.113.5", Some("key-1"));
+        assert_eq!(first.status, 200, "{}", first.text);
+        let calls: Vec<_> = (0..8)
+            .map(|i| {
+                let (base, code) = (if i % 2 == 0 { a.base.clone() } else { b.base.clone() }, code.clone());
+                move || login_at(&base, &code, "203.0.113.5", Some("key-1"))
+            })
+            .collect();
+        let replies = at_once(&calls);
+        let ok = replies.iter().filter(|r| r.status == 200).count();
+        assert_eq!(ok, wxlogin::store::MAX_CODE_REPLAYS as usize, "round {round}: {replies:?}");
+        for r in replies.iter().filter(|r| r.status != 200) {
+            assert_eq!((r.status, r.json()["error"]["wechat_errcode"].as_i64()), (401, Some(40163)), "{}", r.text);
+        }
+    }
+    assert_eq!(a.fake_calls("jscode2session"), 4);
+}
