@@ -74,10 +74,14 @@ fn one_code_sent_to_both_at_once_is_exchanged_once() {
     let rounds = 12;
     for round in 0..rounds {
         let code = a.code(&format!("both-{round}"));
-        // Even rounds: one client (same IP) retrying through both backends, so the
-        // second is its follower and gets the same user. Odd rounds: two clients.
-        let same_client = round % 2 == 0;
-        let ips = if same_client { ["203.0.113.5", "203.0.113.5"] } else { ["203.0.113.5", "198.51.100.9"] };
+        // One client retrying through both backends (same IP; or, a phone changing
+        // networks, another IP and the same Idempotency-Key), so the second is its
+        // follower and gets the same user; or two clients with one code.
+        let (same_client, ips, key) = match round % 3 {
+            0 => (true, ["203.0.113.5", "203.0.113.5"], None),
+            1 => (true, ["203.0.113.5", "198.51.100.9"], Some("phone-1")),
+            _ => (false, ["203.0.113.5", "198.51.100.9"], None),
+        };
         let barrier = Barrier::new(2);
         let replies: Vec<Reply> = std::thread::scope(|s| {
             let handles: Vec<_> = [(&a.base, ips[0]), (&b.base, ips[1])]
@@ -86,7 +90,7 @@ fn one_code_sent_to_both_at_once_is_exchanged_once() {
                     let (code, barrier) = (&code, &barrier);
                     s.spawn(move || {
                         barrier.wait();
-                        login_at(base, code, ip, None)
+                        login_at(base, code, ip, key)
                     })
                 })
                 .collect();
@@ -360,6 +364,9 @@ fn sigkill_of_one_instance_under_login_load_loses_no_answered_session() {
     assert!(sigterm_and_wait(&mut b, Duration::from_secs(20)).success());
 }
 
+/// Through `App::exclusively`, which every maintenance pass runs under: `serve`'s purge
+/// timer (cli/serve.rs MAINTENANCE_EVERY, 10 minutes) has no configuration key, and
+/// passes that short rarely overlap on their own.
 #[test]
 fn each_maintenance_pass_runs_on_one_instance_at_a_time_and_metrics_say_which() {
     let a = TestServer::start();
