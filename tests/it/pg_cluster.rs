@@ -155,7 +155,7 @@ fn start_cluster() -> Result<Cluster, String> {
         let port = free_port()?;
         let options = format!(
             "-p {port} -k '{}' -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB",
+             -c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB -c max_wal_size=64MB -c min_wal_size=32MB",
             dir.display()
         );
         let start = server_command(&bin.join("pg_ctl"), &dir, user)
