@@ -84,7 +84,7 @@ pub fn pay_config_text(dir: &Path, fake_url: &str, notify_url: &str) -> String {
 pub struct TestServer {
     pub server: Option<RunningServer>,
     pub fake: FakeWeChat,
-    pub base: String,
+    pub http: Endpoint,
     pub dir: TempDir,
 }
 
@@ -109,7 +109,7 @@ impl TestServer {
         let app = open_app(config);
         let server = RunningServer::start(app).expect("start server");
         let base = format!("http://{}", server.addr());
-        TestServer { server: Some(server), fake, base, dir }
+        TestServer { server: Some(server), fake, http: Endpoint { base }, dir }
     }
 
     /// Starts with payments on: `[pay]` with the fake WeChat Pay's fixed test merchant
@@ -138,7 +138,7 @@ impl TestServer {
         let app = open_app(config);
         let server = RunningServer::start(app).expect("start server");
         let base = format!("http://{}", server.addr());
-        TestServer { server: Some(server), fake, base, dir }
+        TestServer { server: Some(server), fake, http: Endpoint { base }, dir }
     }
 
     /// `POST /__fake/pay/pay` for an order, its notification delivered to this server as
@@ -190,10 +190,6 @@ impl TestServer {
         self.server.as_ref().expect("running").addr()
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
     /// What wx.login would give `user` in the main app.
     pub fn code(&self, user: &str) -> String {
         self.fake.login_code(APPID, user)
@@ -205,22 +201,6 @@ impl TestServer {
         assert_eq!(r.status, 200, "login failed: {}", r.text);
         let body = r.json();
         (body["token"].as_str().expect("token").to_string(), body)
-    }
-
-    pub fn get(&self, path: &str, token: Option<&str>) -> Reply {
-        send(&self.url(path), "GET", token, None, &[])
-    }
-
-    pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
-        send(&self.url(path), "POST", token, Some(body.to_string()), &[("Content-Type", "application/json")])
-    }
-
-    pub fn patch(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
-        send(&self.url(path), "PATCH", token, Some(body.to_string()), &[("Content-Type", "application/json")])
-    }
-
-    pub fn delete(&self, path: &str, token: Option<&str>) -> Reply {
-        send(&self.url(path), "DELETE", token, None, &[])
     }
 
     /// Tells the fake WeChat how to misbehave (see src/fake_wechat/README.md).
@@ -253,7 +233,7 @@ impl TestServer {
         self.stop();
         let app = open_app(config);
         let server = RunningServer::start(app).expect("restart server");
-        self.base = format!("http://{}", server.addr());
+        self.http.base = format!("http://{}", server.addr());
         self.server = Some(server);
     }
 
@@ -619,7 +599,7 @@ impl TestServer {
         let app = open_app(self.app().config.clone());
         let server = RunningServer::start(app).expect("start peer server");
         let base = format!("http://{}", server.addr());
-        Peer { server: Some(server), base }
+        Peer { server: Some(server), http: Endpoint { base } }
     }
 }
 
@@ -666,17 +646,13 @@ fn sqlite_sql(db: &Path, sql: &str) -> String {
     out
 }
 
-/// Another instance of a [`TestServer`] (see [`TestServer::peer`]).
-pub struct Peer {
-    pub server: Option<RunningServer>,
+/// A server's address, and requests to it: what [`TestServer`] and [`Peer`] both speak
+/// (each derefs to its own, so `s.get(..)` and `s.base` work on either).
+pub struct Endpoint {
     pub base: String,
 }
 
-impl Peer {
-    pub fn app(&self) -> &Arc<App> {
-        self.server.as_ref().expect("running").app()
-    }
-
+impl Endpoint {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -695,6 +671,32 @@ impl Peer {
 
     pub fn delete(&self, path: &str, token: Option<&str>) -> Reply {
         send(&self.url(path), "DELETE", token, None, &[])
+    }
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.http
+    }
+}
+
+impl std::ops::Deref for Peer {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.http
+    }
+}
+
+/// Another instance of a [`TestServer`] (see [`TestServer::peer`]).
+pub struct Peer {
+    pub server: Option<RunningServer>,
+    pub http: Endpoint,
+}
+
+impl Peer {
+    pub fn app(&self) -> &Arc<App> {
+        self.server.as_ref().expect("running").app()
     }
 
     pub fn stop(&mut self) {
