@@ -48,13 +48,7 @@ impl Store {
 /// host:port/database of a PostgreSQL URL, without its user and password; None when it
 /// does not parse.
 pub fn describe_url(url: &Secret) -> Option<String> {
-    #[cfg(feature = "postgres")]
-    return super::postgres::admin::describe_url(url);
-    #[cfg(not(feature = "postgres"))]
-    {
-        let _ = url;
-        None
-    }
+    pg_target(url).map(|t| t.shown())
 }
 
 /// Where a PostgreSQL URL points, in parts (for the `pg_dump` lines `backup` prints);
@@ -77,6 +71,13 @@ pub struct PgTarget {
     pub port: u16,
     pub dbname: Option<String>,
     pub user: Option<String>,
+}
+
+impl PgTarget {
+    /// host:port/database, for logs and messages.
+    pub fn shown(&self) -> String {
+        format!("{}:{}/{}", self.host, self.port, self.dbname.as_deref().unwrap_or("(default database)"))
+    }
 }
 
 /// Connects once (no pool, no migration), reads the schema version and a few counts.

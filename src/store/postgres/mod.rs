@@ -23,7 +23,6 @@ mod stats;
 mod tokens;
 mod users;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use postgres::error::SqlState;
@@ -48,12 +47,16 @@ impl Postgres {
     /// Connects, and brings the schema up to date (under an advisory lock, so that two
     /// instances starting at once do not both migrate).
     pub fn connect(url: &Secret, max_connections: u32) -> Result<Postgres> {
-        let config = postgres::Config::from_str(url.expose())
-            .map_err(|e| StoreError::Unavailable(format!("the database URL is not valid: {}", clean(&e))))?;
-        let shown = shown(&config);
+        let config = admin::config_of(url, "wxlogin")?;
+        let shown = admin::target_of(&config).shown();
         let pool = pool::Pool::new(config, max_connections as usize);
-        let mut conn = pool.get()?;
-        migrate::migrate(&mut conn)?;
+        // Named here: start-up is where an operator meets a wrong host or password.
+        let at = |e: StoreError| match e {
+            StoreError::Unavailable(m) => StoreError::Unavailable(format!("{shown}: {m}")),
+            other => other,
+        };
+        let mut conn = pool.get().map_err(at)?;
+        migrate::migrate(&mut conn).map_err(at)?;
         drop(conn);
         Ok(Postgres { pool, shown, outbox_bell: Bell::default(), login_counts: Default::default() })
     }
@@ -96,40 +99,24 @@ impl Postgres {
     }
 }
 
-/// The URL minus user and password.
-fn shown(config: &postgres::Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(h)) => h.clone(),
-        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("{host}:{port}/{}", config.get_dbname().unwrap_or("(default database)"))
-}
-
-/// An error's text without anything the URL held: postgres' errors name no password,
-/// and this keeps it that way should one ever quote its input.
-fn clean(e: &postgres::Error) -> String {
-    e.to_string()
-}
-
+/// postgres' error texts name no password (nor any other part of the URL).
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> StoreError {
         let Some(code) = e.code() else {
             // No SQLSTATE: the connection failed or broke.
-            return StoreError::Unavailable(clean(&e));
+            return StoreError::Unavailable(e.to_string());
         };
         if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED {
-            StoreError::Retry(clean(&e))
+            StoreError::Retry(e.to_string())
         } else if *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::TOO_MANY_CONNECTIONS {
             StoreError::Busy
         } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION || *code == SqlState::DISK_FULL {
             StoreError::ReadOnly
         } else if code.code().starts_with("08") || code.code().starts_with("57P") {
             // Connection exceptions, and the server shutting down.
-            StoreError::Unavailable(clean(&e))
+            StoreError::Unavailable(e.to_string())
         } else {
-            StoreError::Postgres(clean(&e))
+            StoreError::Postgres(e.to_string())
         }
     }
 }

@@ -16,8 +16,6 @@ use crate::store::{Result, StoreError};
 
 /// How long a caller waits for a connection when all are in use.
 const WAIT: Duration = Duration::from_secs(5);
-/// How long connecting may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(in crate::store) struct Pool {
     inner: Arc<Inner>,
@@ -44,11 +42,7 @@ struct Link {
 }
 
 impl Pool {
-    pub fn new(mut config: postgres::Config, max: usize) -> Pool {
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        config.application_name("wxlogin");
+    pub fn new(config: postgres::Config, max: usize) -> Pool {
         let inner = Inner { config, max: max.max(1), state: Mutex::default(), freed: Condvar::new() };
         Pool { inner: Arc::new(inner) }
     }
