@@ -67,12 +67,7 @@ fn target_url(to: Option<String>, to_file: Option<PathBuf>) -> Result<Secret> {
             return Err(CliError::usage("copy-db needs --to postgres://... or --to-file FILE (holding the URL)"))
         }
     };
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(CliError::usage(
-            "copy-db: the target must be a PostgreSQL URL: postgres://USER:PASSWORD@HOST:PORT/DATABASE",
-        ));
-    }
-    Ok(Secret::new(url))
+    crate::config::database::checked("copy-db: the target", url).map_err(|e| CliError::usage(e.to_string()))
 }
 
 fn read_url(file: &Path) -> Result<String> {

@@ -87,7 +87,7 @@ fn url_from_env(
 
 /// Only the scheme is checked here (the rest is PostgreSQL's to judge when connecting),
 /// and the message never repeats the URL: it may carry a password.
-fn checked(key: &str, url: String) -> Result<Secret, ConfigError> {
+pub(crate) fn checked(key: &str, url: String) -> Result<Secret, ConfigError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Secret::new(url))
     } else {
