@@ -2,7 +2,6 @@
 //! the login rate limit, background maintenance, graceful shutdown and /metrics.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,17 +15,7 @@ use crate::support::*;
 
 /// Runs the binary with no app secret in its environment: admin commands must not need one.
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .env_remove("WXLOGIN_SECRET_MAIN")
-        .env_remove("WXLOGIN_CONFIG")
-        .output()
-        .expect("run wxlogin");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    run_bare(args, &[])
 }
 
 /// An appliance.toml without any secret, naming the database `db` (a SQLite file, or a

@@ -3,7 +3,6 @@
 //! `check --live` against the fake WeChat Pay.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,20 +25,7 @@ const NOTIFY_URL: &str = "https://login.example.com/v1/pay/notify";
 
 /// Runs the binary without any secret in its environment but those given.
 fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .env_remove("WXLOGIN_SECRET_MAIN")
-        .env_remove("WXLOGIN_CONFIG")
-        .env_remove("WXLOGIN_PAY_MERCHANT_KEY")
-        .env_remove("WXLOGIN_PAY_APIV3_KEY")
-        .envs(envs.iter().copied())
-        .output()
-        .expect("run wxlogin");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    run_bare(args, envs)
 }
 
 /// An appliance.toml in `dir` for the database `dir/wxlogin.db` (or PostgreSQL: see

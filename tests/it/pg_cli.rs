@@ -4,7 +4,6 @@
 //! `check`, `stats` and `users` on PostgreSQL.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
@@ -17,20 +16,7 @@ use crate::support::*;
 
 /// Runs the binary with no secret in its environment but those given.
 fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .env_remove("WXLOGIN_SECRET_MAIN")
-        .env_remove("WXLOGIN_CONFIG")
-        .env_remove("WXLOGIN_DATABASE_URL")
-        .env_remove("WXLOGIN_DATABASE_URL_FILE")
-        .envs(envs.iter().copied())
-        .output()
-        .expect("run wxlogin");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    run_bare(args, envs)
 }
 
 /// An appliance.toml in `dir` on the PostgreSQL database at `url`, WeChat at `fake_url`.

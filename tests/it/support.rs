@@ -312,6 +312,23 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_wxlogin")
 }
 
+/// Runs the binary to its end with none of wxlogin's configuration or secret variables
+/// from this process's environment, only `envs`: exit code, stdout, stderr.
+pub fn run_bare(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(bin());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("WXLOGIN_") {
+            cmd.env_remove(name);
+        }
+    }
+    let out = cmd.args(args).envs(envs.iter().copied()).output().expect("run wxlogin");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
 /// Starts the binary with `args`, stderr captured to `log`, and waits for its
 /// `listening on http://ADDR` line.
 pub fn spawn_listening(args: &[&str], envs: &[(&str, &str)], log: &Path) -> (Child, SocketAddr) {
