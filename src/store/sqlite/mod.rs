@@ -234,12 +234,15 @@ impl Sqlite {
         let passive = |c: &Connection| -> Result<i64> {
             Ok(c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))?)
         };
+        // -1: this pass could not start (it read the WAL's header while a commit was
+        // writing it, or another checkpoint ran). The pass under the writer does it all.
         let pages = passive(conn)?;
-        if pages > 0 {
-            let _writer = self.writer();
-            passive(conn)?;
+        if pages == 0 {
+            return Ok(0);
         }
-        Ok(pages)
+        let _writer = self.writer();
+        let held = passive(conn)?;
+        Ok(if pages < 0 { held } else { pages })
     }
 
     /// Folds the WAL back into the main file, so that after a clean stop the file alone is complete.
