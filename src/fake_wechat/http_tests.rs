@@ -241,9 +241,19 @@ fn login_rotates_the_session_key_and_unionid_can_be_chosen() {
     assert_eq!(f["session_key"], key_d["session_key"]);
 }
 
+/// Seconds from now (the fake's clock starts at the wall clock) to one second past the
+/// next midnight, UTC.
+fn seconds_to_the_next_day() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs();
+    86_400 - i64::try_from(now % 86_400).expect("under a day") + 1
+}
+
 #[test]
 fn classic_token_rotates_keeps_the_old_one_five_minutes_and_has_a_quota() {
     let (fake, client) = start(FakeOptions { daily_token_quota: 3, ..options() });
+    // The quota is counted per day, and the test moves the clock 300 s on: run it from the
+    // start of a day, or in the last five minutes before midnight the count starts over.
+    fake.advance_clock(seconds_to_the_next_day());
     let first = client.token(APPID, SECRET);
     assert_eq!(first.status, 200);
     assert_eq!(first.content_type, "application/json; encoding=utf-8");
