@@ -227,7 +227,7 @@ fn demo_walkthrough_pays_an_order_once() {
         .spawn()
         .expect("spawn demo");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut child = KillOnDrop(Some(child));
+    let mut child = Running::from(child);
     let mut printed = String::new();
     while !printed.contains("Log out; the token stops working") {
         match lines.next() {
@@ -291,23 +291,10 @@ fn demo_walkthrough_pays_an_order_once() {
         .unwrap();
     assert_eq!(events, 1);
     drop(c);
-    let mut demo = child.0.take().unwrap();
     assert!(
-        sigterm_and_wait(&mut demo, Duration::from_secs(10)).success(),
+        sigterm_and_wait(&mut child, Duration::from_secs(10)).success(),
         "{}",
         std::fs::read_to_string(&log).unwrap()
     );
     assert!(!Path::new(db).exists(), "the demo's folder is removed on exit");
-}
-
-/// A child process that a failing test does not leave running.
-struct KillOnDrop(Option<std::process::Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }

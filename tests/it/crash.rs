@@ -119,7 +119,7 @@ sqlite_only! {
             self.config.to_str().unwrap()
         }
 
-        fn serve(&self, log: &str) -> (std::process::Child, SocketAddr) {
+        fn serve(&self, log: &str) -> (Running, SocketAddr) {
             spawn_listening(
                 &["serve", "--config", self.cfg()],
                 &[("WXLOGIN_SECRET_MAIN", SECRET)],
@@ -297,7 +297,7 @@ impl PaySetup {
         PaySetup { fake, dir, config }
     }
 
-    fn serve(&self, log: &str) -> (std::process::Child, SocketAddr) {
+    fn serve(&self, log: &str) -> (Running, SocketAddr) {
         spawn_listening(
             &["serve", "--config", self.config.to_str().unwrap()],
             &[("WXLOGIN_SECRET_MAIN", SECRET)],

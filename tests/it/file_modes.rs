@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
@@ -23,7 +23,7 @@ fn under_umask_022(args: &[&str]) -> Command {
 }
 
 /// `serve` under umask 022, stderr to `log`; returns once it listens.
-fn serve(config: &Path, log: &Path) -> (Child, String) {
+fn serve(config: &Path, log: &Path) -> (Running, String) {
     let mut child = under_umask_022(&["serve", "--config", config.to_str().unwrap()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -41,7 +41,7 @@ fn serve(config: &Path, log: &Path) -> (Child, String) {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{addr}"))
+    (Running::from(child), format!("http://{addr}"))
 }
 
 /// Runs an admin command under umask 022; asserts it succeeds.

@@ -329,9 +329,42 @@ pub fn run_bare(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
+/// A started binary that is killed (and reaped) when dropped: a test that fails while it
+/// runs must not leave a server behind, still bound to its port and its database, after
+/// the test process has gone (std's `Child` is left running when dropped).
+pub struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl From<Child> for Running {
+    fn from(child: Child) -> Running {
+        Running(child)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts the binary with `args`, stderr captured to `log`, and waits for its
 /// `listening on http://ADDR` line.
-pub fn spawn_listening(args: &[&str], envs: &[(&str, &str)], log: &Path) -> (Child, SocketAddr) {
+pub fn spawn_listening(args: &[&str], envs: &[(&str, &str)], log: &Path) -> (Running, SocketAddr) {
     let log_file = std::fs::File::create(log).expect("log file");
     let mut child = Command::new(bin())
         .args(args)
@@ -362,7 +395,7 @@ pub fn spawn_listening(args: &[&str], envs: &[(&str, &str)], log: &Path) -> (Chi
     }
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    (Running(child), addr)
 }
 
 /// Writes an appliance.toml for the binary into `dir` and returns its path.
