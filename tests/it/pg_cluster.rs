@@ -45,7 +45,38 @@ pub fn fresh_database() -> String {
     let admin = cluster.url("postgres");
     run_psql(&cluster.bin, &admin, &format!("CREATE DATABASE {name}"))
         .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}{}", cluster.log_tail()));
+    drop_when_the_test_ends(&name);
     cluster.url(&name)
+}
+
+/// The databases made on this test's thread, dropped when the thread ends: by then the
+/// test's locals, its servers included, are gone. Kept, a run's 150 or so databases took
+/// over 1 GB of the temporary folder. Threads a test starts itself have no name and
+/// keep theirs (the test may still use them).
+struct MadeByThisTest(Vec<String>);
+
+impl Drop for MadeByThisTest {
+    fn drop(&mut self) {
+        let Some(Ok(cluster)) = CLUSTER.get() else { return };
+        for name in &self.0 {
+            // FORCE ends what a test left connected; a failure only leaves the database.
+            let _ = run_psql(
+                &cluster.bin,
+                &cluster.url("postgres"),
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
+    }
+}
+
+thread_local! {
+    static MADE_BY_THIS_TEST: std::cell::RefCell<MadeByThisTest> = const { std::cell::RefCell::new(MadeByThisTest(Vec::new())) };
+}
+
+fn drop_when_the_test_ends(name: &str) {
+    if std::thread::current().name().is_some_and(|n| n != "main") {
+        MADE_BY_THIS_TEST.with(|made| made.borrow_mut().0.push(name.to_string()));
+    }
 }
 
 /// Runs `sql` with psql against `url` and returns its unaligned, tuples-only output
