@@ -244,8 +244,7 @@ fn login_rotates_the_session_key_and_unionid_can_be_chosen() {
 /// Seconds from now (the fake's clock starts at the wall clock) to one second past the
 /// next midnight, UTC.
 fn seconds_to_the_next_day() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs();
-    86_400 - i64::try_from(now % 86_400).expect("under a day") + 1
+    86_400 - crate::store::now().rem_euclid(86_400) + 1
 }
 
 #[test]

@@ -195,7 +195,7 @@ impl Store {
     /// (see `Sqlite::fold_wal`); PostgreSQL writes the login counts kept in memory.
     pub fn upkeep(&self) -> Result<()> {
         match &self.engine {
-            Engine::Sqlite(s) => s.fold_wal().map(|_| ()),
+            Engine::Sqlite(s) => s.fold_wal(),
             #[cfg(feature = "postgres")]
             Engine::Postgres(p) => p.flush_login_counts(false),
         }

@@ -5,14 +5,14 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-/// How long connecting may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 use postgres::NoTls;
 
 use super::migrate::SCHEMA_VERSION;
 use crate::secrets::Secret;
 use crate::store::{PgStatus, PgTarget, Result, StoreError};
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The URL parsed, with wxlogin's connect timeout and `application_name` (what
 /// `pg_stat_activity` shows) unless the URL sets them. The error names no part of the URL.

@@ -216,7 +216,7 @@ impl Sqlite {
 
     /// Copies what the WAL holds into the database file, mostly without holding up
     /// writes, so that the writer's own checkpoint (which stops every login while it
-    /// copies and syncs) does not come due. Returns the WAL's size in pages.
+    /// copies and syncs) does not come due.
     ///
     /// Two passes: a PASSIVE checkpoint on a connection of its own, which runs beside
     /// the writer and does the copying and both fsyncs; then a second one while holding
@@ -225,24 +225,23 @@ impl Sqlite {
     /// write start the WAL over from its beginning (a checkpoint that runs beside a
     /// stream of writes never gets there, and the WAL grows without end: measured in an
     /// earlier attempt, 784 MB in 10 s).
-    pub fn fold_wal(&self) -> Result<i64> {
+    pub fn fold_wal(&self) -> Result<()> {
         let mut folder = lock(&self.folder);
         if folder.is_none() {
             *folder = Some(connect(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE)?);
         }
-        let Some(conn) = folder.as_ref() else { return Ok(0) };
+        let Some(conn) = folder.as_ref() else { return Ok(()) };
         let passive = |c: &Connection| -> Result<i64> {
             Ok(c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))?)
         };
         // -1: this pass could not start (it read the WAL's header while a commit was
         // writing it, or another checkpoint ran). The pass under the writer does it all.
-        let pages = passive(conn)?;
-        if pages == 0 {
-            return Ok(0);
+        if passive(conn)? == 0 {
+            return Ok(());
         }
         let _writer = self.writer();
-        let held = passive(conn)?;
-        Ok(if pages < 0 { held } else { pages })
+        passive(conn)?;
+        Ok(())
     }
 
     /// Folds the WAL back into the main file, so that after a clean stop the file alone is complete.
