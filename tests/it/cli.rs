@@ -9,24 +9,15 @@ use wxlogin::fake_wechat::{FakeOptions, FakeWeChat};
 
 use crate::support::*;
 
-fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(bin()).args(args).envs(envs.iter().copied()).output().expect("run wxlogin");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
 #[test]
 fn version_and_help() {
-    let (code, out, _) = run(&["--version"], &[]);
+    let (code, out, _) = run_bare(&["--version"], &[]);
     assert_eq!(code, 0);
     assert!(out.starts_with("wxlogin "));
-    let (code, out, _) = run(&["help"], &[]);
+    let (code, out, _) = run_bare(&["help"], &[]);
     assert_eq!(code, 0);
     assert!(out.contains("wxlogin serve") && out.contains("wxlogin demo"));
-    let (code, _, err) = run(&["frobnicate"], &[]);
+    let (code, _, err) = run_bare(&["frobnicate"], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown command `frobnicate`"));
 }
@@ -36,20 +27,20 @@ fn check_reports_config_errors_in_one_line_naming_the_key() {
     let dir = TempDir::new("check");
     let path = write_config(dir.path(), "http://127.0.0.1:9", "");
     let p = path.to_str().unwrap();
-    let (code, _, err) = run(&["check", "--config", p], &[]);
+    let (code, _, err) = run_bare(&["check", "--config", p], &[]);
     assert_eq!(code, 1);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("apps[0].secret") && err.contains("WXLOGIN_SECRET_MAIN"), "{err}");
 
-    let (code, out, err) = run(&["check", "--config", p], &[("WXLOGIN_SECRET_MAIN", "s")]);
+    let (code, out, err) = run_bare(&["check", "--config", p], &[("WXLOGIN_SECRET_MAIN", "s")]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("does not exist yet"), "{out}");
 
     std::fs::write(&path, format!("[session]\nttl_secnds = 2\n{}", std::fs::read_to_string(&path).unwrap())).unwrap();
-    let (code, _, err) = run(&["check"], &[("WXLOGIN_CONFIG", p), ("WXLOGIN_SECRET_MAIN", "s")]);
+    let (code, _, err) = run_bare(&["check"], &[("WXLOGIN_CONFIG", p), ("WXLOGIN_SECRET_MAIN", "s")]);
     assert_eq!(code, 1);
     assert!(err.starts_with("wxlogin: session.ttl_secnds: unknown field"), "{err}");
-    let (code, _, err) = run(&["check", "--config", "/nonexistent/appliance.toml"], &[]);
+    let (code, _, err) = run_bare(&["check", "--config", "/nonexistent/appliance.toml"], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("cannot read the configuration file"), "{err}");
 }
@@ -60,7 +51,7 @@ fn secrets_may_come_from_a_file() {
     let path = write_config(dir.path(), "http://127.0.0.1:9", "");
     std::fs::write(dir.path().join("secret.txt"), "from-file\n").unwrap();
     let secret_path = dir.path().join("secret.txt");
-    let (code, _, err) = run(
+    let (code, _, err) = run_bare(
         &["check", "--config", path.to_str().unwrap()],
         &[("WXLOGIN_SECRET_MAIN_FILE", secret_path.to_str().unwrap())],
     );
@@ -151,10 +142,10 @@ fn a_database_from_a_newer_wxlogin_is_refused() {
     db.pragma_update(None, "user_version", 999).unwrap();
     drop(db);
     let envs = [("WXLOGIN_SECRET_MAIN", "s")];
-    let (code, _, err) = run(&["serve", "--config", config.to_str().unwrap()], &envs);
+    let (code, _, err) = run_bare(&["serve", "--config", config.to_str().unwrap()], &envs);
     assert_eq!(code, 1);
     assert!(err.contains("newer wxlogin"), "{err}");
-    let (code, _, err) = run(&["check", "--config", config.to_str().unwrap()], &envs);
+    let (code, _, err) = run_bare(&["check", "--config", config.to_str().unwrap()], &envs);
     assert_eq!(code, 1);
     assert!(err.contains("newer"), "{err}");
 }
@@ -167,7 +158,7 @@ fn check_refuses_a_database_that_is_not_wxlogins() {
     let db = rusqlite::Connection::open(dir.path().join("data/wxlogin.db")).unwrap();
     db.execute_batch("CREATE TABLE notes (x)").unwrap();
     drop(db);
-    let (code, _, err) = run(&["check", "--config", config.to_str().unwrap()], &[("WXLOGIN_SECRET_MAIN", "s")]);
+    let (code, _, err) = run_bare(&["check", "--config", config.to_str().unwrap()], &[("WXLOGIN_SECRET_MAIN", "s")]);
     assert_eq!(code, 1, "a foreign database must not pass as healthy");
     assert!(err.contains("no wxlogin schema"), "{err}");
 }

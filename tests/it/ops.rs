@@ -13,11 +13,6 @@ use wxlogin::store::{Caller, NewLogin, Terms};
 
 use crate::support::*;
 
-/// Runs the binary with no app secret in its environment: admin commands must not need one.
-fn run(args: &[&str]) -> (i32, String, String) {
-    run_bare(args, &[])
-}
-
 /// An appliance.toml without any secret, naming the database `db` (a SQLite file, or a
 /// PostgreSQL URL).
 fn admin_config(dir: &Path, db: &wxlogin::config::DatabaseConfig) -> PathBuf {
@@ -74,7 +69,7 @@ sqlite_only! {
         let config = admin_config(dir.path(), &wxlogin::config::DatabaseConfig { path: db.clone(), ..Default::default() });
         let cfg = config.to_str().unwrap();
         let dest = dir.path().join("b.db");
-        let (code, out, err) = run(&["backup", dest.to_str().unwrap(), "--config", cfg]);
+        let (code, out, err) = run_bare(&["backup", dest.to_str().unwrap(), "--config", cfg], &[]);
         let at_end = during.load(Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(100));
         stop.store(true, Ordering::SeqCst);
@@ -100,15 +95,15 @@ sqlite_only! {
 
         // Never overwrites without --force; with it, replaces.
         let size = std::fs::metadata(&dest).unwrap().len();
-        let (code, _, err) = run(&["backup", dest.to_str().unwrap(), "--config", cfg]);
+        let (code, _, err) = run_bare(&["backup", dest.to_str().unwrap(), "--config", cfg], &[]);
         assert_eq!(code, 1);
         assert!(err.contains("already exists") && err.contains("--force"), "{err}");
         assert_eq!(std::fs::metadata(&dest).unwrap().len(), size);
-        let (code, _, err) = run(&["backup", dest.to_str().unwrap(), "--force", "--config", cfg]);
+        let (code, _, err) = run_bare(&["backup", dest.to_str().unwrap(), "--force", "--config", cfg], &[]);
         assert_eq!(code, 0, "{err}");
         assert!(openids(&dest).len() > saved.len());
         // Nor onto the live database.
-        let (code, _, err) = run(&["backup", db.to_str().unwrap(), "--force", "--config", cfg]);
+        let (code, _, err) = run_bare(&["backup", db.to_str().unwrap(), "--force", "--config", cfg], &[]);
         assert_eq!(code, 1, "{err}");
         assert!(err.contains("live database"), "{err}");
     }
@@ -139,11 +134,11 @@ sqlite_only! {
         };
         let (ann, _ben) = (token("ann"), token("ben"));
         let backup = dir.path().join("nightly.db");
-        let (code, _, err) = run(&["backup", backup.to_str().unwrap(), "--config", cfg]);
+        let (code, _, err) = run_bare(&["backup", backup.to_str().unwrap(), "--config", cfg], &[]);
         assert_eq!(code, 0, "{err}");
         let cat = token("cat");
 
-        let (code, _, err) = run(&["restore", backup.to_str().unwrap(), "--config", cfg]);
+        let (code, _, err) = run_bare(&["restore", backup.to_str().unwrap(), "--config", cfg], &[]);
         assert_eq!(code, 1, "restore must refuse while serving");
         assert!(err.contains("in use") && err.contains("stop it first"), "{err}");
         let r = send(&format!("{base}/v1/session"), "GET", Some(&cat), None, &[]);
@@ -153,20 +148,20 @@ sqlite_only! {
         // Bad sources are refused before anything is touched.
         let garbage = dir.path().join("garbage.db");
         std::fs::write(&garbage, vec![1u8; 4096]).unwrap();
-        let (code, _, err) = run(&["restore", garbage.to_str().unwrap(), "--config", cfg]);
+        let (code, _, err) = run_bare(&["restore", garbage.to_str().unwrap(), "--config", cfg], &[]);
         assert_eq!(code, 1);
         assert!(err.contains("not restoring"), "{err}");
         let newer = dir.path().join("newer.db");
         std::fs::copy(&backup, &newer).unwrap();
         rusqlite::Connection::open(&newer).unwrap().pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
-        let (code, _, err) = run(&["restore", newer.to_str().unwrap(), "--config", cfg]);
+        let (code, _, err) = run_bare(&["restore", newer.to_str().unwrap(), "--config", cfg], &[]);
         assert_eq!(code, 1);
         assert!(err.contains("newer wxlogin"), "{err}");
         assert_eq!(openids(&db).len(), 3);
 
         // A stale -wal next to the live file must not be replayed onto the restored one.
         std::fs::write(dir.path().join("data/wxlogin.db-wal"), b"stale").unwrap();
-        let (code, out, err) = run(&["restore", backup.to_str().unwrap(), "--config", cfg]);
+        let (code, out, err) = run_bare(&["restore", backup.to_str().unwrap(), "--config", cfg], &[]);
         assert_eq!(code, 0, "{err}");
         assert!(out.contains("2 user(s)") && out.contains("before-restore"), "{out}");
         assert!(!dir.path().join("data/wxlogin.db-wal").exists());
@@ -199,23 +194,23 @@ fn ops_admin_commands_work_against_a_serving_instance() {
     let ben_openid = ben_body["user"]["openid"].as_str().unwrap().to_string();
     assert_eq!(s.patch("/v1/me", Some(&ann1), &json!({"nickname": "Annie"})).status, 200);
 
-    let (code, out, err) = run(&["users", "list", "--config", cfg]);
+    let (code, out, err) = run_bare(&["users", "list", "--config", cfg], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("ID") && out.contains("LAST LOGIN"), "{out}");
     assert!(out.contains(&ann_openid) && out.contains(&ben_openid) && out.contains("Annie"), "{out}");
-    let (_, out, _) = run(&["users", "list", "--limit", "1", "--app", "main", "--config", cfg]);
+    let (_, out, _) = run_bare(&["users", "list", "--limit", "1", "--app", "main", "--config", cfg], &[]);
     assert!(out.contains(&ben_openid) && !out.contains(&ann_openid), "newest first, limited: {out}");
 
     for who in [ann_id.as_str(), ann_openid.as_str()] {
-        let (code, out, err) = run(&["users", "show", who, "--config", cfg]);
+        let (code, out, err) = run_bare(&["users", "show", who, "--config", cfg], &[]);
         assert_eq!(code, 0, "{err}");
         assert!(out.contains(&ann_openid) && out.contains("Annie") && out.contains("live sessions  2"), "{out}");
     }
-    let (code, _, err) = run(&["users", "show", "999999", "--config", cfg]);
+    let (code, _, err) = run_bare(&["users", "show", "999999", "--config", cfg], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("no user"), "{err}");
 
-    let (code, out, err) = run(&["sessions", "list", "--user", &ann_id, "--config", cfg]);
+    let (code, out, err) = run_bare(&["sessions", "list", "--user", &ann_id, "--config", cfg], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("2 live session(s)"), "{out}");
     assert!(!out.contains(&ann1) && !out.contains(&ann2), "tokens are never printed");
@@ -227,15 +222,15 @@ fn ops_admin_commands_work_against_a_serving_instance() {
     if s.engine() == Engine::Postgres {
         s.app().store.checkpoint().expect("write the login counts");
     }
-    let (code, out, err) = run(&["stats", "--config", cfg]);
+    let (code, out, err) = run_bare(&["stats", "--config", cfg], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("users:          2") && out.contains("live sessions:  3"), "{out}");
     assert!(out.contains("logins today:   3"), "{out}");
     assert!(out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["main", "2", "3", "3"]), "{out}");
 
-    let (code, _, _) = run(&["sessions", "revoke", "--config", cfg]);
+    let (code, _, _) = run_bare(&["sessions", "revoke", "--config", cfg], &[]);
     assert_eq!(code, 2, "revoke needs --user or --all");
-    let (code, out, err) = run(&["sessions", "revoke", "--user", &ann_id, "--config", cfg]);
+    let (code, out, err) = run_bare(&["sessions", "revoke", "--user", &ann_id, "--config", cfg], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("revoked 2 session(s)"), "{out}");
     for t in [&ann1, &ann2] {
@@ -244,7 +239,7 @@ fn ops_admin_commands_work_against_a_serving_instance() {
         assert_eq!(r.error_code(), "unauthorized");
     }
     assert_eq!(s.get("/v1/session", Some(&ben)).status, 200);
-    let (code, out, _) = run(&["sessions", "revoke", "--all", "--config", cfg]);
+    let (code, out, _) = run_bare(&["sessions", "revoke", "--all", "--config", cfg], &[]);
     assert_eq!(code, 0);
     assert!(out.contains("revoked all 1 session(s)"), "{out}");
     assert_eq!(s.get("/v1/session", Some(&ben)).status, 401);
@@ -261,7 +256,7 @@ fn ops_revoking_a_users_sessions_ends_the_replays_of_their_codes() {
     let ann = login(&ann_code).json();
     assert_eq!(login(&ben_code).status, 200);
     let ann_id = ann["user"]["id"].as_i64().unwrap().to_string();
-    let (code, out, err) = run(&["sessions", "revoke", "--user", &ann_id, "--config", cfg]);
+    let (code, out, err) = run_bare(&["sessions", "revoke", "--user", &ann_id, "--config", cfg], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("revoked 1 session(s)"), "{out}");
     // The same client, inside the window: the code no longer brings ann back.
@@ -270,7 +265,7 @@ fn ops_revoking_a_users_sessions_ends_the_replays_of_their_codes() {
     assert_eq!(r.json()["error"]["wechat_errcode"], 40163);
     // Ben's sessions were not revoked: his code still replays, until everyone's are.
     assert_eq!(login(&ben_code).status, 200);
-    let (code, _, err) = run(&["sessions", "revoke", "--all", "--config", cfg]);
+    let (code, _, err) = run_bare(&["sessions", "revoke", "--all", "--config", cfg], &[]);
     assert_eq!(code, 0, "{err}");
     let r = login(&ben_code);
     assert_eq!((r.status, r.error_code()), (401, "invalid_code".into()), "{}", r.text);

@@ -23,11 +23,6 @@ const PUBLIC_KEY_ID: &str = "PUB_KEY_ID_0000000000000000000000000000000001";
 const APIV3: &str = "wxloginFakeWeChatPayApiV3Key0001";
 const NOTIFY_URL: &str = "https://login.example.com/v1/pay/notify";
 
-/// Runs the binary without any secret in its environment but those given.
-fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    run_bare(args, envs)
-}
-
 /// An appliance.toml in `dir` for the database `dir/wxlogin.db` (or PostgreSQL: see
 /// `dir_database`), WeChat (and WeChat Pay)
 /// at `base`, and with `pay` (a `[pay]` table, or "") appended.
@@ -108,16 +103,16 @@ fn orders_without_payments_configured_say_so_in_one_line() {
         vec!["orders", "refund", "W1234567", "--amount", "100"],
     ] {
         let args: Vec<&str> = args.into_iter().chain(["--config", cfg]).collect();
-        let (code, out, err) = run(&args, &[]);
+        let (code, out, err) = run_bare(&args, &[]);
         assert_eq!(code, 1, "{args:?}: {out}{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains("payments are not configured"), "{err}");
     }
-    let (code, _, err) = run(&["orders", "refund", "W1234567", "--config", cfg], &[]);
+    let (code, _, err) = run_bare(&["orders", "refund", "W1234567", "--config", cfg], &[]);
     assert_eq!(code, 2, "--amount is required: {err}");
-    let (code, _, err) = run(&["orders", "--config", cfg], &[]);
+    let (code, _, err) = run_bare(&["orders", "--config", cfg], &[]);
     assert_eq!(code, 2, "{err}");
-    let (_, help, _) = run(&["help"], &[]);
+    let (_, help, _) = run_bare(&["help"], &[]);
     assert!(help.contains("wxlogin orders  list [--state S] [--user ID] [--limit N]"), "{help}");
     assert!(help.contains("wxlogin orders  refund OUT_TRADE_NO --amount FEN [--reason TEXT]"), "{help}");
 }
@@ -147,35 +142,35 @@ fn orders_list_and_show_read_the_database_without_the_keys() {
     let cfg = config(dir.path(), "http://127.0.0.1:9", &text);
     let cfg = cfg.to_str().unwrap();
 
-    let (code, out, err) = run(&["orders", "list", "--config", cfg], &[]);
+    let (code, out, err) = run_bare(&["orders", "list", "--config", cfg], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("OUT_TRADE_NO") && out.contains("3 order(s)"), "{out}");
     let newest = out.lines().nth(1).unwrap();
     assert!(newest.starts_with("Wben-closed-3") && newest.contains("123.45 CNY"), "newest first: {out}");
     assert!(lines_with(&out, "Wann-paid-01")[0].contains("paid"), "{out}");
-    let (_, out, _) = run(&["orders", "list", "--state", "created", "--config", cfg], &[]);
+    let (_, out, _) = run_bare(&["orders", "list", "--state", "created", "--config", cfg], &[]);
     assert!(out.contains("Wann-open-02") && out.contains("1 order(s)"), "{out}");
-    let (_, out, _) = run(&["orders", "list", "--user", &ann.to_string(), "--limit", "1", "--config", cfg], &[]);
+    let (_, out, _) = run_bare(&["orders", "list", "--user", &ann.to_string(), "--limit", "1", "--config", cfg], &[]);
     assert!(out.contains("Wann-open-02") && !out.contains("Wann-paid-01") && out.contains("--limit N"), "{out}");
-    let (code, _, err) = run(&["orders", "list", "--state", "unpaid", "--config", cfg], &[]);
+    let (code, _, err) = run_bare(&["orders", "list", "--state", "unpaid", "--config", cfg], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("--state takes created, paid, closed or refunded"), "{err}");
 
-    let (code, out, err) = run(&["orders", "show", "Wann-paid-01", "--config", cfg], &[]);
+    let (code, out, err) = run_bare(&["orders", "show", "Wann-paid-01", "--config", cfg], &[]);
     assert_eq!(code, 0, "{err}");
     for want in
         ["state           paid", "4200000001202612020000000001", "990 fen (9.90 CNY)", "order.paid", "1 event(s)"]
     {
         assert!(out.contains(want), "{want}: {out}");
     }
-    let (_, out, _) = run(&["orders", "show", "Wben-closed-3", "--config", cfg], &[]);
+    let (_, out, _) = run_bare(&["orders", "show", "Wben-closed-3", "--config", cfg], &[]);
     assert!(out.contains("state           closed") && out.contains("order.closed"), "{out}");
-    let (code, _, err) = run(&["orders", "show", "Wnobody-0000", "--config", cfg], &[]);
+    let (code, _, err) = run_bare(&["orders", "show", "Wnobody-0000", "--config", cfg], &[]);
     assert_eq!(code, 1);
     assert_eq!(err.trim(), "wxlogin: no order `Wnobody-0000`");
 
     // sync must talk to WeChat Pay: without the key it says so, in one line.
-    let (code, _, err) = run(&["orders", "sync", "Wann-open-02", "--config", cfg], &[]);
+    let (code, _, err) = run_bare(&["orders", "sync", "Wann-open-02", "--config", cfg], &[]);
     assert_eq!(code, 1);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("[pay] keys could not be loaded"), "{err}");
@@ -237,13 +232,13 @@ fn orders_sync_applies_what_wechat_pay_says_once() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     let transaction_id = r.json()["transaction_id"].as_str().unwrap().to_string();
-    let (code, out, err) = run(&["orders", "sync", "Wsync-paid-01", "--config", cfg], &[]);
+    let (code, out, err) = run_bare(&["orders", "sync", "Wsync-paid-01", "--config", cfg], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("SUCCESS") && out.contains("created -> paid"), "{out}");
     let o = store.order("Wsync-paid-01").unwrap().unwrap();
     assert_eq!((o.state.as_str(), o.transaction_id.as_deref()), ("paid", Some(transaction_id.as_str())));
     // Again: nothing changes, no second event.
-    let (code, out, _) = run(&["orders", "sync", "Wsync-paid-01", "--config", cfg], &[]);
+    let (code, out, _) = run_bare(&["orders", "sync", "Wsync-paid-01", "--config", cfg], &[]);
     assert_eq!(code, 0);
     assert!(out.contains("already paid, unchanged"), "{out}");
     let events = store.order_events("Wsync-paid-01").unwrap();
@@ -252,16 +247,16 @@ fn orders_sync_applies_what_wechat_pay_says_once() {
     // Closed at WeChat Pay: closed here.
     place(&pay, "Wsync-closed-02", "o-ann", 990);
     pay.close("Wsync-closed-02").unwrap();
-    let (code, out, err) = run(&["orders", "sync", "Wsync-closed-02", "--config", cfg], &[]);
+    let (code, out, err) = run_bare(&["orders", "sync", "Wsync-closed-02", "--config", cfg], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("CLOSED") && out.contains("created -> closed"), "{out}");
     assert_eq!(store.order("Wsync-closed-02").unwrap().unwrap().state.as_str(), "closed");
-    let (_, out, _) = run(&["orders", "sync", "Wsync-closed-02", "--config", cfg], &[]);
+    let (_, out, _) = run_bare(&["orders", "sync", "Wsync-closed-02", "--config", cfg], &[]);
     assert!(out.contains("already closed, unchanged"), "{out}");
     assert_eq!(store.order_events("Wsync-closed-02").unwrap().len(), 1, "one order.closed event");
 
     // Never placed there: WeChat Pay does not know it; nothing changes.
-    let (code, out, err) = run(&["orders", "sync", "Wsync-never-03", "--config", cfg], &[]);
+    let (code, out, err) = run_bare(&["orders", "sync", "Wsync-never-03", "--config", cfg], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("ORDER_NOT_EXIST") && out.contains("unchanged, created"), "{out}");
     assert_eq!(store.order("Wsync-never-03").unwrap().unwrap().state.as_str(), "created");
@@ -272,7 +267,7 @@ fn orders_sync_applies_what_wechat_pay_says_once() {
     let text = std::fs::read_to_string(cfg).unwrap().replace("\"pub_key.pem\"", "\"other_pub.pem\"");
     std::fs::write(&bad, text).unwrap();
     let bad = bad.to_str().unwrap();
-    let (code, _, err) = run(&["orders", "sync", "Wsync-never-03", "--config", bad], &[]);
+    let (code, _, err) = run_bare(&["orders", "sync", "Wsync-never-03", "--config", bad], &[]);
     assert_eq!(code, 1);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("did not verify") && err.contains("pay.public_key_id"), "{err}");
@@ -296,7 +291,7 @@ fn check_live_explains_each_bad_merchant_setting_by_its_key() {
     let fake = start_fake();
     let base = fake.base_url();
     let secret = [("WXLOGIN_SECRET_MAIN", SECRET)];
-    let check = |cfg: &Path| run(&["check", "--live", "--config", cfg.to_str().unwrap()], &secret);
+    let check = |cfg: &Path| run_bare(&["check", "--live", "--config", cfg.to_str().unwrap()], &secret);
     let r = send(&format!("{base}/__fake/pay/platform"), "POST", None, Some(r#"{"mode":"certificate"}"#.into()), &[]);
     assert_eq!(r.status, 200, "{}", r.text);
 
@@ -360,7 +355,7 @@ fn orders_sync_with_certificates_only_fetches_them_first() {
     let ann = user(&store, "o-ann", 1);
     order(&store, "Wsync-cert-01", ann, "o-ann", 990);
     let cfg = config(dir.path(), &base, &certificates_table(dir.path(), &base, APIV3));
-    let (code, out, err) = run(&["orders", "sync", "Wsync-cert-01", "--config", cfg.to_str().unwrap()], &[]);
+    let (code, out, err) = run_bare(&["orders", "sync", "Wsync-cert-01", "--config", cfg.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("ORDER_NOT_EXIST") && out.contains("unchanged, created"), "a verified answer: {out}{err}");
 }
@@ -373,14 +368,14 @@ fn check_live_signs_a_query_and_explains_a_refusal() {
 
     let dir = TempDir::new("check-pay-ok");
     let cfg = config(dir.path(), &base, &pay_table(dir.path(), &base, MERCHANT_KEY, PAY_PUBLIC_KEY));
-    let (code, out, err) = run(&["check", "--live", "--config", cfg.to_str().unwrap()], &secret);
+    let (code, out, err) = run_bare(&["check", "--live", "--config", cfg.to_str().unwrap()], &secret);
     assert_eq!(code, 0, "{out}{err}");
     let line = out.lines().find(|l| l.starts_with("wechat pay:")).unwrap_or_default();
     assert!(line.contains("merchant 1900007291: OK") && line.contains("ORDER_NOT_EXIST"), "{out}");
 
     let dir = TempDir::new("check-pay-sign");
     let cfg = config(dir.path(), &base, &pay_table(dir.path(), &base, OTHER_KEY, PAY_PUBLIC_KEY));
-    let (code, out, err) = run(&["check", "--live", "--config", cfg.to_str().unwrap()], &secret);
+    let (code, out, err) = run_bare(&["check", "--live", "--config", cfg.to_str().unwrap()], &secret);
     assert_eq!(code, 1, "{out}{err}");
     let line = out.lines().find(|l| l.starts_with("wechat pay:")).unwrap_or_default();
     assert!(line.contains("FAILED") && line.contains("SIGN_ERROR") && line.contains("pay.merchant_key_file"), "{out}");
@@ -388,7 +383,7 @@ fn check_live_signs_a_query_and_explains_a_refusal() {
 
     let dir = TempDir::new("check-pay-verify");
     let cfg = config(dir.path(), &base, &pay_table(dir.path(), &base, MERCHANT_KEY, OTHER_PUBLIC_KEY));
-    let (code, out, _) = run(&["check", "--live", "--config", cfg.to_str().unwrap()], &secret);
+    let (code, out, _) = run_bare(&["check", "--live", "--config", cfg.to_str().unwrap()], &secret);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("did not verify with the configured WeChat Pay public key"), "{out}");
 
@@ -397,7 +392,7 @@ fn check_live_signs_a_query_and_explains_a_refusal() {
     let dead = "http://127.0.0.1:9";
     let text = pay_table(dir.path(), dead, MERCHANT_KEY, PAY_PUBLIC_KEY);
     let cfg = config(dir.path(), &base, &text);
-    let (code, out, _) = run(&["check", "--live", "--config", cfg.to_str().unwrap()], &secret);
+    let (code, out, _) = run_bare(&["check", "--live", "--config", cfg.to_str().unwrap()], &secret);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("could not be reached at http://127.0.0.1:9"), "{out}");
 }
@@ -428,24 +423,24 @@ fn orders_refund_refunds_once_per_number_and_show_lists_the_refunds() {
 
     let refund = ["orders", "refund", "Wrefund-paid-01", "--amount", "300", "--reason", "goodwill"];
     let args: Vec<&str> = refund.iter().copied().chain(["--out-refund-no", "RF-CLI-01", "--config", cfg]).collect();
-    let (code, out, err) = run(&args, &[]);
+    let (code, out, err) = run_bare(&args, &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("refund RF-CLI-01 of 300 fen: processing"), "{out}");
-    let (code, out, err) = run(&args, &[]);
+    let (code, out, err) = run_bare(&args, &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("already made"), "{out}");
     let stats = send(&format!("{base}/__fake/pay/stats"), "GET", None, None, &[]).json();
     assert_eq!((stats["calls"]["refund"].as_u64(), stats["refunds"].as_u64()), (Some(1), Some(1)), "{stats}");
 
-    let (code, out, _) = run(&["orders", "show", "Wrefund-paid-01", "--config", cfg], &[]);
+    let (code, out, _) = run_bare(&["orders", "show", "Wrefund-paid-01", "--config", cfg], &[]);
     assert_eq!(code, 0);
     assert_eq!(lines_with(&out, "RF-CLI-01").len(), 1, "{out}");
     assert!(out.contains("goodwill"), "{out}");
 
-    let (code, _, err) = run(&["orders", "refund", "Wrefund-paid-01", "--amount", "691", "--config", cfg], &[]);
+    let (code, _, err) = run_bare(&["orders", "refund", "Wrefund-paid-01", "--amount", "691", "--config", cfg], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("more than what is left") && err.contains("690 fen"), "{err}");
-    let (code, _, err) = run(&["orders", "refund", "Wrefund-unpaid-02", "--amount", "1", "--config", cfg], &[]);
+    let (code, _, err) = run_bare(&["orders", "refund", "Wrefund-unpaid-02", "--amount", "1", "--config", cfg], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("not paid"), "{err}");
     assert_eq!(store.refunds_of_order("Wrefund-unpaid-02").unwrap().len(), 0);

@@ -14,11 +14,6 @@ use wxlogin::store::{ServerLock, Store};
 use crate::pg_cluster::{fresh_database, psql};
 use crate::support::*;
 
-/// Runs the binary with no secret in its environment but those given.
-fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    run_bare(args, envs)
-}
-
 /// An appliance.toml in `dir` on the PostgreSQL database at `url`, WeChat at `fake_url`.
 fn pg_config(dir: &Path, url: &str, fake_url: &str) -> PathBuf {
     let path = dir.join("pg.toml");
@@ -63,7 +58,8 @@ fn count(url: &str, table: &str) -> i64 {
 /// Copies `db` into a fresh database and returns its URL.
 fn copied(db: &Path, dir: &Path) -> String {
     let url = fresh_database();
-    let (code, out, err) = run(&["copy-db", "--from", db.to_str().unwrap(), "--to-file", &url_file(dir, &url)], &[]);
+    let (code, out, err) =
+        run_bare(&["copy-db", "--from", db.to_str().unwrap(), "--to-file", &url_file(dir, &url)], &[]);
     assert_eq!(code, 0, "copy-db: {out}{err}");
     url
 }
@@ -73,7 +69,7 @@ fn pg_copy_db_moves_every_row_ids_and_sessions_kept() {
     let (s, db, tokens) = installation();
     let url = fresh_database();
     let file = url_file(s.dir.path(), &url);
-    let (code, out, err) = run(&["copy-db", "--from", db.to_str().unwrap(), "--to-file", &file], &[]);
+    let (code, out, err) = run_bare(&["copy-db", "--from", db.to_str().unwrap(), "--to-file", &file], &[]);
     assert_eq!(code, 0, "{out}{err}");
     for line in [
         "users: 2 copied, 2 in PostgreSQL",
@@ -159,7 +155,7 @@ fn pg_copy_db_refuses_a_target_with_rows_and_writes_nothing() {
     );
     psql(&url, "INSERT INTO access_tokens (app, token, expires_at, fetched_at) VALUES ('other', 't', 1, 1)");
     let (code, out, err) =
-        run(&["copy-db", "--from", db.to_str().unwrap(), "--to-file", &url_file(s.dir.path(), &url)], &[]);
+        run_bare(&["copy-db", "--from", db.to_str().unwrap(), "--to-file", &url_file(s.dir.path(), &url)], &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("access_tokens has 1 row(s)") && err.contains("not empty"), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -175,17 +171,17 @@ fn pg_copy_db_refuses_a_database_a_server_is_using_and_bad_arguments() {
     let url = fresh_database();
     let file = url_file(s.dir.path(), &url);
     let lock = ServerLock::acquire(&db).expect("lock as serve does");
-    let (code, _, err) = run(&["copy-db", "--from", db.to_str().unwrap(), "--to-file", &file], &[]);
+    let (code, _, err) = run_bare(&["copy-db", "--from", db.to_str().unwrap(), "--to-file", &file], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("stop it first"), "{err}");
     drop(lock);
     assert_eq!(psql(&url, "SELECT to_regclass('users') IS NULL").trim(), "t", "the target was not touched");
 
-    let (code, _, err) = run(&["copy-db", "--from", db.to_str().unwrap()], &[]);
+    let (code, _, err) = run_bare(&["copy-db", "--from", db.to_str().unwrap()], &[]);
     assert_eq!(code, 2, "{err}");
-    let (code, _, err) = run(&["copy-db", "--from", db.to_str().unwrap(), "--to", "mysql://x/y"], &[]);
+    let (code, _, err) = run_bare(&["copy-db", "--from", db.to_str().unwrap(), "--to", "mysql://x/y"], &[]);
     assert_eq!(code, 2, "{err}");
-    let (code, _, err) = run(&["copy-db", "--from", "/nonexistent/wxlogin.db", "--to", &url], &[]);
+    let (code, _, err) = run_bare(&["copy-db", "--from", "/nonexistent/wxlogin.db", "--to", &url], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("does not exist"), "{err}");
 
@@ -193,7 +189,7 @@ fn pg_copy_db_refuses_a_database_a_server_is_using_and_bad_arguments() {
     let old = s.dir.path().join("old.db");
     std::fs::copy(&db, &old).unwrap();
     rusqlite::Connection::open(&old).unwrap().pragma_update(None, "user_version", 4).unwrap();
-    let (code, _, err) = run(&["copy-db", "--from", old.to_str().unwrap(), "--to", &url], &[]);
+    let (code, _, err) = run_bare(&["copy-db", "--from", old.to_str().unwrap(), "--to", &url], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("schema version 4") && err.contains("serve"), "{err}");
     assert_eq!(count(&url, "users"), 0);
@@ -205,11 +201,11 @@ fn pg_backup_and_restore_print_the_pg_dump_and_pg_restore_lines() {
     let url = "postgres://wxuser:s3cret-pw@db.internal:6432/wxlogin_prod";
     let config = pg_config(dir.path(), url, "http://127.0.0.1:9");
     let cfg = config.to_str().unwrap();
-    let (code, out, err) = run(&["backup", "nightly.dump", "--config", cfg], &[]);
+    let (code, out, err) = run_bare(&["backup", "nightly.dump", "--config", cfg], &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("pg_dump -Fc -h db.internal -p 6432 -U wxuser -d wxlogin_prod -f nightly.dump"), "{err}");
     assert!(err.contains("PGPASSWORD") && err.contains(".pgpass"), "{err}");
-    let (code, out2, err2) = run(&["restore", "--config", cfg], &[]);
+    let (code, out2, err2) = run_bare(&["restore", "--config", cfg], &[]);
     assert_eq!(code, 1);
     assert!(
         err2.contains("pg_restore --clean --if-exists -h db.internal -p 6432 -U wxuser -d wxlogin_prod wxlogin.dump"),
@@ -222,7 +218,7 @@ fn pg_backup_and_restore_print_the_pg_dump_and_pg_restore_lines() {
     // The URL from the environment, as a deployment gives it.
     let bare = dir.path().join("bare.toml");
     std::fs::write(&bare, format!("[[apps]]\nname = \"main\"\nappid = \"{APPID}\"\n")).unwrap();
-    let (code, _, err) = run(&["backup", "--config", bare.to_str().unwrap()], &[("WXLOGIN_DATABASE_URL", url)]);
+    let (code, _, err) = run_bare(&["backup", "--config", bare.to_str().unwrap()], &[("WXLOGIN_DATABASE_URL", url)]);
     assert_eq!(code, 1);
     assert!(err.contains("pg_dump -Fc -h db.internal -p 6432") && err.contains("-f wxlogin.dump"), "{err}");
     assert!(!err.contains("s3cret-pw"), "{err}");
@@ -237,7 +233,7 @@ fn pg_check_names_postgresql_and_its_schema_version() {
     let cfg = config.to_str().unwrap();
     let shown = url.rsplit_once('@').unwrap().1;
     let secret = [("WXLOGIN_SECRET_MAIN", SECRET)];
-    let (code, out, err) = run(&["check", "--config", cfg], &secret);
+    let (code, out, err) = run_bare(&["check", "--config", cfg], &secret);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&format!("database: PostgreSQL {shown} is reachable")), "{out}");
     assert!(out.contains("no wxlogin schema yet"), "{out}");
@@ -245,18 +241,18 @@ fn pg_check_names_postgresql_and_its_schema_version() {
 
     drop(Store::connect(&DatabaseConfig { url: Some(Secret::new(url.clone())), ..DatabaseConfig::default() }).unwrap());
     let version = psql(&url, "SELECT max(version) FROM wxlogin_schema").trim().to_string();
-    let (code, out, err) = run(&["check", "--config", cfg], &secret);
+    let (code, out, err) = run_bare(&["check", "--config", cfg], &secret);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&format!("PostgreSQL {shown} is reachable, schema version {version}, 0 user(s)")), "{out}");
 
     // A newer schema, and a server that is not there: exit 1, the place named, no password.
     psql(&url, "UPDATE wxlogin_schema SET version = version + 1");
-    let (code, _, err) = run(&["check", "--config", cfg], &secret);
+    let (code, _, err) = run_bare(&["check", "--config", cfg], &secret);
     assert_eq!(code, 1);
     assert!(err.contains("newer wxlogin") && err.contains(shown), "{err}");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let gone = pg_config(dir.path(), &format!("postgres://u:pw-not-shown@127.0.0.1:{port}/x"), "http://127.0.0.1:9");
-    let (code, out, err) = run(&["check", "--config", gone.to_str().unwrap()], &secret);
+    let (code, out, err) = run_bare(&["check", "--config", gone.to_str().unwrap()], &secret);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains(&format!("PostgreSQL 127.0.0.1:{port}/x")), "{err}");
     assert!(!err.contains("pw-not-shown") && !out.contains("pw-not-shown"), "{err}");
@@ -274,20 +270,20 @@ fn pg_admin_commands_read_the_copied_installation() {
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, format!("{text}\n{pay}")).unwrap();
     let cfg = config.to_str().unwrap();
-    let (code, out, err) = run(&["stats", "--config", cfg], &[]);
+    let (code, out, err) = run_bare(&["stats", "--config", cfg], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("users:          2") && out.contains("live sessions:  3"), "{out}");
-    let (code, out, err) = run(&["users", "list", "--config", cfg], &[]);
+    let (code, out, err) = run_bare(&["users", "list", "--config", cfg], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Annie") && out.contains("(2 user(s)"), "{out}");
     let ann = psql(&url, "SELECT id FROM users WHERE nickname = 'Annie'").trim().to_string();
-    let (code, out, err) = run(&["sessions", "list", "--user", &ann, "--config", cfg], &[]);
+    let (code, out, err) = run_bare(&["sessions", "list", "--user", &ann, "--config", cfg], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("2 live session(s)"), "{out}");
-    let (code, out, err) = run(&["orders", "list", "--config", cfg], &[]);
+    let (code, out, err) = run_bare(&["orders", "list", "--config", cfg], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("paid"), "{out}");
-    let (code, out, err) = run(&["pay", "events", "list", "--config", cfg], &[]);
+    let (code, out, err) = run_bare(&["pay", "events", "list", "--config", cfg], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("order.paid"), "{out}");
 }
@@ -317,7 +313,7 @@ fn pg_copy_db_copies_thousands_of_rows_in_batches_exactly() {
     tx.commit().unwrap();
     drop(c);
     let url = fresh_database();
-    let (code, out, err) = run(&["copy-db", "--from", db.to_str().unwrap(), "--to", &url], &[]);
+    let (code, out, err) = run_bare(&["copy-db", "--from", db.to_str().unwrap(), "--to", &url], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.lines().any(|l| l == "users: 2500 copied, 2500 in PostgreSQL"), "{out}");
     assert!(out.lines().any(|l| l == "sessions: 2500 copied, 2500 in PostgreSQL"), "{out}");

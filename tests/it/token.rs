@@ -1,7 +1,6 @@
 //! The access-token owner: POST /v1/me/phone, /internal/v1/access_token, refresh
 //! single-flight, restarts, classic mode, `check --live` and `users check-key`.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -190,15 +189,6 @@ fn token_internal_endpoint_is_absent_without_keys() {
     assert_eq!((r.status, r.error_code().as_str()), (404, "not_found"));
 }
 
-fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(bin()).args(args).envs(envs.iter().copied()).output().expect("run wxlogin");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
 fn fake() -> FakeWeChat {
     FakeWeChat::start(
         "127.0.0.1:0",
@@ -220,7 +210,7 @@ fn token_check_live_explains_each_failure_in_plain_words() {
     let config = write_config(dir.path(), &fake.base_url(), "");
     let args = ["check", "--live", "--config", config.to_str().unwrap()];
     let envs = [("WXLOGIN_SECRET_MAIN", SECRET)];
-    let (code, out, err) = run(&args, &envs);
+    let (code, out, err) = run_bare(&args, &envs);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("app main") && out.contains("OK"), "{out}");
     let cases = [
@@ -232,18 +222,18 @@ fn token_check_live_explains_each_failure_in_plain_words() {
     ];
     for (errcode, times, words) in cases {
         fake_fail(&fake, "stable_token", errcode, times);
-        let (code, out, err) = run(&args, &envs);
+        let (code, out, err) = run_bare(&args, &envs);
         assert_eq!(code, 1, "{errcode}: {out}{err}");
         assert!(out.contains("FAILED") && out.contains(words), "{errcode}: {out}");
         assert!(!out.contains("rid:"), "{out}");
     }
     // A wrong secret, for real.
-    let (code, out, _) = run(&args, &[("WXLOGIN_SECRET_MAIN", "not-the-secret")]);
+    let (code, out, _) = run_bare(&args, &[("WXLOGIN_SECRET_MAIN", "not-the-secret")]);
     assert_eq!(code, 1);
     assert!(out.contains("wrong AppSecret"), "{out}");
     // Nothing listening.
     let config = write_config(dir.path(), "http://127.0.0.1:9", "");
-    let (code, out, _) = run(&["check", "--live", "--config", config.to_str().unwrap()], &envs);
+    let (code, out, _) = run_bare(&["check", "--live", "--config", config.to_str().unwrap()], &envs);
     assert_eq!(code, 1);
     assert!(out.contains("could not be reached at http://127.0.0.1:9"), "{out}");
 }
@@ -278,15 +268,15 @@ fn token_users_check_key_and_no_access_token_in_the_log() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
 
-    let (code, out, err) = run(&["users", "check-key", &id, "--config", cfg], &envs);
+    let (code, out, err) = run_bare(&["users", "check-key", &id, "--config", cfg], &envs);
     assert_eq!((code, out.trim()), (0, "valid"), "{err}");
     assert_eq!(fake.stats()["calls"]["checksession"], 1);
     // A newer wx.login code rotates the user's session_key at WeChat.
     let _ = fake.login_code(APPID, "fay");
-    let (code, out, err) = run(&["users", "check-key", &id, "--config", cfg], &envs);
+    let (code, out, err) = run_bare(&["users", "check-key", &id, "--config", cfg], &envs);
     assert_eq!(code, 1, "{err}");
     assert_eq!(out.trim(), "stale (WeChat answered 87009: the user must wx.login again)");
-    let (code, _, err) = run(&["users", "check-key", "999", "--config", cfg], &envs);
+    let (code, _, err) = run_bare(&["users", "check-key", "999", "--config", cfg], &envs);
     assert_eq!(code, 1);
     assert!(err.contains("no user with ID 999"), "{err}");
     assert_eq!(fake.stats()["calls"]["stable_token"], 1, "the CLI reused the server's stored token");

@@ -476,15 +476,6 @@ fn sigkill_during_delivery_loses_nothing_and_resends_only_the_cut_attempt() {
     }
 }
 
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(bin()).args(args).output().expect("run wxlogin");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
 #[test]
 fn pay_events_list_and_retry_from_the_command_line() {
     let dir = TempDir::new("hookcli");
@@ -514,7 +505,7 @@ fn pay_events_list_and_retry_from_the_command_line() {
         &format!("UPDATE pay_events SET failed_at = 1, last_error = 'HTTP 500' WHERE id = '{}'", ids[1]),
     );
 
-    let (code, out, err) = run(&["pay", "events", "list", "--config", cfg]);
+    let (code, out, err) = run_bare(&["pay", "events", "list", "--config", cfg], &[]);
     assert_eq!(code, 0, "{err}");
     let line = |id: &str| {
         out.lines().find(|l| l.starts_with(id)).unwrap_or_else(|| panic!("{id} not listed: {out}")).to_string()
@@ -523,22 +514,22 @@ fn pay_events_list_and_retry_from_the_command_line() {
     assert!(line(&ids[1]).contains("failed") && line(&ids[1]).contains("HTTP 500"), "{out}");
     assert!(err.contains("pay.webhook_url is empty"), "{err}");
 
-    let (code, out, _) = run(&["pay", "events", "list", "--pending", "--config", cfg]);
+    let (code, out, _) = run_bare(&["pay", "events", "list", "--pending", "--config", cfg], &[]);
     assert_eq!(code, 0);
     assert!(out.contains(&ids[1]) && !out.contains(&ids[0]), "{out}");
 
-    let (code, out, err) = run(&["pay", "events", "retry", &ids[1], "--config", cfg]);
+    let (code, out, err) = run_bare(&["pay", "events", "retry", &ids[1], "--config", cfg], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("had been given up on"), "{out}");
     let e = store.pay_event(&ids[1]).unwrap().unwrap();
     assert!(e.failed_at.is_none() && e.delivered_at.is_none());
     assert!((e.next_attempt_at - wxlogin::store::now()).abs() <= 5);
 
-    let (code, _, err) = run(&["pay", "events", "retry", "evt_nope", "--config", cfg]);
+    let (code, _, err) = run_bare(&["pay", "events", "retry", "evt_nope", "--config", cfg], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("no event with ID `evt_nope`"), "{err}");
-    let (code, _, _) = run(&["pay", "nope", "--config", cfg]);
+    let (code, _, _) = run_bare(&["pay", "nope", "--config", cfg], &[]);
     assert_eq!(code, 2);
-    let (code, _, _) = run(&["pay", "events", "retry", "--config", cfg]);
+    let (code, _, _) = run_bare(&["pay", "events", "retry", "--config", cfg], &[]);
     assert_eq!(code, 2);
 }
